@@ -1,0 +1,201 @@
+"""Build the Connexion app from openapi/chat.yaml, map every error to {"error": ...}, and run it."""
+
+import argparse
+import functools
+import json
+import logging
+import os
+import re
+from pathlib import Path
+
+import connexion
+import peewee
+import uvicorn
+import yaml
+from connexion.context import context
+from connexion.exceptions import ProblemException
+from connexion.lifecycle import ConnexionRequest, ConnexionResponse
+from connexion.middleware import MiddlewarePosition
+from connexion.resolver import Resolver
+from connexion.security import ApiKeySecurityHandler
+from connexion.utils import get_function_from_name
+from starlette.exceptions import HTTPException
+from starlette.requests import cookie_parser
+
+import models
+from handlers import ApiError, BadRequest, Unauthorized
+from handlers.auth import session_token
+
+SPEC = Path(__file__).parent / "openapi" / "chat.yaml"
+DEFAULT_DATABASE_URL = "sqlite:///chat.db"
+MAX_BODY_BYTES = 256 * 1024
+MAX_ERROR_CHARS = 300
+
+log = logging.getLogger("chat")
+
+
+class StarletteCookieApiKeyHandler(ApiKeySecurityHandler):
+    """Read cookies with Starlette's parser: SimpleCookie drops every cookie when any one is malformed."""
+
+    @staticmethod
+    def get_cookie_value(cookies, name):
+        return cookie_parser(cookies or "").get(name)
+
+
+def in_request_scope(handler):
+    """Run a handler on its worker thread with a pooled connection and, for secured operations, the session checked.
+
+    The security schemes only check the cookies' shape on the event loop; the database
+    lookup happens here, on the thread and connection that serve the rest of the request.
+    """
+
+    @functools.wraps(handler)
+    def run(**kwargs):
+        with models.db.connection_context():
+            token_info = context.get("token_info")
+            if token_info:
+                user_id = models.Session.user_for(token_info["user_id"]["sub"], session_token(token_info))
+                if user_id is None:
+                    raise Unauthorized("the session is invalid or has been revoked; log in again")
+                kwargs["user"] = user_id
+            return handler(**kwargs)
+
+    return run
+
+
+class BodySizeLimit:
+    """Refuse request bodies over a cap before anything reads them into memory."""
+
+    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        too_large = BadRequest(f"the request body is larger than {self.max_bytes} bytes")
+        for key, value in scope["headers"]:
+            if key == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                raise too_large
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise too_large
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def error_response(status: int, message: str, headers: dict | None = None) -> ConnexionResponse:
+    return ConnexionResponse(
+        status_code=status,
+        body=json.dumps({"error": message}),
+        content_type="application/json",
+        headers=headers or {},
+    )
+
+
+def client_message(text: str) -> str:
+    """jsonschema appends the whole schema after a blank line, and may quote a huge input: keep it short."""
+    first = (text or "").split("\n\n", 1)[0].strip()
+    return first if len(first) <= MAX_ERROR_CHARS else first[: MAX_ERROR_CHARS - 3] + "..."
+
+
+async def on_api_error(request: ConnexionRequest, exc: ApiError) -> ConnexionResponse:
+    return error_response(exc.status, exc.message)
+
+
+async def on_problem(request: ConnexionRequest, exc: ProblemException) -> ConnexionResponse:
+    if exc.status >= 500:
+        log.error("%s %s failed: %s %s", request.method, request.url.path, exc.title, exc.detail)
+        return error_response(500, "internal server error")
+    return error_response(exc.status, client_message(exc.detail or exc.title or "bad request"))
+
+
+async def on_conflict(request: ConnexionRequest, exc: peewee.IntegrityError) -> ConnexionResponse:
+    log.info("%s %s conflicted: %s", request.method, request.url.path, exc)
+    return error_response(409, "the change conflicts with a concurrent change; reload and retry")
+
+
+async def on_unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    log.exception("%s %s failed", request.method, request.url.path)
+    return error_response(500, "internal server error")
+
+
+def route_errors(spec_paths: dict, base_path: str):
+    """404 and 405 for routes the spec does not have, with an Allow header that lists every method of the path."""
+    routes = [
+        (re.compile("^" + base_path + re.sub(r"\{[^}/]+\}", "[^/]+", path) + "/?$"), operations)
+        for path, operations in spec_paths.items()
+    ]
+    verbs = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+
+    async def on_http_error(request: ConnexionRequest, exc: HTTPException) -> ConnexionResponse:
+        if exc.status_code == 405:
+            allowed = next(
+                (sorted(m.upper() for m in ops if m in verbs) for rx, ops in routes if rx.match(request.url.path)),
+                [],
+            )
+            return error_response(405, f"{request.method} is not allowed here", {"Allow": ", ".join(allowed)})
+        if exc.status_code == 404:
+            return error_response(404, f"no such resource: {request.url.path}")
+        return error_response(exc.status_code, client_message(str(exc.detail)))
+
+    return on_http_error
+
+
+def create_app(
+    database_url: str | None = None,
+    *,
+    validate_responses: bool = False,
+    password_profile: str | None = None,
+) -> connexion.AsyncApp:
+    database_url = database_url or os.environ.get("CHAT_DATABASE_URL", DEFAULT_DATABASE_URL)
+    models.init_db(database_url, password_profile=password_profile or os.environ.get("CHAT_PASSWORD_PROFILE", "secure"))
+
+    app = connexion.AsyncApp(__name__, security_map={"apiKey": StarletteCookieApiKeyHandler})
+    app.add_api(
+        SPEC,
+        resolver=Resolver(function_resolver=lambda name: in_request_scope(get_function_from_name(name))),
+        validate_responses=validate_responses,
+        swagger_ui_options=connexion.options.SwaggerUIOptions(swagger_ui_path="/ui"),
+    )
+    app.add_middleware(BodySizeLimit, position=MiddlewarePosition.BEFORE_SWAGGER)
+    app.add_error_handler(ApiError, on_api_error)
+    app.add_error_handler(ProblemException, on_problem)
+    spec = yaml.safe_load(SPEC.read_text())
+    app.add_error_handler(HTTPException, route_errors(spec["paths"], spec["servers"][0]["url"]))
+    app.add_error_handler(peewee.IntegrityError, on_conflict)
+    app.add_error_handler(Exception, on_unexpected)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="chat-server", description="Serve the chat API with uvicorn.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument(
+        "--database",
+        default=os.environ.get("CHAT_DATABASE_URL", DEFAULT_DATABASE_URL),
+        help="sqlite:///path/to/file.db (default: %(default)s) or postgresql://user@host:5432/name",
+    )
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--password-profile",
+        choices=sorted(models.PASSWORD_PROFILES),
+        default=os.environ.get("CHAT_PASSWORD_PROFILE", "secure"),
+        help="argon2 cost; 'cheapest' is for load tests only",
+    )
+    args = parser.parse_args(argv)
+    os.environ["CHAT_DATABASE_URL"] = args.database
+    os.environ["CHAT_PASSWORD_PROFILE"] = args.password_profile
+    models.init_db(args.database)
+    uvicorn.run("app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,20 @@
+"""Chat membership: list members and bring someone in."""
+
+from handlers import Conflict, NotFound, require_member
+from models import Membership, User
+
+
+def list_members(user: int, chat_id: int) -> dict:
+    require_member(chat_id, user)
+    return {"members": Membership.members_of(chat_id)}
+
+
+def add_member(user: int, chat_id: int, body: dict):
+    require_member(chat_id, user)
+    newcomer = User.get_or_none(User.id == body["user_id"]) if "user_id" in body else User.by_name(body["name"])
+    if newcomer is None:
+        raise NotFound("no such user")
+    if Membership.exists(chat_id, newcomer.id):
+        raise Conflict(f"{newcomer.name} is already a member of chat {chat_id}")
+    Membership.add(chat_id, newcomer.id)
+    return {"status": "ok"}, 201

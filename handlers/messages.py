@@ -1,0 +1,25 @@
+"""Messages: read a chat's history, send, and delete your own."""
+
+from handlers import Forbidden, NotFound, require_member
+from models import Message
+
+
+def list_messages(user: int, chat_id: int, limit: int = 100, before: int | None = None, after: int | None = None):
+    require_member(chat_id, user)
+    return {"messages": Message.page(chat_id, limit, before, after)}
+
+
+def create_message(user: int, chat_id: int, body: dict):
+    require_member(chat_id, user)
+    return {"status": "ok", "id": Message.send(chat_id, user, body["content"])}, 201
+
+
+def delete_message(user: int, chat_id: int, id: int) -> dict:  # noqa: A002 - the spec names it id
+    require_member(chat_id, user)
+    message = Message.get_or_none(Message.id == id, Message.chat == chat_id)
+    if message is None:
+        raise NotFound(f"message {id} does not exist in chat {chat_id}")
+    if message.sender_id != user:
+        raise Forbidden("you can only delete your own messages")
+    message.remove()
+    return {"status": "ok"}

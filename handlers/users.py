@@ -1,0 +1,41 @@
+"""Users: register, read, change and delete accounts."""
+
+from handlers import Conflict, Forbidden, NotFound
+from handlers.auth import start_session
+from models import User
+
+
+def _own_account(user: int, user_id: int) -> User:
+    if user_id != user:
+        if User.get_or_none(User.id == user_id) is None:
+            raise NotFound(f"user {user_id} does not exist")
+        raise Forbidden("you can only change your own account")
+    return User.get_by_id(user)
+
+
+def get_user(user: int, user_id: int, name: str | None = None) -> dict:
+    found = User.by_name(name) if name is not None else User.get_or_none(User.id == user_id)
+    if found is None:
+        raise NotFound("no such user")
+    return {"user": found.as_dict()}
+
+
+def create_user(user_id: int, body: dict):
+    if User.by_name(body["name"]) is not None:
+        raise Conflict("that name is taken")
+    created = User.register(body["name"], body["password"], body["email"])
+    return start_session(created.id, 201)
+
+
+def update_user(user: int, user_id: int, body: dict) -> dict:
+    account = _own_account(user, user_id)
+    name = body.get("name")
+    if name is not None and name != account.name and User.by_name(name) is not None:
+        raise Conflict("that name is taken")
+    account.update_profile(name=name, email=body.get("email"))
+    return {"status": "ok"}
+
+
+def delete_user(user: int, user_id: int) -> dict:
+    _own_account(user, user_id).delete_account()
+    return {"status": "ok"}
