@@ -100,9 +100,15 @@ def error_response(status: int, message: str, headers: dict | None = None) -> Co
 
 
 def client_message(text: str) -> str:
-    """jsonschema appends the whole schema after a blank line, and may quote a huge input: keep it short."""
+    """jsonschema appends the whole schema after a blank line and quotes the input: keep it short.
+
+    Long messages lose their middle, which is where a quoted oversized value sits; the
+    field name at the end survives.
+    """
     first = (text or "").split("\n\n", 1)[0].strip()
-    return first if len(first) <= MAX_ERROR_CHARS else first[: MAX_ERROR_CHARS - 3] + "..."
+    if len(first) <= MAX_ERROR_CHARS:
+        return first
+    return first[:80] + " ... " + first[-(MAX_ERROR_CHARS - 85) :]
 
 
 async def on_api_error(request: ConnexionRequest, exc: ApiError) -> ConnexionResponse:

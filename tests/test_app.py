@@ -1,0 +1,76 @@
+"""The app as a whole: error shapes for routing, validation and crashes, body limits, Swagger UI."""
+
+import models
+
+
+def test_unknown_route_is_json_not_found(client):
+    response = client.get("/api/nope")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"error": "no such resource: /api/nope"}
+
+
+def test_wrong_method_lists_every_allowed_method(alice):
+    response = alice.client.patch("/api/chats/1")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "DELETE, GET, POST, PUT"
+    assert "error" in response.json()
+
+
+def test_non_integer_path_id_is_not_found(alice):
+    assert alice.client.get("/api/chats/abc").status_code == 404
+
+
+def test_json_body_is_unsupported_media_type(alice):
+    response = alice.client.post("/api/chats", json={"title": "x"})
+    assert response.status_code == 415
+    assert "application/x-www-form-urlencoded" in response.json()["error"]
+
+
+def test_validation_error_is_short_and_names_the_field(alice):
+    response = alice.client.post("/api/chats", data={"title": "t" * 5000})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert "title" in error
+    assert len(error) <= 300
+    assert "Failed validating" not in error
+
+
+def test_two_megabyte_form_is_bad_request(alice, make_chat):
+    chat_id = make_chat(alice)
+    response = alice.client.post(f"/api/chats/{chat_id}", data={"content": "x" * 2_000_000})
+    assert response.status_code == 400
+    assert "larger than" in response.json()["error"]
+    assert alice.client.get(f"/api/chats/{chat_id}").json()["messages"] == []
+
+
+def test_chunked_body_over_the_cap_is_bad_request(alice, make_chat):
+    chat_id = make_chat(alice)
+
+    def chunks():
+        for _ in range(40):
+            yield b"content=" + b"x" * 10_000
+
+    response = alice.client.post(
+        f"/api/chats/{chat_id}", content=chunks(), headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert response.status_code == 400
+
+
+def test_unexpected_exception_is_generic_500(alice, monkeypatch, caplog):
+    def explode(cls, user_id):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(models.Chat, "listing_for", classmethod(explode))
+    response = alice.client.get("/api/chats")
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal server error"}
+    assert "secret internal detail" in caplog.text
+
+
+def test_spec_and_swagger_ui_are_served(app):
+    plain = app.test_client()
+    assert plain.get("/api/openapi.json").json()["info"]["title"] == "Chat API"
+    response = plain.get("/api/ui/")
+    assert response.status_code == 200
+    assert "swagger-ui" in response.text
