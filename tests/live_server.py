@@ -1,0 +1,89 @@
+"""Run the real `chat-server` command on a free loopback port with a fresh SQLite file, for out-of-process tests."""
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+START_TIMEOUT_SECONDS = 30
+STOP_TIMEOUT_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    url: str
+    log_path: Path
+
+    @property
+    def api_url(self) -> str:
+        return self.url + "/api"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def chat_server_command() -> list[str]:
+    """The console script installed next to this interpreter, so a tox env runs its own copy of the project."""
+    script = shutil.which("chat-server", path=str(Path(sys.executable).parent))
+    if script is None:
+        raise RuntimeError(f"chat-server is not installed next to {sys.executable}; pip install the project first")
+    return [script]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_until_up(process: subprocess.Popen, server: LiveServer) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"chat-server exited with {process.returncode} before answering:\n{server.log()}")
+        try:
+            if httpx.get(server.api_url + "/openapi.json", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"chat-server did not answer within {START_TIMEOUT_SECONDS} s:\n{server.log()}")
+
+
+@contextlib.contextmanager
+def live_server() -> Iterator[LiveServer]:
+    """Start chat-server with `--password-profile cheapest`, yield once it answers, and stop it afterwards."""
+    with tempfile.TemporaryDirectory(prefix="chat-live-") as workdir:
+        port = _free_port()
+        server = LiveServer(url=f"http://127.0.0.1:{port}", log_path=Path(workdir) / "server.log")
+        command = [
+            *chat_server_command(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--database",
+            f"sqlite:///{Path(workdir) / 'chat.db'}",
+            "--password-profile",
+            "cheapest",
+        ]
+        with server.log_path.open("wb") as log_file:
+            process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, cwd=workdir)
+            try:
+                _wait_until_up(process, server)
+                yield server
+            finally:
+                process.terminate()
+                try:
+                    process.wait(STOP_TIMEOUT_SECONDS)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
