@@ -27,8 +27,9 @@ def create_user(user_id: int, body: dict):
     return start_session(created.id, 201)
 
 
-def update_user(user: int, user_id: int, body: dict) -> dict:
+def update_user(user: int, user_id: int, body: dict | None = None) -> dict:
     account = _own_account(user, user_id)
+    body = body or {}
     name = body.get("name")
     if name is not None and name != account.name and User.by_name(name) is not None:
         raise Conflict("that name is taken")

@@ -35,17 +35,6 @@ class GeneratedSdk:
         return module.sync_detailed(**kwargs)
 
 
-@dataclass
-class AddMemberForm:
-    """The generator types the add-member body as Any (its schema is an anyOf of `required` lists) but still calls
-    `body.to_dict()` on it, so a plain dict fails; this is the smallest object it accepts."""
-
-    user_id: int
-
-    def to_dict(self) -> dict:
-        return {"user_id": self.user_id}
-
-
 @pytest.fixture(scope="module")
 def sdk(tmp_path_factory):
     """Generate the client from the spec, failing on any generator warning, and pip-install it into a temp dir."""
@@ -143,13 +132,14 @@ def chat_with_bob(sdk, register):
     alice, bob = register("alice"), register("bob")
     created = sdk.call("chats.create_chat", client=alice.client, body=sdk.models.ChatTitle(title="general"))
     assert created.status_code == HTTPStatus.CREATED, created.content
-    added = sdk.call("members.add_member", client=alice.client, chat_id=created.parsed.id, body=AddMemberForm(bob.id))
+    newcomer = sdk.models.NewMember(user_id=bob.id)
+    added = sdk.call("members.add_member", client=alice.client, chat_id=created.parsed.id, body=newcomer)
     assert added.status_code == HTTPStatus.CREATED, added.content
     return created.parsed.id, alice, bob
 
 
 def send(sdk, account: Account, chat_id: int, content: str) -> int:
-    body = sdk.models.HandlersMessagesCreateMessageBody(content=content)
+    body = sdk.models.NewMessage(content=content)
     response = sdk.call("messages.create_message", client=account.client, chat_id=chat_id, body=body)
     assert response.status_code == HTTPStatus.CREATED, response.content
     return response.parsed.id

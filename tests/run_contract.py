@@ -1,0 +1,65 @@
+"""Fuzz a live chat-server with the schemathesis CLI, the way a user runs it in their own CI.
+
+    python -m tests.run_contract [extra schemathesis options, e.g. --max-examples 500]
+
+Starts `chat-server` on a free loopback port with a fresh SQLite file and runs
+`schemathesis run openapi/chat.yaml --checks all` against it with every phase, twice:
+
+1. as a freshly registered user (settings in schemathesis.toml, auth from tests/schemathesis_hooks.py);
+2. as two peers, alice and bob (tests/contract-peers.toml), so that the object-level authorization
+   check replays each one's reads as the other. This pass enables every check in its config file
+   instead of with `--checks all`, because that flag would override the one per-operation exception
+   the file documents.
+
+Stops the server and exits non-zero if either pass failed.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.live_server import live_server
+
+ROOT = Path(__file__).resolve().parent.parent
+PEERS = ("peer-alice", "peer-bob")
+
+
+def schemathesis(api_url: str, *options: str, checks: tuple[str, ...] = ("--checks", "all"), env=None) -> int:
+    command = [
+        str(Path(sys.executable).parent / "schemathesis"),
+        *options[:2],
+        "run",
+        "openapi/chat.yaml",
+        "--url",
+        api_url,
+        *checks,
+        "--phases",
+        "examples,coverage,fuzzing,stateful",
+        *options[2:],
+    ]
+    print("\n$", " ".join(command), flush=True)
+    return subprocess.run(command, env={**os.environ, **(env or {})}, cwd=ROOT, check=False).returncode
+
+
+def main(extra: list[str]) -> int:
+    with live_server() as server:
+        fresh_user = schemathesis(
+            server.api_url,
+            "--config-file",
+            "schemathesis.toml",
+            *extra,
+            env={"SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks", "PYTHONPATH": str(ROOT)},
+        )
+        for name in PEERS:
+            form = {"name": name, "password": "peer-password", "email": f"{name}@example.com"}
+            httpx.post(f"{server.api_url}/user/0", data=form).raise_for_status()
+        peers = schemathesis(server.api_url, "--config-file", "tests/contract-peers.toml", *extra, checks=())
+    print(f"\nfresh-user pass exit code {fresh_user}, peers pass exit code {peers}")
+    return fresh_user or peers
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

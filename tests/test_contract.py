@@ -1,0 +1,111 @@
+"""The contract: openapi/chat.yaml is valid and complete, and schemathesis finds nothing wrong, in-process."""
+
+import pytest
+import schemathesis
+from connexion.utils import get_function_from_name
+from hypothesis import HealthCheck, settings
+from openapi_spec_validator import validate
+
+import models
+import tests.schemathesis_hooks  # noqa: F401 - registers the fresh-user auth for every schemathesis test
+from app import create_app
+from tests.conftest import SPEC_DOC, _resolve
+
+VERBS = {"get", "put", "post", "delete", "patch"}
+OPERATIONS = [
+    (path, verb, operation)
+    for path, item in SPEC_DOC["paths"].items()
+    for verb, operation in item.items()
+    if verb in VERBS
+]
+
+
+def test_spec_is_valid_openapi_3_0():
+    assert SPEC_DOC["openapi"].startswith("3.0.")
+    validate(SPEC_DOC)
+
+
+@pytest.mark.parametrize("path, verb, operation", OPERATIONS, ids=[f"{v.upper()} {p}" for p, v, _ in OPERATIONS])
+def test_operation_id_resolves_to_a_handler(path, verb, operation):
+    operation_id = operation["operationId"]
+    assert operation_id.startswith("handlers.")
+    assert callable(get_function_from_name(operation_id))
+
+
+def test_operation_ids_are_unique():
+    ids = [op["operationId"] for _, _, op in OPERATIONS]
+    assert len(ids) == len(set(ids))
+
+
+def _object_schemas(schema, seen=()):
+    schema = _resolve(schema)
+    if id(schema) in seen:
+        return
+    seen = (*seen, id(schema))
+    if schema.get("type") == "object" or "properties" in schema:
+        yield schema
+    for child in schema.get("properties", {}).values():
+        yield from _object_schemas(child, seen)
+    if "items" in schema:
+        yield from _object_schemas(schema["items"], seen)
+    for key in ("allOf", "anyOf", "oneOf"):
+        for child in schema.get(key, []):
+            yield from _object_schemas(child, seen)
+
+
+@pytest.mark.parametrize("path, verb, operation", OPERATIONS, ids=[f"{v.upper()} {p}" for p, v, _ in OPERATIONS])
+def test_response_objects_declare_additional_properties(path, verb, operation):
+    for status, response in operation["responses"].items():
+        content = _resolve(response).get("content", {})
+        assert set(content) == {"application/json"}, f"{status} must be JSON"
+        for schema in _object_schemas(content["application/json"]["schema"]):
+            assert "additionalProperties" in schema, f"{verb.upper()} {path} {status}: {schema}"
+
+
+@pytest.mark.parametrize("path, verb, operation", OPERATIONS, ids=[f"{v.upper()} {p}" for p, v, _ in OPERATIONS])
+def test_every_operation_declares_its_error_statuses(path, verb, operation):
+    responses = operation["responses"]
+    assert "500" in responses
+    if operation.get("security", SPEC_DOC["security"]):
+        assert "401" in responses
+    if "requestBody" in operation:
+        assert {"400", "415"} <= set(responses)
+
+
+@pytest.fixture
+def database_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'contract.db'}"
+
+
+@pytest.fixture
+def api_schema(database_url):
+    app = create_app(database_url, validate_responses=True, password_profile="cheapest")
+    yield schemathesis.openapi.from_asgi("/api/openapi.json", app)
+    models.db.close_all()
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@settings(max_examples=25, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))
+def test_operation_conforms_to_contract(case):
+    case.call_and_validate()
+
+
+def test_stateful_workflows_conform_to_contract(api_schema, database_url):
+    class Workflow(api_schema.as_state_machine()):
+        def setup(self):
+            with models.db.connection_context():
+                models.db.drop_tables(list(reversed(models.MODELS)))
+                models.db.create_tables(models.MODELS)
+
+    Workflow.run(
+        settings=settings(
+            max_examples=40,
+            stateful_step_count=8,
+            derandomize=True,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
