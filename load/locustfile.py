@@ -1,0 +1,604 @@
+"""Locust traffic shaped like a chat app: chatters talk in shared chats, readers page back through their history.
+
+Every response is checked against what this user already knows (its own sends, renames, deletions and the members it
+added), so a run fails on wrong answers as well as on errors. Run the web UI with
+`locust -f load/locustfile.py --host http://127.0.0.1:8080`, or a bounded headless run with `tox -e load`.
+"""
+
+import ipaddress
+import itertools
+import logging
+import random
+import re
+import secrets
+import threading
+import time
+from urllib.parse import urlsplit
+
+from locust import FastHttpUser, events, task
+from locust.exception import StopUser
+from locust.runners import WorkerRunner
+
+PASSWORD = "load-test-password"
+HISTORY_PAGE = 20
+FOLLOW_UP_PAGE = 1000
+MY_RECENT_MESSAGES = 200
+# Names must be unique across runs against the same database, and across Locust worker processes.
+RUN_TAG = secrets.token_hex(3)
+_serial = itertools.count(1)
+# Every message this file sends starts with its sender's id, so any reader can tell whether content and sender_id
+# came from the same row. Messages that other tools wrote (for example load/seed.py) do not match and are not judged.
+CONTENT_TAG = re.compile(r"^m(\d+)\.(\d+) ")
+WORDS = ("hi", "ok", "sure", "lunch?", "deploying", "merged", "review", "tomorrow", "sounds good", "thanks", "ship it")
+TIME_SHAPE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
+
+log = logging.getLogger("load")
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser):
+    parser.add_argument(
+        "--max-p95-ms",
+        type=float,
+        default=500.0,
+        env_var="LOCUST_MAX_P95_MS",
+        help="Exit non-zero when any endpoint's 95th percentile response time is above this (ms).",
+    )
+    parser.add_argument(
+        "--think-scale",
+        type=float,
+        default=1.0,
+        env_var="LOCUST_THINK_SCALE",
+        help="Multiply every user's pause between actions: 0 sends back to back, 2 is twice as slow.",
+    )
+
+
+def is_loopback(url: str | None) -> bool:
+    host = urlsplit(url or "").hostname
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
+@events.init.add_listener
+def _refuse_remote_hosts(environment, **_kwargs):
+    if environment.host and not is_loopback(environment.host):
+        raise SystemExit(f"refusing to load {environment.host}: this load test only targets loopback addresses")
+
+
+@events.quitting.add_listener
+def _judge_run(environment, **_kwargs):
+    """Fail the process on any failed request, any exception in a task, or any endpoint slower than --max-p95-ms."""
+    if isinstance(environment.runner, WorkerRunner):
+        return
+    limit = environment.parsed_options.max_p95_ms if environment.parsed_options else 500.0
+    stats = environment.stats
+    problems = []
+    if stats.total.num_failures:
+        problems.append(f"{stats.total.num_failures} of {stats.total.num_requests} requests failed")
+    if environment.runner is not None and environment.runner.exceptions:
+        problems.append(f"{len(environment.runner.exceptions)} kinds of exception in tasks")
+    for entry in sorted(stats.entries.values(), key=lambda e: (e.name, e.method)):
+        p95 = entry.get_response_time_percentile(0.95)
+        if entry.num_requests and p95 > limit:
+            problems.append(f"p95 of {entry.method} {entry.name} is {p95:.0f} ms, over the {limit:.0f} ms limit")
+    if not stats.total.num_requests:
+        problems.append("no requests were made")
+    for problem in problems:
+        log.error("load check failed: %s", problem)
+    if problems:
+        environment.process_exit_code = 1
+    else:
+        log.info("load check passed: no failures, every endpoint's p95 within %.0f ms", limit)
+
+
+class Mismatch(Exception):
+    """A response that does not match what the API promises or what this user knows."""
+
+
+class Directory:
+    """Who is around and which messages are gone, shared by every simulated user of this process.
+
+    Chatters pick the people they add to chats from here, and every read checks that messages whose deletion was
+    confirmed before the read was sent are not served. Nothing in here yields, and the lock (a gevent lock once
+    Locust has patched threading) keeps it correct even if that changes.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._people = {"reader": [], "chatter": []}
+        self._withdrawn: set[str] = set()
+        self._deleted: dict[int, float] = {}
+
+    def join(self, kind: str, user_id: int, name: str) -> None:
+        with self._lock:
+            self._people[kind].append((user_id, name))
+
+    def pick(self, kind: str, exclude: set[int]) -> tuple[int, str] | None:
+        with self._lock:
+            candidates = [person for person in self._people[kind] if person[0] not in exclude]
+        return random.choice(candidates) if candidates else None
+
+    def withdraw(self, content: str) -> None:
+        """Note, before the delete is sent, that this text may vanish at any moment."""
+        with self._lock:
+            self._withdrawn.add(content)
+
+    def was_withdrawn(self, content: str) -> bool:
+        with self._lock:
+            return content in self._withdrawn
+
+    def confirm_deleted(self, message_id: int) -> None:
+        with self._lock:
+            self._deleted[message_id] = time.monotonic()
+
+    def deleted_before(self, message_id: int, moment: float) -> bool:
+        with self._lock:
+            confirmed = self._deleted.get(message_id)
+        return confirmed is not None and confirmed < moment
+
+
+directory = Directory()
+
+
+def snippet(response) -> str:
+    text = (response.text or "") if response.status_code else str(response.error)
+    return text[:200]
+
+
+def expect_keys(obj, keys: set[str], what: str) -> None:
+    if not isinstance(obj, dict) or set(obj) != keys:
+        raise Mismatch(f"{what} should have exactly {sorted(keys)}: {str(obj)[:200]}")
+
+
+def expect_id(value, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise Mismatch(f"{what} should be a positive integer, got {value!r}")
+    return value
+
+
+def expect_created(body) -> int:
+    expect_keys(body, {"status", "id"}, "a created response")
+    if body["status"] != "ok":
+        raise Mismatch(f"status should be 'ok': {body}")
+    return expect_id(body["id"], "id")
+
+
+def expect_ok(body) -> None:
+    if body != {"status": "ok"}:
+        raise Mismatch(f'expected {{"status": "ok"}}, got {str(body)[:200]}')
+
+
+def expect_error(body) -> None:
+    expect_keys(body, {"error"}, "an error")
+    if not isinstance(body["error"], str) or not body["error"]:
+        raise Mismatch(f"error should be a non-empty string: {body}")
+
+
+def expect_time(value, what: str) -> None:
+    if not isinstance(value, str) or not TIME_SHAPE.match(value):
+        raise Mismatch(f"{what} should be an RFC 3339 UTC time, got {value!r}")
+
+
+def expect_author(content: str, sender_id, what: str) -> None:
+    tag = CONTENT_TAG.match(content)
+    if tag and int(tag.group(1)) != sender_id:
+        raise Mismatch(f"{what} {content[:40]!r} was written by user {tag.group(1)} but says sender_id {sender_id}")
+
+
+class ChatUser(FastHttpUser):
+    """Registration, login and the checked reads that chatters and readers share."""
+
+    abstract = True
+    kind = ""
+    think = (1.0, 3.0)
+
+    def wait_time(self):
+        options = self.environment.parsed_options
+        scale = options.think_scale if options else 1.0
+        return random.uniform(*self.think) * scale
+
+    def on_start(self):
+        if not is_loopback(self.host):
+            log.error("refusing to load %s: this load test only targets loopback addresses", self.host)
+            raise StopUser()
+        self.name = f"{self.kind}-{RUN_TAG}-{next(_serial)}"
+        self.user_id = None
+        self.chats: list[int] = []
+        body = self.call(
+            "POST",
+            "/api/user/0",
+            name="/api/user/{user_id}",
+            expect=201,
+            data={"name": self.name, "password": PASSWORD, "email": f"{self.name}@load.example"},
+            check=self.check_session_started,
+        )
+        if body is None:
+            raise StopUser()
+        self.user_id = body["id"]
+        directory.join(self.kind, self.user_id, self.name)
+
+    def call(self, method: str, path: str, *, name: str, expect: int, check=None, **kwargs):
+        """Send one request, fail it unless it has the expected status, a JSON body, and passes `check`.
+
+        Returns the body, or None when the request failed.
+        """
+        with self.client.request(method, path, name=name, catch_response=True, **kwargs) as response:
+            try:
+                if response.status_code != expect:
+                    raise Mismatch(f"status {response.status_code}, expected {expect}: {snippet(response)}")
+                if not response.headers.get("content-type", "").startswith("application/json"):
+                    raise Mismatch(f"content-type {response.headers.get('content-type')!r} is not JSON")
+                try:
+                    body = response.json()
+                except ValueError as exc:
+                    raise Mismatch(f"body is not JSON ({exc}): {snippet(response)}") from None
+                if check is not None:
+                    check(body, response)
+            except Mismatch as problem:
+                response.failure(str(problem))
+                return None
+            response.success()
+            return body
+
+    def cookie(self, name: str) -> str | None:
+        return next((c.value for c in self.client.cookiejar if c.name == name), None)
+
+    def check_session_started(self, body, response) -> None:
+        user_id = expect_created(body)
+        if self.user_id is not None and user_id != self.user_id:
+            raise Mismatch(f"logged in as {self.name} (id {self.user_id}) but got id {user_id}")
+        if response.headers.get("location") != "/api/chats":
+            raise Mismatch(f"Location should be /api/chats, got {response.headers.get('location')!r}")
+        if self.cookie("user_id") != str(user_id) or not self.cookie("token"):
+            raise Mismatch(f"session cookies not set: user_id={self.cookie('user_id')!r}")
+
+    def relogin(self):
+        """Log out, prove the old session is revoked, and log back in."""
+        token = self.cookie("token")
+
+        def logged_out(body, response):
+            expect_ok(body)
+            if response.headers.get("location") != "/api/login":
+                raise Mismatch(f"Location should be /api/login, got {response.headers.get('location')!r}")
+            if self.cookie("token") or self.cookie("user_id"):
+                raise Mismatch("logout left the session cookies in place")
+
+        if self.call("GET", "/api/logout", name="/api/logout", expect=200, check=logged_out) is None:
+            return
+        self.call(
+            "GET",
+            "/api/chats",
+            name="/api/chats (revoked session)",
+            expect=401,
+            check=lambda body, _response: expect_error(body),
+            headers={"Cookie": f"user_id={self.user_id}; token={token}"},
+        )
+        self.call(
+            "POST",
+            "/api/login",
+            name="/api/login",
+            expect=200,
+            data={"name": self.name, "password": PASSWORD},
+            check=self.check_session_started,
+        )
+
+    def list_chats(self, check=None) -> list[dict] | None:
+        """GET /api/chats, checking shape and order, and that no chat this user belonged to has vanished."""
+        known = set(self.chats)
+
+        def listing(body, response):
+            expect_keys(body, {"chats"}, "the chat list")
+            chats = body["chats"]
+            if not isinstance(chats, list):
+                raise Mismatch("chats should be a list")
+            previous_time = None
+            for chat in chats:
+                expect_keys(chat, {"id", "title", "last_message", "last_message_time", "sender_id"}, "a chat")
+                expect_id(chat["id"], "chat id")
+                empty = [chat[k] is None for k in ("last_message", "last_message_time", "sender_id")]
+                if any(empty) and not all(empty):
+                    raise Mismatch(f"chat {chat['id']} has only some last-message fields: {chat}")
+                if chat["last_message"] is not None:
+                    expect_time(chat["last_message_time"], f"chat {chat['id']} last_message_time")
+                    expect_author(chat["last_message"], chat["sender_id"], f"chat {chat['id']} last_message")
+                    # Empty chats sort by creation time, so only the chats with messages must be in time order.
+                    if previous_time is not None and chat["last_message_time"] > previous_time:
+                        raise Mismatch(f"chat {chat['id']} is listed after an older conversation")
+                    previous_time = chat["last_message_time"]
+            listed = {chat["id"] for chat in chats}
+            if len(listed) != len(chats):
+                raise Mismatch("a chat is listed twice")
+            if missing := known - listed:
+                raise Mismatch(f"chats {sorted(missing)[:5]} vanished from the list; nobody leaves chats in this test")
+            if check is not None:
+                check({chat["id"]: chat for chat in chats})
+
+        body = self.call("GET", "/api/chats", name="/api/chats", expect=200, check=listing)
+        if body is None:
+            return None
+        self.chats = [chat["id"] for chat in body["chats"]]
+        return body["chats"]
+
+    def read(self, chat_id: int, check=None, **cursor) -> list[dict] | None:
+        """GET a page of a chat, checking order, cursors, authorship and that deleted messages stay deleted."""
+        limit = cursor.setdefault("limit", HISTORY_PAGE)
+        query = "&".join(f"{key}={value}" for key, value in cursor.items())
+        sent_at = time.monotonic()
+
+        def page(body, response):
+            expect_keys(body, {"messages"}, "a page of messages")
+            messages = body["messages"]
+            if not isinstance(messages, list) or len(messages) > limit:
+                raise Mismatch(f"expected at most {limit} messages, got {str(messages)[:200]}")
+            previous = 0
+            for message in messages:
+                expect_keys(message, {"id", "content", "sender_id", "time"}, "a message")
+                message_id = expect_id(message["id"], "message id")
+                if message_id <= previous:
+                    raise Mismatch(f"message {message_id} comes after message {previous}: not oldest first")
+                previous = message_id
+                if "before" in cursor and message_id >= cursor["before"]:
+                    raise Mismatch(f"message {message_id} is not before {cursor['before']}")
+                if "after" in cursor and message_id <= cursor["after"]:
+                    raise Mismatch(f"message {message_id} is not after {cursor['after']}")
+                if not isinstance(message["content"], str) or not isinstance(message["sender_id"], int):
+                    raise Mismatch(f"message {message_id} has a malformed content or sender_id: {message}")
+                expect_time(message["time"], f"message {message_id} time")
+                expect_author(message["content"], message["sender_id"], f"message {message_id}")
+                if directory.deleted_before(message_id, sent_at):
+                    raise Mismatch(f"message {message_id} was served after its deletion was confirmed")
+            if check is not None:
+                check(messages)
+
+        body = self.call("GET", f"/api/chats/{chat_id}?{query}", name="/api/chats/{chat_id}", expect=200, check=page)
+        return None if body is None else body["messages"]
+
+
+class Chatter(ChatUser):
+    """Creates chats, brings people in, talks, and reads back what it said."""
+
+    weight = 3
+    kind = "chatter"
+    think = (0.2, 1.0)
+
+    def on_start(self):
+        super().on_start()
+        self.seq = itertools.count(1)
+        self.current: int | None = None
+        # Chats this user created: the only ones it adds members to or renames, so it knows their exact state.
+        self.members: dict[int, list[int] | None] = {}
+        self.titles: dict[int, str | None] = {}
+        # The newest message this user sent per chat, until a read (unread) or a listing (unlisted) confirms it.
+        self.unread: dict[int, tuple[int, str]] = {}
+        self.unlisted: dict[int, tuple[int, str]] = {}
+        self.mine: list[tuple[int, int, str]] = []
+        self.create_chat()
+
+    @task(1)
+    def create_chat(self):
+        title = f"{random.choice(WORDS)} {random.choice(WORDS)} {next(self.seq)}"
+
+        def created(body, response):
+            chat_id = expect_created(body)
+            if response.headers.get("location") != f"/api/chats/{chat_id}":
+                raise Mismatch(f"Location should be /api/chats/{chat_id}, got {response.headers.get('location')!r}")
+
+        body = self.call("POST", "/api/chats", name="/api/chats", expect=201, check=created, data={"title": title})
+        if body is None:
+            return
+        chat_id = body["id"]
+        self.members[chat_id] = [self.user_id]
+        self.titles[chat_id] = title
+        self.chats.append(chat_id)
+        self.current = chat_id
+        for kind in ("reader", "chatter"):
+            self.add_member(chat_id, kind)
+
+    @task(1)
+    def bring_someone_in(self):
+        if self.members:
+            self.add_member(random.choice(list(self.members)), random.choice(("reader", "reader", "chatter")))
+
+    def add_member(self, chat_id: int, kind: str):
+        members = self.members[chat_id]
+        person = directory.pick(kind, set(members or ()) | {self.user_id})
+        if person is None:
+            return
+        user_id, name = person
+        form = {"user_id": user_id} if random.random() < 0.5 else {"name": name}
+        ok = self.call(
+            "POST",
+            f"/api/chats/{chat_id}/members",
+            name="/api/chats/{chat_id}/members",
+            expect=201,
+            check=lambda body, _response: expect_ok(body),
+            data=form,
+        )
+        if members is not None:
+            # A failed add may still have happened; stop judging this chat's member list.
+            self.members[chat_id] = [*members, user_id] if ok is not None else None
+
+    @task(1)
+    def check_members(self):
+        known = {chat_id: members for chat_id, members in self.members.items() if members is not None}
+        if not known:
+            return
+        chat_id, expected = random.choice(list(known.items()))
+
+        def members(body, response):
+            expect_keys(body, {"members"}, "the member list")
+            for member in body["members"]:
+                expect_keys(member, {"id", "name"}, "a member")
+            got = [member["id"] for member in body["members"]]
+            if got != expected:
+                raise Mismatch(f"chat {chat_id} members should be {expected} in joining order, got {got}")
+
+        self.call(
+            "GET", f"/api/chats/{chat_id}/members", name="/api/chats/{chat_id}/members", expect=200, check=members
+        )
+
+    @task(12)
+    def send_message(self):
+        if self.current is None:
+            return
+        chat_id = self.current
+        filler = " ".join(random.choices(WORDS, k=random.randint(1, 25)))
+        content = f"m{self.user_id}.{next(self.seq)} {filler}"
+        body = self.call(
+            "POST",
+            f"/api/chats/{chat_id}",
+            name="/api/chats/{chat_id}",
+            expect=201,
+            check=lambda body, _response: expect_created(body),
+            data={"content": content},
+        )
+        if body is None:
+            return
+        self.unread[chat_id] = self.unlisted[chat_id] = (body["id"], content)
+        self.mine.append((chat_id, body["id"], content))
+        del self.mine[:-MY_RECENT_MESSAGES]
+
+    @task(8)
+    def read_current_chat(self):
+        if self.current is None:
+            return
+        chat_id = self.current
+        pending = self.unread.pop(chat_id, None)
+
+        def shows_my_message(messages):
+            if pending is None:
+                return
+            message_id, content = pending
+            found = next((m for m in messages if m["id"] == message_id), None)
+            if found is not None:
+                if found["content"] != content or found["sender_id"] != self.user_id:
+                    raise Mismatch(f"my message {message_id} came back as {found}")
+                return
+            # Others may have written HISTORY_PAGE newer messages since; then it is simply off this page.
+            if len(messages) == HISTORY_PAGE and messages[0]["id"] > message_id:
+                return
+            raise Mismatch(f"my message {message_id} in chat {chat_id} is missing from the next read")
+
+        self.read(chat_id, check=shows_my_message)
+
+    @task(5)
+    def look_at_chat_list(self):
+        unlisted, self.unlisted = self.unlisted, {}
+
+        def shows_latest(chats_by_id):
+            for chat_id, title in self.titles.items():
+                listed = chats_by_id.get(chat_id)
+                if title is not None and listed is not None and listed["title"] != title:
+                    raise Mismatch(f"chat {chat_id} was renamed to {title!r} but is listed as {listed['title']!r}")
+            for chat_id, (message_id, content) in unlisted.items():
+                listed = chats_by_id.get(chat_id)
+                if listed is None:
+                    raise Mismatch(f"chat {chat_id}, where I just wrote, is not in my list")
+                if listed["last_message"] == content and listed["sender_id"] == self.user_id:
+                    continue
+                self.explain_newer_last_message(chat_id, message_id, listed)
+
+        chats = self.list_chats(check=shows_latest)
+        if chats and random.random() < 0.3:
+            # Open a chat from the list: usually the one with the latest activity.
+            self.current = chats[0]["id"] if random.random() < 0.5 else random.choice(chats)["id"]
+
+    def explain_newer_last_message(self, chat_id: int, message_id: int, listed: dict) -> None:
+        """The list shows someone else's text as the last message: it must be newer than mine, or being deleted."""
+        if directory.was_withdrawn(listed["last_message"]):
+            return
+        newer = self.read(chat_id, after=message_id, limit=FOLLOW_UP_PAGE)
+        if newer is None:
+            raise Mismatch(f"could not read chat {chat_id} to check its last message")
+        if any(m["content"] == listed["last_message"] and m["sender_id"] == listed["sender_id"] for m in newer):
+            return
+        if directory.was_withdrawn(listed["last_message"]):
+            return
+        raise Mismatch(
+            f"chat {chat_id} lists last message {listed['last_message'][:40]!r} by {listed['sender_id']}, "
+            f"which is not my message {message_id} nor any newer one"
+        )
+
+    @task(1)
+    def rename_chat(self):
+        if not self.titles:
+            return
+        chat_id = random.choice(list(self.titles))
+        title = f"{random.choice(WORDS)} {random.choice(WORDS)} {next(self.seq)}"
+        ok = self.call(
+            "PUT",
+            f"/api/chats/{chat_id}",
+            name="/api/chats/{chat_id}",
+            expect=200,
+            check=lambda body, _response: expect_ok(body),
+            data={"title": title},
+        )
+        # A failed rename may still have happened; then the title is unknown.
+        self.titles[chat_id] = title if ok is not None else None
+
+    @task(1)
+    def delete_message(self):
+        if not self.mine:
+            return
+        chat_id, message_id, content = self.mine.pop(random.randrange(len(self.mine)))
+        directory.withdraw(content)
+        for pending in (self.unread, self.unlisted):
+            if pending.get(chat_id, (None,))[0] == message_id:
+                del pending[chat_id]
+        ok = self.call(
+            "DELETE",
+            f"/api/chats/{chat_id}?id={message_id}",
+            name="/api/chats/{chat_id}",
+            expect=200,
+            check=lambda body, _response: expect_ok(body),
+        )
+        if ok is not None:
+            directory.confirm_deleted(message_id)
+
+    @task(1)
+    def log_out_and_in(self):
+        self.relogin()
+
+
+class Reader(ChatUser):
+    """Never writes: lists its chats and pages back through what others wrote there."""
+
+    weight = 2
+    kind = "reader"
+    think = (0.5, 1.5)
+
+    def on_start(self):
+        super().on_start()
+        self.chat_id: int | None = None
+        self.oldest: int | None = None
+
+    def not_mine(self, messages):
+        for message in messages:
+            if message["sender_id"] == self.user_id:
+                raise Mismatch(f"message {message['id']} claims to be from me, a reader who never writes")
+
+    @task(3)
+    def look_at_chat_list(self):
+        chats = self.list_chats()
+        if chats and (self.chat_id is None or random.random() < 0.3):
+            self.open_chat(random.choice(chats)["id"])
+
+    def open_chat(self, chat_id: int):
+        self.chat_id = chat_id
+        messages = self.read(chat_id, check=self.not_mine)
+        self.oldest = messages[0]["id"] if messages else None
+
+    @task(6)
+    def page_back(self):
+        if self.chat_id is None:
+            return
+        if self.oldest is None:
+            self.open_chat(self.chat_id)
+            return
+        messages = self.read(self.chat_id, check=self.not_mine, before=self.oldest)
+        # A short page means the start of the chat: go back to the newest messages next time.
+        self.oldest = messages[0]["id"] if messages and len(messages) == HISTORY_PAGE else None
