@@ -11,7 +11,7 @@ import datetime
 import random
 import time
 
-from peewee import chunked
+from peewee import IntegrityError, chunked
 
 import models
 from models import Chat, Membership, Message, User, db
@@ -112,7 +112,10 @@ def main(argv=None) -> None:
     start = now - step * (args.messages + 1)
     began = time.perf_counter()
     with db.connection_context():
-        user_ids = seed_users(args.users, args.prefix, start)
+        try:
+            user_ids = seed_users(args.users, args.prefix, start)
+        except IntegrityError as exc:
+            raise SystemExit(f"cannot add users named {args.prefix}-N ({exc}); choose another --prefix") from None
         members = seed_chats(args.chats, user_ids, args.members_per_chat, start, rng)
         setup = time.perf_counter() - began
         began = time.perf_counter()
