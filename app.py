@@ -196,11 +196,19 @@ def main(argv: list[str] | None = None) -> None:
         default=os.environ.get("CHAT_PASSWORD_PROFILE", "secure"),
         help="argon2 cost; 'cheapest' is for load tests only",
     )
+    parser.add_argument("--no-access-log", dest="access_log", action="store_false", help="do not log every request")
     args = parser.parse_args(argv)
     os.environ["CHAT_DATABASE_URL"] = args.database
     os.environ["CHAT_PASSWORD_PROFILE"] = args.password_profile
     models.init_db(args.database)
-    uvicorn.run("app:create_app", factory=True, host=args.host, port=args.port, workers=args.workers)
+    uvicorn.run(
+        "app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        access_log=args.access_log,
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,196 @@
+"""Benchmarks for BENCHMARKS.md: throughput against the framework floor, cost growth with data, tail under load.
+
+    python load/benchmark.py throughput        # floor vs GET /api/chats, GET /api/chats/{id}?limit=20, send
+    python load/benchmark.py growth            # p50/p99 of both reads at 10,000 and at 1,000,000 messages
+    python load/benchmark.py all
+
+Every server is a real uvicorn process with one worker on 127.0.0.1, started and stopped here, on a fresh
+SQLite file seeded through load/seed.py. Load comes from wrk (Debian package `wrk`) with 1 thread; runs are
+bounded by --duration. Prints Markdown tables.
+"""
+
+import argparse
+import contextlib
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+SEED_PASSWORD = "seeded-password"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve(command: list[str], probe_path: str, workdir: Path):
+    """Run a server command on a free port until the block ends; yield its base URL."""
+    port = free_port()
+    log = (workdir / f"server-{port}.log").open("wb")
+    process = subprocess.Popen(
+        [*command, "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{command} exited with {process.returncode}")
+            with contextlib.suppress(httpx.TransportError):
+                httpx.get(url + probe_path, timeout=1)
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{command} did not start")
+            time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()
+
+
+def chat_server(database: str) -> list[str]:
+    return [str(BIN / "chat-server"), "--database", database, "--password-profile", "cheapest", "--no-access-log"]
+
+
+def floor_server(factory: str) -> list[str]:
+    return [str(BIN / "uvicorn"), "--factory", f"load.floor:{factory}", "--no-access-log", "--log-level", "warning"]
+
+
+def seed(database: str, users: int, chats: int, messages: int, members_per_chat: int) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "load" / "seed.py"),
+            *("--database", database, "--users", str(users), "--chats", str(chats)),
+            *("--messages", str(messages), "--members-per-chat", str(members_per_chat)),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def login(url: str, name: str = "seed-1") -> str:
+    response = httpx.post(url + "/api/login", data={"name": name, "password": SEED_PASSWORD})
+    response.raise_for_status()
+    return f"user_id={response.cookies['user_id']}; token={response.cookies['token']}"
+
+
+def first_chat(url: str, cookie: str) -> int:
+    response = httpx.get(url + "/api/chats", headers={"Cookie": cookie})
+    response.raise_for_status()
+    return response.json()["chats"][0]["id"]
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url: str, cookie: str = "", *, post_form: str = "", duration: int, connections: int) -> dict:
+    """One wrk run; returns requests/s, p50/p99 in ms and the count of non-2xx responses and socket errors."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
+    if cookie:
+        command += ["-H", f"Cookie: {cookie}"]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        if post_form:
+            script.write(
+                f'wrk.method = "POST"\nwrk.body = "{post_form}"\n'
+                'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n'
+            )
+            script.flush()
+            command += ["-s", script.name]
+        output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+    errors = sum(int(n) for n in re.findall(r"(?:Non-2xx or 3xx responses|connect|read|write|timeout)\W+(\d+)", output))
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "p50": _ms(re.search(r"\s50%\s+(\S+)", output).group(1)),
+        "p99": _ms(re.search(r"\s99%\s+(\S+)", output).group(1)),
+        "errors": errors,
+    }
+
+
+def throughput(args, workdir: Path) -> None:
+    rows = []
+    for label, factory in (("bare Starlette, 10-chat list", "starlette_floor"), ("floor", "connexion_floor")):
+        with serve(floor_server(factory), "/api/chats", workdir) as url:
+            cookie = "user_id=1; token=" + "A" * 43
+            wrk(url + "/api/chats", cookie, duration=2, connections=args.connections)
+            rows.append((label, wrk(url + "/api/chats", cookie, duration=args.duration, connections=args.connections)))
+    database = f"sqlite:///{workdir / 'throughput.db'}"
+    seed(database, users=2, chats=10, messages=200, members_per_chat=2)
+    with serve(chat_server(database), "/api/openapi.json", workdir) as url:
+        cookie = login(url)
+        chat = first_chat(url, cookie)
+        targets = [
+            ("GET /api/chats (10 chats x 20 messages)", f"{url}/api/chats", ""),
+            ("GET /api/chats/{id}?limit=20", f"{url}/api/chats/{chat}?limit=20", ""),
+            ("POST /api/chats/{id} (send)", f"{url}/api/chats/{chat}", "content=hello%20there"),
+        ]
+        for label, target, form in targets:
+            wrk(target, cookie, post_form=form, duration=2, connections=args.connections)
+            rows.append((label, wrk(target, cookie, post_form=form, duration=args.duration, connections=args.connections)))
+    floor = rows[1][1]["rps"]
+    print(f"\nThroughput: one uvicorn worker, wrk -t1 -c{args.connections} -d{args.duration}s\n")
+    print("| Endpoint | req/s | p50 ms | p99 ms | errors | vs floor |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, r in rows:
+        print(f"| {label} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']} | {r['rps'] / floor:.0%} |")
+
+
+def growth(args, workdir: Path) -> None:
+    rows = []
+    cases = [
+        ("10,000 messages", dict(users=1000, chats=5000, messages=10_000, members_per_chat=5)),
+        ("1,000,000 messages", dict(users=1000, chats=5000, messages=1_000_000, members_per_chat=5)),
+        ("a user in 1,000 chats", dict(users=2, chats=1000, messages=20_000, members_per_chat=2)),
+    ]
+    for label, shape in cases:
+        database = f"sqlite:///{workdir / (label.split()[0].replace(',', '') + '.db')}"
+        began = time.perf_counter()
+        seed(database, **shape)
+        seeded = time.perf_counter() - began
+        with serve(chat_server(database), "/api/openapi.json", workdir) as url:
+            cookie = login(url)
+            chat = first_chat(url, cookie)
+            chats = len(httpx.get(url + "/api/chats", headers={"Cookie": cookie}).json()["chats"])
+            for name, target in (("GET /api/chats", "/api/chats"), ("GET /api/chats/{id}?limit=20", f"/api/chats/{chat}?limit=20")):
+                wrk(url + target, cookie, duration=2, connections=args.growth_connections)
+                result = wrk(url + target, cookie, duration=args.duration, connections=args.growth_connections)
+                rows.append((label, chats, name, result, seeded))
+    print(f"\nCost growth: one uvicorn worker, wrk -t1 -c{args.growth_connections} -d{args.duration}s\n")
+    print("| Database | user's chats | Endpoint | p50 ms | p99 ms | req/s | errors |")
+    print("|---|---:|---|---:|---:|---:|---:|")
+    for label, chats, name, r, _ in rows:
+        print(f"| {label} | {chats} | {name} | {r['p50']:.2f} | {r['p99']:.2f} | {r['rps']:,.0f} | {r['errors']} |")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("which", choices=["throughput", "growth", "all"])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measurement (default %(default)s)")
+    parser.add_argument("--connections", type=int, default=32, help="for throughput (default %(default)s)")
+    parser.add_argument("--growth-connections", type=int, default=4, help="for growth (default %(default)s)")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install wrk")
+    with tempfile.TemporaryDirectory(prefix="chat-bench-") as tmp:
+        if args.which in ("throughput", "all"):
+            throughput(args, Path(tmp))
+        if args.which in ("growth", "all"):
+            growth(args, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""The framework floor the benchmarks compare against: the same chat list with no database behind it.
+
+`connexion_floor()` is one Connexion AsyncApp operation guarded by the chat API's own two-cookie security
+schemes and cookie checks, with a sync handler (so it pays the same threadpool hop as the real handlers).
+`starlette_floor()` is bare Starlette serving the same JSON. Both are uvicorn factories:
+
+    uvicorn --factory load.floor:connexion_floor
+"""
+
+import connexion
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from app import StarletteCookieApiKeyHandler
+
+CHATS = {
+    "chats": [
+        {
+            "id": n,
+            "title": f"chat {n}",
+            "last_message": "see you at eight",
+            "last_message_time": "2026-11-27T05:25:30.123456Z",
+            "sender_id": 1,
+        }
+        for n in range(1, 11)
+    ]
+}
+
+SPEC = {
+    "openapi": "3.0.3",
+    "info": {"title": "floor", "version": "1"},
+    "servers": [{"url": "/api"}],
+    "components": {
+        "securitySchemes": {
+            "user_id": {
+                "type": "apiKey",
+                "in": "cookie",
+                "name": "user_id",
+                "x-apikeyInfoFunc": "handlers.auth.check_user_id_cookie",
+            },
+            "token": {
+                "type": "apiKey",
+                "in": "cookie",
+                "name": "token",
+                "x-apikeyInfoFunc": "handlers.auth.check_token_cookie",
+            },
+        }
+    },
+    "security": [{"user_id": [], "token": []}],
+    "paths": {
+        "/chats": {
+            "get": {
+                "operationId": "load.floor.list_chats",
+                "responses": {"200": {"description": "chats", "content": {"application/json": {"schema": {}}}}},
+            }
+        }
+    },
+}
+
+
+def list_chats() -> dict:
+    return CHATS
+
+
+def connexion_floor() -> connexion.AsyncApp:
+    app = connexion.AsyncApp(__name__, security_map={"apiKey": StarletteCookieApiKeyHandler})
+    app.add_api(SPEC)
+    return app
+
+
+async def _starlette_chats(request):
+    return JSONResponse(CHATS)
+
+
+def starlette_floor() -> Starlette:
+    return Starlette(routes=[Route("/api/chats", _starlette_chats)])
