@@ -27,6 +27,7 @@ from playhouse.db_url import parse as parse_db_url
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
 db = DatabaseProxy()
+MAX_ID = 2**63 - 1
 
 PASSWORD_PROFILES = {
     "secure": argon2.profiles.RFC_9106_LOW_MEMORY,
@@ -93,8 +94,43 @@ def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
 
 
-def rfc3339(value: datetime.datetime | None) -> str | None:
-    return None if value is None else value.isoformat(timespec="microseconds") + "Z"
+def rfc3339(value: datetime.datetime | str | None) -> str | None:
+    """A stored UTC time as RFC 3339: SQLite hands back Peewee's text form, PostgreSQL a datetime."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.replace(" ", "T", 1) + "Z"
+    return value.isoformat() + "Z"
+
+
+class Statement:
+    """A Peewee query compiled to SQL once per kind of database, then run with fresh parameters.
+
+    On the hot paths building the SQL cost more than running these indexed lookups. The text still
+    comes from Peewee, so it stays parametrized and right for SQLite and PostgreSQL alike; the
+    parameters are passed in the order the built query binds them.
+    """
+
+    def __init__(self, build):
+        self._build = build
+        self._sql: dict[type, tuple[str, int]] = {}
+
+    def execute(self, *params):
+        database = db.obj
+        compiled = self._sql.get(type(database))
+        if compiled is None:
+            sql, sample = self._build().sql()
+            compiled = self._sql[type(database)] = (sql, len(sample))
+        sql, expected = compiled
+        if len(params) != expected:
+            raise TypeError(f"statement takes {expected} parameters, got {len(params)}")
+        return database.execute_sql(sql, params)
+
+    def rows(self, *params) -> list[tuple]:
+        return self.execute(*params).fetchall()
+
+    def first(self, *params) -> tuple | None:
+        return self.execute(*params).fetchone()
 
 
 class UTCDateTimeField(DateTimeField):
@@ -190,7 +226,7 @@ class Session(BaseModel):
     @classmethod
     def user_for(cls, user_id: int, token: str) -> int | None:
         """The user id when this token is a live session of that user, else None."""
-        row = cls.select(cls.user).where(cls.token_hash == cls.hash_token(token)).tuples().first()
+        row = _SESSION_USER.first(cls.hash_token(token))
         return user_id if row is not None and row[0] == user_id else None
 
     @classmethod
@@ -224,26 +260,15 @@ class Chat(BaseModel):
     @classmethod
     def listing_for(cls, user_id: int) -> list[dict]:
         """The user's chats with their newest message, newest activity first, in one query."""
-        newest = Message.select(fn.MAX(Message.id)).where(Message.chat == cls.id)
-        last = Message.alias("last")
-        activity = fn.COALESCE(last.time, cls.created_at)
-        rows = (
-            cls.select(cls.id, cls.title, last.content, last.time, last.sender_id)
-            .join(Membership, on=(Membership.chat == cls.id))
-            .join(last, JOIN.LEFT_OUTER, on=(last.id == newest))
-            .where(Membership.user == user_id)
-            .order_by(activity.desc(), cls.id.desc())
-            .tuples()
-        )
         return [
             {
                 "id": chat_id,
                 "title": title,
                 "last_message": content,
-                "last_message_time": rfc3339(last.time.python_value(time) if time is not None else None),
+                "last_message_time": rfc3339(time),
                 "sender_id": sender_id,
             }
-            for chat_id, title, content, time, sender_id in rows
+            for chat_id, title, content, time, sender_id in _CHAT_LISTING.rows(user_id)
         ]
 
 
@@ -257,7 +282,7 @@ class Membership(BaseModel):
 
     @classmethod
     def exists(cls, chat_id: int, user_id: int) -> bool:
-        return cls.select(cls.id).where(cls.user == user_id, cls.chat == chat_id).exists()
+        return _MEMBERSHIP.first(user_id, chat_id) is not None
 
     @classmethod
     def add(cls, chat_id: int, user_id: int) -> None:
@@ -296,7 +321,7 @@ class Message(BaseModel):
     @classmethod
     def send(cls, chat_id: int, sender_id: int, content: str) -> int:
         with db.atomic():
-            return cls.insert(chat=chat_id, sender_id=sender_id, content=content, time=utcnow()).execute()
+            return _SEND_MESSAGE.first(chat_id, sender_id, content, utcnow())[0]
 
     def remove(self) -> None:
         with db.atomic():
@@ -304,20 +329,50 @@ class Message(BaseModel):
 
     @classmethod
     def page(cls, chat_id: int, limit: int, before: int | None, after: int | None) -> list[dict]:
-        query = cls.select(cls.id, cls.content, cls.sender_id, cls.time).where(cls.chat == chat_id)
-        if before is not None:
-            query = query.where(cls.id < before)
-        if after is not None:
-            query = query.where(cls.id > after)
-        catching_up = after is not None and before is None
-        rows = list(query.order_by(cls.id.asc() if catching_up else cls.id.desc()).limit(limit).tuples())
-        if not catching_up:
+        """At most `limit` messages with ids between the cursors, oldest first.
+
+        Catching up (only `after`) takes the oldest ones past the cursor; everything else the newest.
+        """
+        bounds = (chat_id, 0 if after is None else after, MAX_ID if before is None else before, limit)
+        if after is not None and before is None:
+            rows = _MESSAGES_OLDEST_FIRST.rows(*bounds)
+        else:
+            rows = _MESSAGES_NEWEST_FIRST.rows(*bounds)
             rows.reverse()
-        to_python = cls.time.python_value
         return [
-            {"id": mid, "content": content, "sender_id": sender, "time": rfc3339(to_python(time))}
-            for mid, content, sender, time in rows
+            {"id": message_id, "content": content, "sender_id": sender_id, "time": rfc3339(time)}
+            for message_id, content, sender_id, time in rows
         ]
 
 
 MODELS = [User, Session, Chat, Membership, Message]
+
+
+def _messages_between(order):
+    return (
+        Message.select(Message.id, Message.content, Message.sender_id, Message.time)
+        .where(Message.chat == 0, Message.id > 0, Message.id < 0)
+        .order_by(order)
+        .limit(1)
+    )
+
+
+def _chat_listing():
+    newest = Message.select(fn.MAX(Message.id)).where(Message.chat == Chat.id)
+    last = Message.alias("last")
+    return (
+        Chat.select(Chat.id, Chat.title, last.content, last.time, last.sender_id)
+        .join(Membership, on=(Membership.chat == Chat.id))
+        .join(last, JOIN.LEFT_OUTER, on=(last.id == newest))
+        .where(Membership.user == 0)
+        .order_by(fn.COALESCE(last.time, Chat.created_at).desc(), Chat.id.desc())
+    )
+
+
+# The queries of the hot paths; each placeholder value marks where a parameter goes.
+_SESSION_USER = Statement(lambda: Session.select(Session.user).where(Session.token_hash == ""))
+_MEMBERSHIP = Statement(lambda: Membership.select(Membership.id).where(Membership.user == 0, Membership.chat == 0))
+_CHAT_LISTING = Statement(_chat_listing)
+_MESSAGES_NEWEST_FIRST = Statement(lambda: _messages_between(Message.id.desc()))
+_MESSAGES_OLDEST_FIRST = Statement(lambda: _messages_between(Message.id.asc()))
+_SEND_MESSAGE = Statement(lambda: Message.insert(chat=0, sender_id=0, content="", time=utcnow()).returning(Message.id))
