@@ -7,6 +7,7 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import ClassVar
 
 import connexion
 import peewee
@@ -18,12 +19,15 @@ from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.middleware import MiddlewarePosition
 from connexion.resolver import Resolver
 from connexion.security import ApiKeySecurityHandler
-from connexion.utils import get_function_from_name
+from connexion.utils import get_function_from_name, is_null, is_nullable
+from connexion.validators import ParameterValidator
+from connexion.validators.parameter import draft4_format_checker
+from jsonschema import Draft4Validator, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import cookie_parser
 
 import models
-from handlers import ApiError, BadRequest, Unauthorized
+from handlers import ApiError, BadRequest, Unauthorized, is_threaded
 from handlers.auth import session_token
 
 SPEC = Path(__file__).parent / "openapi" / "chat.yaml"
@@ -34,19 +38,53 @@ MAX_ERROR_CHARS = 300
 log = logging.getLogger("chat")
 
 
-class StarletteCookieApiKeyHandler(ApiKeySecurityHandler):
-    """Read cookies with Starlette's parser: SimpleCookie drops every cookie when any one is malformed."""
+class CookieApiKeyHandler(ApiKeySecurityHandler):
+    """Connexion's apiKey security, with two fixes.
+
+    Cookies are read with Starlette's parser: SimpleCookie drops every cookie when any one is
+    malformed. And whether a checker takes `request` or `required_scopes` is looked up once per
+    checker, not with `inspect.signature` on every request.
+    """
 
     @staticmethod
     def get_cookie_value(cookies, name):
         return cookie_parser(cookies or "").get(name)
 
+    @staticmethod
+    @functools.cache
+    def _accepts_kwarg(func, keyword: str) -> bool:
+        return ApiKeySecurityHandler._accepts_kwarg(func, keyword)
 
-def in_request_scope(handler):
-    """Run a handler on its worker thread with a pooled connection and, for secured operations, the session checked.
 
-    The security schemes only check the cookies' shape on the event loop; the database
-    lookup happens here, on the thread and connection that serve the rest of the request.
+class CachedParameterValidator(ParameterValidator):
+    """Connexion's parameter validation, without a deep copy of the parameter and a new jsonschema
+    validator for every value of every request: each parameter gets one validator, built once."""
+
+    _validators: ClassVar[dict[int, tuple[dict, Draft4Validator]]] = {}
+
+    @classmethod
+    def validate_parameter(cls, parameter_type, value, param, param_name=None):
+        if value is None or (is_nullable(param) and is_null(value)):
+            return ParameterValidator.validate_parameter(parameter_type, value, param, param_name)
+        cached = cls._validators.get(id(param))
+        if cached is None or cached[0] is not param:
+            validator = Draft4Validator(param.get("schema", param), format_checker=draft4_format_checker)
+            cached = cls._validators[id(param)] = (param, validator)
+        try:
+            cached[1].validate(value)
+        except ValidationError as exception:
+            return str(exception)
+        return None
+
+
+def in_request_scope(handler, inline: bool):
+    """Wrap a handler so it runs with a pooled connection and, for secured operations, the session checked.
+
+    The security schemes only check the cookies' shape; the session lookup happens here, on the
+    thread and connection that serve the rest of the request. With `inline` the handler runs on
+    the event loop itself: a SQLite query takes microseconds, less than a hop to the threadpool
+    (see BENCHMARKS.md). Handlers marked `@threaded`, and everything on PostgreSQL, stay in the
+    threadpool.
     """
 
     @functools.wraps(handler)
@@ -60,7 +98,14 @@ def in_request_scope(handler):
                 kwargs["user"] = user_id
             return handler(**kwargs)
 
-    return run
+    if not inline or is_threaded(handler):
+        return run
+
+    @functools.wraps(handler)
+    async def run_on_event_loop(**kwargs):
+        return run(**kwargs)
+
+    return run_on_event_loop
 
 
 class BodySizeLimit:
@@ -163,11 +208,13 @@ def create_app(
     database_url = database_url or os.environ.get("CHAT_DATABASE_URL", DEFAULT_DATABASE_URL)
     models.init_db(database_url, password_profile=password_profile or os.environ.get("CHAT_PASSWORD_PROFILE", "secure"))
 
-    app = connexion.AsyncApp(__name__, security_map={"apiKey": StarletteCookieApiKeyHandler})
+    inline = isinstance(models.db.obj, peewee.SqliteDatabase)
+    app = connexion.AsyncApp(__name__, security_map={"apiKey": CookieApiKeyHandler})
     app.add_api(
         SPEC,
-        resolver=Resolver(function_resolver=lambda name: in_request_scope(get_function_from_name(name))),
+        resolver=Resolver(function_resolver=lambda name: in_request_scope(get_function_from_name(name), inline)),
         validate_responses=validate_responses,
+        validator_map={"parameter": CachedParameterValidator},
         swagger_ui_options=connexion.options.SwaggerUIOptions(swagger_ui_path="/ui"),
     )
     app.add_middleware(BodySizeLimit, position=MiddlewarePosition.BEFORE_SWAGGER)

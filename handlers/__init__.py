@@ -33,6 +33,16 @@ class Conflict(ApiError):
     status = 409
 
 
+def threaded(handler):
+    """Keep this handler in the threadpool, off the event loop: it hashes a password, or its work grows with data."""
+    handler.threaded = True
+    return handler
+
+
+def is_threaded(handler) -> bool:
+    return getattr(handler, "threaded", False)
+
+
 def require_member(chat_id: int, user_id: int) -> None:
     """Let members through; tell others whether the chat is missing (404) or not theirs (403)."""
     if Membership.exists(chat_id, user_id):

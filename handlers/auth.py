@@ -5,7 +5,7 @@ import re
 from connexion.context import request
 from starlette.responses import JSONResponse
 
-from handlers import BadRequest
+from handlers import BadRequest, threaded
 from models import Session, User
 
 MAX_ID = 2**63 - 1
@@ -44,6 +44,7 @@ def start_session(user_id: int, status: int) -> JSONResponse:
     return response
 
 
+@threaded
 def login(body: dict) -> JSONResponse:
     user = User.authenticate(body["name"], body["password"])
     if user is None:

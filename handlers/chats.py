@@ -1,6 +1,6 @@
 """Chats: list yours, create, rename and leave."""
 
-from handlers import require_member
+from handlers import require_member, threaded
 from models import Chat, Membership
 
 
@@ -19,6 +19,7 @@ def rename_chat(user: int, chat_id: int, body: dict) -> dict:
     return {"status": "ok"}
 
 
+@threaded
 def leave_chat(user: int, chat_id: int) -> dict:
     require_member(chat_id, user)
     Membership.leave(chat_id, user)

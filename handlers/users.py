@@ -1,6 +1,6 @@
 """Users: register, read, change and delete accounts."""
 
-from handlers import Conflict, Forbidden, NotFound
+from handlers import Conflict, Forbidden, NotFound, threaded
 from handlers.auth import start_session
 from models import User
 
@@ -20,6 +20,7 @@ def get_user(user: int, user_id: int, name: str | None = None) -> dict:
     return {"user": found.as_dict()}
 
 
+@threaded
 def create_user(user_id: int, body: dict):
     if User.by_name(body["name"]) is not None:
         raise Conflict("that name is taken")
@@ -37,6 +38,7 @@ def update_user(user: int, user_id: int, body: dict | None = None) -> dict:
     return {"status": "ok"}
 
 
+@threaded
 def delete_user(user: int, user_id: int) -> dict:
     _own_account(user, user_id).delete_account()
     return {"status": "ok"}

@@ -123,7 +123,12 @@ def wrk(url: str, cookie: str = "", *, post_form: str = "", duration: int, conne
 
 def throughput(args, workdir: Path) -> None:
     rows = []
-    for label, factory in (("bare Starlette, 10-chat list", "starlette_floor"), ("floor", "connexion_floor")):
+    floors = (
+        ("bare Starlette, 10-chat list", "starlette_floor"),
+        ("floor: Connexion + cookie auth, sync handler", "connexion_floor"),
+        ("floor: Connexion + cookie auth, async handler", "connexion_async_floor"),
+    )
+    for label, factory in floors:
         with serve(floor_server(factory), "/api/chats", workdir) as url:
             cookie = "user_id=1; token=" + "A" * 43
             wrk(url + "/api/chats", cookie, duration=2, connections=args.connections)
@@ -140,13 +145,18 @@ def throughput(args, workdir: Path) -> None:
         ]
         for label, target, form in targets:
             wrk(target, cookie, post_form=form, duration=2, connections=args.connections)
-            rows.append((label, wrk(target, cookie, post_form=form, duration=args.duration, connections=args.connections)))
-    floor = rows[1][1]["rps"]
+            rows.append(
+                (label, wrk(target, cookie, post_form=form, duration=args.duration, connections=args.connections))
+            )
+    sync_floor, async_floor = rows[1][1]["rps"], rows[2][1]["rps"]
     print(f"\nThroughput: one uvicorn worker, wrk -t1 -c{args.connections} -d{args.duration}s\n")
-    print("| Endpoint | req/s | p50 ms | p99 ms | errors | vs floor |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| Endpoint | req/s | p50 ms | p99 ms | errors | vs sync floor | vs async floor |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for label, r in rows:
-        print(f"| {label} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']} | {r['rps'] / floor:.0%} |")
+        print(
+            f"| {label} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']} "
+            f"| {r['rps'] / sync_floor:.0%} | {r['rps'] / async_floor:.0%} |"
+        )
 
 
 def growth(args, workdir: Path) -> None:
@@ -165,7 +175,10 @@ def growth(args, workdir: Path) -> None:
             cookie = login(url)
             chat = first_chat(url, cookie)
             chats = len(httpx.get(url + "/api/chats", headers={"Cookie": cookie}).json()["chats"])
-            for name, target in (("GET /api/chats", "/api/chats"), ("GET /api/chats/{id}?limit=20", f"/api/chats/{chat}?limit=20")):
+            for name, target in (
+                ("GET /api/chats", "/api/chats"),
+                ("GET /api/chats/{id}?limit=20", f"/api/chats/{chat}?limit=20"),
+            ):
                 wrk(url + target, cookie, duration=2, connections=args.growth_connections)
                 result = wrk(url + target, cookie, duration=args.duration, connections=args.growth_connections)
                 rows.append((label, chats, name, result, seeded))

@@ -1,18 +1,21 @@
 """The framework floor the benchmarks compare against: the same chat list with no database behind it.
 
 `connexion_floor()` is one Connexion AsyncApp operation guarded by the chat API's own two-cookie security
-schemes and cookie checks, with a sync handler (so it pays the same threadpool hop as the real handlers).
-`starlette_floor()` is bare Starlette serving the same JSON. Both are uvicorn factories:
+schemes and cookie checks, with a plain (sync) handler, which Connexion runs in its threadpool.
+`connexion_async_floor()` is the same with an `async def` handler, which runs on the event loop, as the chat
+handlers do on SQLite. `starlette_floor()` is bare Starlette serving the same JSON. All are uvicorn factories:
 
     uvicorn --factory load.floor:connexion_floor
 """
+
+import copy
 
 import connexion
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from app import StarletteCookieApiKeyHandler
+from app import CookieApiKeyHandler
 
 CHATS = {
     "chats": [
@@ -63,10 +66,24 @@ def list_chats() -> dict:
     return CHATS
 
 
-def connexion_floor() -> connexion.AsyncApp:
-    app = connexion.AsyncApp(__name__, security_map={"apiKey": StarletteCookieApiKeyHandler})
-    app.add_api(SPEC)
+async def list_chats_async() -> dict:
+    return CHATS
+
+
+def _floor(operation_id: str) -> connexion.AsyncApp:
+    app = connexion.AsyncApp(__name__, security_map={"apiKey": CookieApiKeyHandler})
+    spec = copy.deepcopy(SPEC)
+    spec["paths"]["/chats"]["get"]["operationId"] = operation_id
+    app.add_api(spec)
     return app
+
+
+def connexion_floor() -> connexion.AsyncApp:
+    return _floor("load.floor.list_chats")
+
+
+def connexion_async_floor() -> connexion.AsyncApp:
+    return _floor("load.floor.list_chats_async")
 
 
 async def _starlette_chats(request):
