@@ -162,8 +162,9 @@ def throughput(args, workdir: Path) -> None:
 def growth(args, workdir: Path) -> None:
     rows = []
     cases = [
-        ("10,000 messages", dict(users=1000, chats=5000, messages=10_000, members_per_chat=5)),
-        ("1,000,000 messages", dict(users=1000, chats=5000, messages=1_000_000, members_per_chat=5)),
+        # The same 100 users and 500 chats; only the number of messages grows, so every page is a full 20.
+        ("10,000 messages", dict(users=100, chats=500, messages=10_000, members_per_chat=5)),
+        ("1,000,000 messages", dict(users=100, chats=500, messages=1_000_000, members_per_chat=5)),
         ("a user in 1,000 chats", dict(users=2, chats=1000, messages=20_000, members_per_chat=2)),
     ]
     for label, shape in cases:
