@@ -21,6 +21,7 @@ from peewee import (
     NodeList,
     SqliteDatabase,
     TextField,
+    Value,
     fn,
 )
 from playhouse.db_url import parse as parse_db_url
@@ -319,9 +320,11 @@ class Message(BaseModel):
         indexes = ((("chat", "id"), False),)
 
     @classmethod
-    def send(cls, chat_id: int, sender_id: int, content: str) -> int:
+    def send(cls, chat_id: int, sender_id: int, content: str) -> int | None:
+        """Store a message if the sender is a member of the chat, checked in the same write; its id, else None."""
         with db.atomic():
-            return _SEND_MESSAGE.first(chat_id, sender_id, content, utcnow())[0]
+            row = _SEND_MESSAGE.first(chat_id, sender_id, content, utcnow(), sender_id, chat_id)
+        return None if row is None else row[0]
 
     def remove(self) -> None:
         with db.atomic():
@@ -375,4 +378,11 @@ _MEMBERSHIP = Statement(lambda: Membership.select(Membership.id).where(Membershi
 _CHAT_LISTING = Statement(_chat_listing)
 _MESSAGES_NEWEST_FIRST = Statement(lambda: _messages_between(Message.id.desc()))
 _MESSAGES_OLDEST_FIRST = Statement(lambda: _messages_between(Message.id.asc()))
-_SEND_MESSAGE = Statement(lambda: Message.insert(chat=0, sender_id=0, content="", time=utcnow()).returning(Message.id))
+_SEND_MESSAGE = Statement(
+    lambda: Message.insert_from(
+        Membership.select(Value(0), Value(0), Value(""), Value(utcnow())).where(
+            Membership.user == 0, Membership.chat == 0
+        ),
+        [Message.chat, Message.sender_id, Message.content, Message.time],
+    ).returning(Message.id)
+)

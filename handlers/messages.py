@@ -10,8 +10,11 @@ def list_messages(user: int, chat_id: int, limit: int = 100, before: int | None 
 
 
 def create_message(user: int, chat_id: int, body: dict):
-    require_member(chat_id, user)
-    return {"status": "ok", "id": Message.send(chat_id, user, body["content"])}, 201
+    message_id = Message.send(chat_id, user, body["content"])
+    if message_id is None:
+        require_member(chat_id, user)
+        raise Forbidden(f"you were not a member of chat {chat_id} when the message arrived")
+    return {"status": "ok", "id": message_id}, 201
 
 
 def delete_message(user: int, chat_id: int, id: int) -> dict:  # noqa: A002 - the spec names it id
