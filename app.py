@@ -7,20 +7,20 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import ClassVar
 
 import connexion
 import peewee
 import uvicorn
 import yaml
 from connexion.context import context
+from connexion.datastructures import MediaTypeDict
 from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.middleware import MiddlewarePosition
 from connexion.resolver import Resolver
 from connexion.security import ApiKeySecurityHandler
 from connexion.utils import get_function_from_name, is_null, is_nullable
-from connexion.validators import ParameterValidator
+from connexion.validators import VALIDATOR_MAP, FormDataValidator, ParameterValidator
 from connexion.validators.parameter import draft4_format_checker
 from jsonschema import Draft4Validator, ValidationError
 from starlette.exceptions import HTTPException
@@ -56,25 +56,45 @@ class CookieApiKeyHandler(ApiKeySecurityHandler):
         return ApiKeySecurityHandler._accepts_kwarg(func, keyword)
 
 
+_VALIDATORS: dict[int, tuple[dict, Draft4Validator]] = {}
+
+
+def schema_validator(schema: dict, build) -> Draft4Validator:
+    """One jsonschema validator per schema of the spec; Connexion would build a new one for every request."""
+    cached = _VALIDATORS.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        cached = _VALIDATORS[id(schema)] = (schema, build())
+    return cached[1]
+
+
 class CachedParameterValidator(ParameterValidator):
-    """Connexion's parameter validation, without a deep copy of the parameter and a new jsonschema
-    validator for every value of every request: each parameter gets one validator, built once."""
+    """Connexion's parameter validation, without a deep copy of the parameter and a new validator per value."""
 
-    _validators: ClassVar[dict[int, tuple[dict, Draft4Validator]]] = {}
-
-    @classmethod
-    def validate_parameter(cls, parameter_type, value, param, param_name=None):
+    def validate_parameter(self, parameter_type, value, param, param_name=None):
         if value is None or (is_nullable(param) and is_null(value)):
-            return ParameterValidator.validate_parameter(parameter_type, value, param, param_name)
-        cached = cls._validators.get(id(param))
-        if cached is None or cached[0] is not param:
-            validator = Draft4Validator(param.get("schema", param), format_checker=draft4_format_checker)
-            cached = cls._validators[id(param)] = (param, validator)
+            return super().validate_parameter(parameter_type, value, param, param_name)
+        validator = schema_validator(
+            param, lambda: Draft4Validator(param.get("schema", param), format_checker=draft4_format_checker)
+        )
         try:
-            cached[1].validate(value)
+            validator.validate(value)
         except ValidationError as exception:
             return str(exception)
         return None
+
+
+class CachedFormDataValidator(FormDataValidator):
+    """Connexion's form body validation, with one validator per body schema instead of one per request."""
+
+    @property
+    def _validator(self):
+        return schema_validator(self._schema, lambda: FormDataValidator._validator.fget(self))
+
+
+CACHED_VALIDATORS = {
+    "parameter": CachedParameterValidator,
+    "body": MediaTypeDict({**VALIDATOR_MAP["body"], "application/x-www-form-urlencoded": CachedFormDataValidator}),
+}
 
 
 def in_request_scope(handler, inline: bool):
@@ -214,7 +234,7 @@ def create_app(
         SPEC,
         resolver=Resolver(function_resolver=lambda name: in_request_scope(get_function_from_name(name), inline)),
         validate_responses=validate_responses,
-        validator_map={"parameter": CachedParameterValidator},
+        validator_map=CACHED_VALIDATORS,
         swagger_ui_options=connexion.options.SwaggerUIOptions(swagger_ui_path="/ui"),
     )
     app.add_middleware(BodySizeLimit, position=MiddlewarePosition.BEFORE_SWAGGER)
