@@ -13,6 +13,7 @@ HOT_STATEMENTS = {
     "chat listing": models._CHAT_LISTING,
     "history, newest first": models._MESSAGES_NEWEST_FIRST,
     "history, oldest first": models._MESSAGES_OLDEST_FIRST,
+    "send": models._SEND_MESSAGE,
 }
 
 
