@@ -65,7 +65,7 @@ def test_response_objects_declare_additional_properties(path, verb, operation):
 @pytest.mark.parametrize("path, verb, operation", OPERATIONS, ids=[f"{v.upper()} {p}" for p, v, _ in OPERATIONS])
 def test_every_operation_declares_its_error_statuses(path, verb, operation):
     responses = operation["responses"]
-    assert "500" in responses
+    assert {"400", "500"} <= set(responses)  # any request may carry a body over the size cap
     if operation.get("security", SPEC_DOC["security"]):
         assert "401" in responses
     if "requestBody" in operation:
