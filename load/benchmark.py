@@ -2,6 +2,7 @@
 
     python load/benchmark.py throughput        # floor vs GET /api/chats, GET /api/chats/{id}?limit=20, send
     python load/benchmark.py growth            # p50/p99 of both reads at 10,000 and at 1,000,000 messages
+    python load/benchmark.py scale-out         # two workers on SQLite; one and two on PostgreSQL (--postgres URL)
     python load/benchmark.py all
 
 Every server is a real uvicorn process with one worker on 127.0.0.1, started and stopped here, on a fresh
@@ -121,6 +122,51 @@ def wrk(url: str, cookie: str = "", *, post_form: str = "", duration: int, conne
     }
 
 
+def chat_endpoints(args, workdir: Path, command: list[str], suffix: str = "") -> list[tuple[str, dict]]:
+    """wrk against the three measured endpoints of a chat-server seeded with 10 chats x 20 messages."""
+    rows = []
+    with serve(command, "/api/openapi.json", workdir) as url:
+        cookie = login(url)
+        chat = first_chat(url, cookie)
+        targets = [
+            ("GET /api/chats (10 chats x 20 messages)", f"{url}/api/chats", ""),
+            ("GET /api/chats/{id}?limit=20", f"{url}/api/chats/{chat}?limit=20", ""),
+            ("POST /api/chats/{id} (send)", f"{url}/api/chats/{chat}", "content=hello%20there"),
+        ]
+        for label, target, form in targets:
+            wrk(target, cookie, post_form=form, duration=2, connections=args.connections)
+            result = wrk(target, cookie, post_form=form, duration=args.duration, connections=args.connections)
+            rows.append((label + suffix, result))
+    return rows
+
+
+def scale_out(args, workdir: Path) -> None:
+    """The same endpoints with two workers on SQLite, and with one and two workers on PostgreSQL."""
+    rows = []
+    sqlite_url = f"sqlite:///{workdir / 'scale.db'}"
+    seed(sqlite_url, users=2, chats=10, messages=200, members_per_chat=2)
+    rows += chat_endpoints(args, workdir, [*chat_server(sqlite_url), "--workers", "2"], ", SQLite, 2 workers")
+    for workers in (1, 2):
+        reset_postgres(args.postgres)
+        seed(args.postgres, users=2, chats=10, messages=200, members_per_chat=2)
+        command = [*chat_server(args.postgres), "--workers", str(workers)]
+        rows += chat_endpoints(args, workdir, command, f", PostgreSQL, {workers} worker{'s' * (workers > 1)}")
+    print(f"\nScale-out: wrk -t1 -c{args.connections} -d{args.duration}s\n")
+    print("| Endpoint | req/s | p50 ms | p99 ms | errors |")
+    print("|---|---:|---:|---:|---:|")
+    for label, r in rows:
+        print(f"| {label} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']} |")
+
+
+def reset_postgres(url: str) -> None:
+    """Empty the benchmark's PostgreSQL database: its public schema is dropped and made anew."""
+    from playhouse.db_url import connect
+
+    database = connect(url)
+    with database:
+        database.execute_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+
+
 def throughput(args, workdir: Path) -> None:
     rows = []
     floors = (
@@ -135,19 +181,7 @@ def throughput(args, workdir: Path) -> None:
             rows.append((label, wrk(url + "/api/chats", cookie, duration=args.duration, connections=args.connections)))
     database = f"sqlite:///{workdir / 'throughput.db'}"
     seed(database, users=2, chats=10, messages=200, members_per_chat=2)
-    with serve(chat_server(database), "/api/openapi.json", workdir) as url:
-        cookie = login(url)
-        chat = first_chat(url, cookie)
-        targets = [
-            ("GET /api/chats (10 chats x 20 messages)", f"{url}/api/chats", ""),
-            ("GET /api/chats/{id}?limit=20", f"{url}/api/chats/{chat}?limit=20", ""),
-            ("POST /api/chats/{id} (send)", f"{url}/api/chats/{chat}", "content=hello%20there"),
-        ]
-        for label, target, form in targets:
-            wrk(target, cookie, post_form=form, duration=2, connections=args.connections)
-            rows.append(
-                (label, wrk(target, cookie, post_form=form, duration=args.duration, connections=args.connections))
-            )
+    rows += chat_endpoints(args, workdir, chat_server(database))
     sync_floor, async_floor = rows[1][1]["rps"], rows[2][1]["rps"]
     print(f"\nThroughput: one uvicorn worker, wrk -t1 -c{args.connections} -d{args.duration}s\n")
     print("| Endpoint | req/s | p50 ms | p99 ms | errors | vs sync floor | vs async floor |")
@@ -192,10 +226,15 @@ def growth(args, workdir: Path) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("which", choices=["throughput", "growth", "all"])
+    parser.add_argument("which", choices=["throughput", "growth", "scale-out", "all"])
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement (default %(default)s)")
     parser.add_argument("--connections", type=int, default=32, help="for throughput (default %(default)s)")
     parser.add_argument("--growth-connections", type=int, default=4, help="for growth (default %(default)s)")
+    parser.add_argument(
+        "--postgres",
+        default="postgresql://postgres@127.0.0.1:5432/chat_bench",
+        help="for scale-out; its public schema is dropped (default %(default)s)",
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
@@ -204,6 +243,8 @@ def main(argv=None) -> None:
             throughput(args, Path(tmp))
         if args.which in ("growth", "all"):
             growth(args, Path(tmp))
+        if args.which in ("scale-out", "all"):
+            scale_out(args, Path(tmp))
 
 
 if __name__ == "__main__":
