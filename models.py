@@ -3,6 +3,7 @@
 import datetime
 import hashlib
 import secrets
+import sqlite3
 import threading
 from contextlib import contextmanager
 from urllib.parse import urlparse
@@ -71,6 +72,8 @@ def connect(url: str):
     scheme = urlparse(url).scheme
     kwargs = parse_db_url(url)
     if scheme in ("sqlite", "sqlite+pool"):
+        # Times are stored as text in the form Peewee reads back; Python 3.12 deprecates sqlite3's implicit adapter.
+        sqlite3.register_adapter(datetime.datetime, lambda value: value.isoformat(" "))
         kwargs.setdefault("pragmas", SQLITE_PRAGMAS)
         kwargs.setdefault("check_same_thread", False)
         return SqliteSerializedWrites(max_connections=64, stale_timeout=300, **kwargs)
@@ -348,9 +351,6 @@ class Message(BaseModel):
         ]
 
 
-MODELS = [User, Session, Chat, Membership, Message]
-
-
 def _messages_between(order):
     return (
         Message.select(Message.id, Message.content, Message.sender_id, Message.time)
@@ -386,3 +386,5 @@ _SEND_MESSAGE = Statement(
         [Message.chat, Message.sender_id, Message.content, Message.time],
     ).returning(Message.id)
 )
+
+MODELS = [User, Session, Chat, Membership, Message]
