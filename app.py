@@ -27,8 +27,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import cookie_parser
 
 import models
-from handlers import ApiError, BadRequest, Unauthorized, is_threaded
-from handlers.auth import session_token
+from handlers import ApiError, BadRequest, is_threaded
 
 SPEC = Path(__file__).parent / "openapi" / "chat.yaml"
 DEFAULT_DATABASE_URL = "sqlite:///chat.db"
@@ -49,6 +48,9 @@ class CookieApiKeyHandler(ApiKeySecurityHandler):
     @staticmethod
     def get_cookie_value(cookies, name):
         return cookie_parser(cookies or "").get(name)
+
+    def check_api_key(self, api_key_info_func):
+        return self._generic_check(api_key_info_func, "the session cookies are not valid, or the session has ended")
 
     @staticmethod
     @functools.cache
@@ -98,13 +100,12 @@ CACHED_VALIDATORS = {
 
 
 def in_request_scope(handler, inline: bool):
-    """Wrap a handler so it runs with a pooled connection and, for secured operations, the session checked.
+    """Wrap a handler so it runs with a pooled connection and, on secured operations, the current user.
 
-    The security schemes only check the cookies' shape; the session lookup happens here, on the
-    thread and connection that serve the rest of the request. With `inline` the handler runs on
-    the event loop itself: a SQLite query takes microseconds, less than a hop to the threadpool
-    (see BENCHMARKS.md). Handlers marked `@threaded`, and everything on PostgreSQL, stay in the
-    threadpool.
+    The session itself was checked by the token cookie's security function, before validation.
+    With `inline` the handler runs on the event loop: a SQLite query takes microseconds, less than
+    a hop to the threadpool (see BENCHMARKS.md). Handlers marked `@threaded`, and everything on
+    PostgreSQL, stay in the threadpool.
     """
 
     @functools.wraps(handler)
@@ -112,10 +113,7 @@ def in_request_scope(handler, inline: bool):
         with models.db.connection_context():
             token_info = context.get("token_info")
             if token_info:
-                user_id = models.Session.user_for(token_info["user_id"]["sub"], session_token(token_info))
-                if user_id is None:
-                    raise Unauthorized("the session is invalid or has been revoked; log in again")
-                kwargs["user"] = user_id
+                kwargs["user"] = token_info["user_id"]["sub"]
             return handler(**kwargs)
 
     if not inline or is_threaded(handler):
@@ -228,7 +226,7 @@ def create_app(
     database_url = database_url or os.environ.get("CHAT_DATABASE_URL", DEFAULT_DATABASE_URL)
     models.init_db(database_url, password_profile=password_profile or os.environ.get("CHAT_PASSWORD_PROFILE", "secure"))
 
-    inline = isinstance(models.db.obj, peewee.SqliteDatabase)
+    inline = models.queries_are_local()
     app = connexion.AsyncApp(__name__, security_map={"apiKey": CookieApiKeyHandler})
     app.add_api(
         SPEC,

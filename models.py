@@ -94,6 +94,11 @@ def init_db(url: str, create_tables: bool = True, password_profile: str = "secur
     return database
 
 
+def queries_are_local() -> bool:
+    """Whether the database lives in this process (SQLite), so a query costs microseconds, not a round trip."""
+    return isinstance(db.obj, SqliteDatabase)
+
+
 def utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
 

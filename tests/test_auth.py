@@ -121,3 +121,19 @@ def test_password_is_hashed_with_argon2id(alice):
     import models
 
     assert models.User.get_by_id(alice.id).password_hash.startswith("$argon2id$")
+
+
+@pytest.mark.parametrize(
+    "method, path, kwargs",
+    [
+        ("POST", "/api/chats", {"data": {"title": ""}}),
+        ("GET", "/api/chats/1", {"params": {"limit": 0}}),
+        ("POST", "/api/chats", {"json": {"title": "json"}}),
+    ],
+)
+def test_revoked_session_is_unauthorized_before_validation(app, alice, method, path, kwargs):
+    cookies = {"user_id": str(alice.id), "token": alice.client.cookies["token"]}
+    assert alice.client.get("/api/logout").status_code == 200
+    response = new_client(app, cookies=cookies).request(method, path, **kwargs)
+    assert response.status_code == 401
+    assert response.json() == {"error": "the session cookies are not valid, or the session has ended"}
