@@ -24,7 +24,8 @@ from connexion.validators import VALIDATOR_MAP, FormDataValidator, ParameterVali
 from connexion.validators.parameter import draft4_format_checker
 from jsonschema import Draft4Validator, ValidationError
 from starlette.exceptions import HTTPException
-from starlette.requests import cookie_parser
+from starlette.formparsers import MultiPartException
+from starlette.requests import ClientDisconnect, cookie_parser
 
 import models
 from handlers import ApiError, BadRequest, is_threaded
@@ -162,13 +163,16 @@ def error_response(status: int, message: str, headers: dict | None = None) -> Co
     )
 
 
-def client_message(text: str) -> str:
-    """jsonschema appends the whole schema after a blank line and quotes the input: keep it short.
+QUOTED_INPUT = re.compile(r"""^(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")(?= )""", re.DOTALL)
 
-    Long messages lose their middle, which is where a quoted oversized value sits; the
-    field name at the end survives.
+
+def client_message(text: str) -> str:
+    """A validation message fit to send back: jsonschema's first line, without the rejected input.
+
+    jsonschema starts with the value it rejected (a mistyped password, a 200 KB title) and ends with
+    a dump of the schema; the client gets neither, but keeps the field name and the rule broken.
     """
-    first = (text or "").split("\n\n", 1)[0].strip()
+    first = QUOTED_INPUT.sub("the value", (text or "").split("\n\n", 1)[0].strip())
     if len(first) <= MAX_ERROR_CHARS:
         return first
     return first[:80] + " ... " + first[-(MAX_ERROR_CHARS - 85) :]
@@ -183,6 +187,15 @@ async def on_problem(request: ConnexionRequest, exc: ProblemException) -> Connex
         log.error("%s %s failed: %s %s", request.method, request.url.path, exc.title, exc.detail)
         return error_response(500, "internal server error")
     return error_response(exc.status, client_message(exc.detail or exc.title or "bad request"))
+
+
+async def on_bad_form(request: ConnexionRequest, exc: MultiPartException) -> ConnexionResponse:
+    return error_response(400, f"the form body could not be read: {exc.message}")
+
+
+async def on_client_gone(request: ConnexionRequest, exc: ClientDisconnect) -> ConnexionResponse:
+    log.info("%s %s: the client disconnected before sending its whole body", request.method, request.url.path)
+    return error_response(400, "the request body ended early")
 
 
 async def on_conflict(request: ConnexionRequest, exc: peewee.IntegrityError) -> ConnexionResponse:
@@ -226,6 +239,9 @@ def create_app(
     database_url = database_url or os.environ.get("CHAT_DATABASE_URL", DEFAULT_DATABASE_URL)
     models.init_db(database_url, password_profile=password_profile or os.environ.get("CHAT_PASSWORD_PROFILE", "secure"))
 
+    # Connexion logs every rejected form at ERROR, quoting the rejected value (a mistyped password, say):
+    # a client's mistake is not a server error, and the 400 is in the access log anyway.
+    logging.getLogger("connexion.validators.form_data").setLevel(logging.CRITICAL)
     inline = models.queries_are_local()
     app = connexion.AsyncApp(__name__, security_map={"apiKey": CookieApiKeyHandler})
     app.add_api(
@@ -240,6 +256,8 @@ def create_app(
     app.add_error_handler(ProblemException, on_problem)
     spec = yaml.safe_load(SPEC.read_text())
     app.add_error_handler(HTTPException, route_errors(spec["paths"], spec["servers"][0]["url"]))
+    app.add_error_handler(MultiPartException, on_bad_form)
+    app.add_error_handler(ClientDisconnect, on_client_gone)
     app.add_error_handler(peewee.IntegrityError, on_conflict)
     app.add_error_handler(Exception, on_unexpected)
     return app

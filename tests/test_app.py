@@ -76,3 +76,18 @@ def test_spec_and_swagger_ui_are_served(app):
     response = plain.get("/api/ui/")
     assert response.status_code == 200
     assert "swagger-ui" in response.text
+
+
+def test_form_with_too_many_fields_is_bad_request(client):
+    body = "&".join(["x="] * 1001) + "&name=alice&password=12345678"
+    response = client.post("/api/login", content=body, headers={"content-type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 400
+    assert "Too many fields" in response.json()["error"]
+
+
+def test_rejected_password_is_neither_echoed_nor_logged(client, caplog):
+    caplog.set_level("DEBUG")
+    response = client.post("/api/login", data={"name": "alice", "password": "hunter2"})
+    assert response.status_code == 400
+    assert response.json() == {"error": "the value is too short - 'password'"}
+    assert "hunter2" not in caplog.text
