@@ -8,6 +8,7 @@ import os
 import re
 from pathlib import Path
 
+import anyio
 import connexion
 import peewee
 import uvicorn
@@ -105,8 +106,9 @@ def in_request_scope(handler, inline: bool):
 
     The session itself was checked by the token cookie's security function, before validation.
     With `inline` the handler runs on the event loop: a SQLite query takes microseconds, less than
-    a hop to the threadpool (see BENCHMARKS.md). Handlers marked `@threaded`, and everything on
-    PostgreSQL, stay in the threadpool.
+    a hop to the threadpool (see BENCHMARKS.md). Handlers marked `@threaded`, everything on
+    PostgreSQL, and any request that arrives while a threaded handler holds the write lock run in
+    the threadpool.
     """
 
     @functools.wraps(handler)
@@ -122,6 +124,9 @@ def in_request_scope(handler, inline: bool):
 
     @functools.wraps(handler)
     async def run_on_event_loop(**kwargs):
+        if models.db.obj.writing_elsewhere():
+            # Waiting for that writer here would stall every request; wait in the threadpool instead.
+            return await anyio.to_thread.run_sync(functools.partial(run, **kwargs))
         return run(**kwargs)
 
     return run_on_event_loop

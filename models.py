@@ -5,7 +5,6 @@ import hashlib
 import secrets
 import sqlite3
 import threading
-from contextlib import contextmanager
 from urllib.parse import urlparse
 
 import argon2
@@ -50,21 +49,46 @@ SQLITE_PRAGMAS = {
 class SqliteSerializedWrites(PooledSqliteDatabase):
     """Pooled SQLite whose write transactions queue on one in-process lock.
 
-    Transactions begin IMMEDIATE, so a transaction that reads and then writes
-    never fails with "database is locked" when another writer commits in
-    between; the lock makes threads of this process wait their turn in Python
-    instead of spinning in SQLite's busy handler, which keeps the tail short.
-    Other processes still wait through busy_timeout.
+    Transactions begin IMMEDIATE, so a transaction that reads and then writes never fails with
+    "database is locked" when another writer commits in between; the lock makes this process's
+    writers wait their turn in Python instead of sleeping in SQLite's busy handler, which keeps
+    the tail short. Other processes still wait through busy_timeout. The lock is taken in begin()
+    and given back at commit or rollback, because `db.atomic()` on the proxy never calls a
+    subclass's atomic().
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, lock_type="IMMEDIATE", **kwargs)
-        self._write_lock = threading.RLock()
+        self._write_lock = threading.Lock()
+        self._holder = threading.local()
 
-    @contextmanager
-    def atomic(self, *args, **kwargs):
-        with self._write_lock, super().atomic(*args, **kwargs) as txn:
-            yield txn
+    def begin(self, *args, **kwargs):
+        self._write_lock.acquire()
+        self._holder.locked = True
+        try:
+            super().begin(*args, **kwargs)
+        except BaseException:
+            self._release()
+            raise
+
+    def commit(self):
+        super().commit()
+        self._release()
+
+    def rollback(self):
+        try:
+            super().rollback()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        if getattr(self._holder, "locked", False):
+            self._holder.locked = False
+            self._write_lock.release()
+
+    def writing_elsewhere(self) -> bool:
+        """Whether another thread is in a write transaction now, say deleting a chat with a long history."""
+        return self._write_lock.locked() and not getattr(self._holder, "locked", False)
 
 
 def connect(url: str):

@@ -1,6 +1,7 @@
 """Models: every hot-path query is served by an index, and requests take a bounded number of queries."""
 
 import re
+import threading
 
 import pytest
 from playhouse.test_utils import assert_query_count
@@ -48,3 +49,21 @@ def test_list_members_query_count_does_not_grow(alice, make_user, make_chat):
     chat_id = make_chat(alice, members=people)
     with assert_query_count(3):  # session, membership, members
         assert len(alice.client.get(f"/api/chats/{chat_id}/members").json()["members"]) == 7
+
+
+def test_write_transactions_hold_the_process_write_lock(app):
+    database = models.db.obj
+    seen_elsewhere = []
+    with models.db.connection_context(), models.db.atomic():
+        thread = threading.Thread(target=lambda: seen_elsewhere.append(database.writing_elsewhere()))
+        thread.start()
+        thread.join()
+        assert not database.writing_elsewhere()
+    assert seen_elsewhere == [True]
+    assert not database._write_lock.locked()
+
+
+def test_rolled_back_transaction_releases_the_write_lock(app):
+    with models.db.connection_context(), pytest.raises(RuntimeError), models.db.atomic():
+        raise RuntimeError("abandon the transaction")
+    assert not models.db.obj._write_lock.locked()
