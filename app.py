@@ -133,7 +133,11 @@ def in_request_scope(handler, inline: bool):
 
 
 class BodySizeLimit:
-    """Refuse request bodies over a cap before anything reads them into memory."""
+    """Refuse request bodies over a cap before anything reads them into memory.
+
+    A chunked body (no Content-Length) is read here, up to the cap, and handed on with a
+    Content-Length: Connexion treats a request without one as having no body at all.
+    """
 
     def __init__(self, app, max_bytes: int = MAX_BODY_BYTES):
         self.app = app
@@ -142,10 +146,26 @@ class BodySizeLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        too_large = BadRequest(f"the request body is larger than {self.max_bytes} bytes")
-        for key, value in scope["headers"]:
-            if key == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                raise too_large
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            raise self.too_large()
+        limited = self.limited(receive)
+        if length is None and headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+            body = bytearray()
+            more = True
+            while more:
+                message = await limited()
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+            scope = {**scope, "headers": [*scope["headers"], (b"content-length", str(len(body)).encode())]}
+            limited = self.replay(bytes(body), receive)
+        await self.app(scope, limited, send)
+
+    def too_large(self) -> BadRequest:
+        return BadRequest(f"the request body is larger than {self.max_bytes} bytes")
+
+    def limited(self, receive):
         received = 0
 
         async def limited_receive():
@@ -153,10 +173,23 @@ class BodySizeLimit:
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.max_bytes:
-                raise too_large
+                raise self.too_large()
             return message
 
-        await self.app(scope, limited_receive, send)
+        return limited_receive
+
+    @staticmethod
+    def replay(body: bytes, receive):
+        sent = False
+
+        async def replay_receive():
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return replay_receive
 
 
 def error_response(status: int, message: str, headers: dict | None = None) -> ConnexionResponse:

@@ -44,18 +44,30 @@ def test_two_megabyte_form_is_bad_request(alice, make_chat):
     assert alice.client.get(f"/api/chats/{chat_id}").json()["messages"] == []
 
 
-def test_chunked_body_without_length_is_bad_request(alice, make_chat):
-    """Connexion only reads bodies that declare a Content-Length; a chunked one never reaches memory."""
+def _chunked(*parts: bytes):
+    yield from parts
+
+
+def test_chunked_body_is_read(alice, make_chat):
     chat_id = make_chat(alice)
-
-    def chunks():
-        for _ in range(40):
-            yield b"content=" + b"x" * 10_000
-
     response = alice.client.post(
-        f"/api/chats/{chat_id}", content=chunks(), headers={"content-type": "application/x-www-form-urlencoded"}
+        f"/api/chats/{chat_id}",
+        content=_chunked(b"content=sent", b"%20in%20chunks"),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 201
+    assert alice.client.get(f"/api/chats/{chat_id}").json()["messages"][0]["content"] == "sent in chunks"
+
+
+def test_chunked_body_over_the_cap_is_bad_request(alice, make_chat):
+    chat_id = make_chat(alice)
+    response = alice.client.post(
+        f"/api/chats/{chat_id}",
+        content=_chunked(b"content=", *[b"x" * 10_000] * 30),
+        headers={"content-type": "application/x-www-form-urlencoded"},
     )
     assert response.status_code == 400
+    assert "larger than" in response.json()["error"]
     assert alice.client.get(f"/api/chats/{chat_id}").json()["messages"] == []
 
 
