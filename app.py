@@ -7,6 +7,7 @@ import logging
 import os
 import re
 from pathlib import Path
+from urllib.parse import unquote_to_bytes
 
 import anyio
 import connexion
@@ -15,7 +16,7 @@ import uvicorn
 import yaml
 from connexion.context import context
 from connexion.datastructures import MediaTypeDict
-from connexion.exceptions import ProblemException
+from connexion.exceptions import BadRequestProblem, ProblemException, UnsupportedMediaTypeProblem
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.middleware import MiddlewarePosition
 from connexion.resolver import Resolver
@@ -24,6 +25,7 @@ from connexion.utils import get_function_from_name, is_null, is_nullable
 from connexion.validators import VALIDATOR_MAP, FormDataValidator, ParameterValidator
 from connexion.validators.parameter import draft4_format_checker
 from jsonschema import Draft4Validator, ValidationError
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect, cookie_parser
@@ -87,12 +89,38 @@ class CachedParameterValidator(ParameterValidator):
         return None
 
 
+def form_charset(content_type: str) -> str:
+    """The charset parameter of a Content-Type, lower-cased; Connexion misses it after "; "."""
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.strip().partition("=")
+        if name.lower() == "charset":
+            return value.strip().strip('"').lower()
+    return "utf-8"
+
+
 class CachedFormDataValidator(FormDataValidator):
-    """Connexion's form body validation, with one validator per body schema instead of one per request."""
+    """Connexion's form body validation, with one validator per body schema instead of one per request,
+    that also refuses bytes that are not UTF-8 (Starlette would quietly store U+FFFD in their place)."""
 
     @property
     def _validator(self):
         return schema_validator(self._schema, lambda: FormDataValidator._validator.fget(self))
+
+    async def _parse(self, stream, scope):
+        charset = form_charset(Headers(scope=scope).get("content-type", ""))
+        if charset.replace("-", "") not in ("utf8", "usascii", "ascii"):
+            raise UnsupportedMediaTypeProblem(f"form bodies must be UTF-8, not {charset}")
+        raw = b"".join([chunk async for chunk in stream])
+        for field in raw.split(b"&"):
+            try:
+                unquote_to_bytes(field.replace(b"+", b" ")).decode("utf-8")
+            except UnicodeDecodeError:
+                raise BadRequestProblem(detail="the form body is not valid UTF-8") from None
+
+        async def replay():
+            yield raw
+
+        return await super()._parse(replay(), scope)
 
 
 CACHED_VALIDATORS = {

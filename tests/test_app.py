@@ -1,5 +1,7 @@
 """The app as a whole: error shapes for routing, validation and crashes, body limits, Swagger UI."""
 
+import pytest
+
 import models
 
 
@@ -103,3 +105,35 @@ def test_rejected_password_is_neither_echoed_nor_logged(client, caplog):
     assert response.status_code == 400
     assert response.json() == {"error": "the value is too short - 'password'"}
     assert "hunter2" not in caplog.text
+
+
+@pytest.mark.parametrize("body", [b"content=%ED%A0%80", b"content=%FF", b"content=ok&x%C3=1"])
+def test_form_that_is_not_utf8_is_bad_request(alice, make_chat, body):
+    chat_id = make_chat(alice)
+    response = alice.client.post(
+        f"/api/chats/{chat_id}", content=body, headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert response.status_code == 400
+    assert response.json() == {"error": "the form body is not valid UTF-8"}
+    assert alice.client.get(f"/api/chats/{chat_id}").json()["messages"] == []
+
+
+def test_form_in_another_charset_is_unsupported(alice, make_chat):
+    chat_id = make_chat(alice)
+    response = alice.client.post(
+        f"/api/chats/{chat_id}",
+        content=b"content=%E9t%E9",
+        headers={"content-type": "application/x-www-form-urlencoded; charset=latin-1"},
+    )
+    assert response.status_code == 415
+
+
+def test_form_with_multibyte_utf8_is_stored_exactly(alice, make_chat):
+    chat_id = make_chat(alice)
+    response = alice.client.post(
+        f"/api/chats/{chat_id}",
+        content=b"content=%C3%A9t%C3%A9+%F0%9F%91%8B",
+        headers={"content-type": "application/x-www-form-urlencoded; charset=UTF-8"},
+    )
+    assert response.status_code == 201
+    assert alice.client.get(f"/api/chats/{chat_id}").json()["messages"][0]["content"] == "été 👋"
