@@ -49,8 +49,13 @@ def assert_matches_spec(response: httpx.Response) -> None:
     assert str(response.status_code) in declared, (
         f"{request.method} {request.url.path} sent undeclared {response.status_code}: {response.text}"
     )
-    schema = _resolve(declared[str(response.status_code)])["content"]["application/json"]["schema"]
+    declared_response = _resolve(declared[str(response.status_code)])
+    schema = declared_response["content"]["application/json"]["schema"]
     OAS30Validator(schema, registry=_REGISTRY, _resolver=_REGISTRY.resolver("spec")).validate(body)
+    for name, header in declared_response.get("headers", {}).items():
+        assert name in response.headers, f"{request.method} {request.url.path} did not send its {name} header"
+        allowed = _resolve(header)["schema"].get("enum")
+        assert allowed is None or response.headers[name] in allowed, f"{name}: {response.headers[name]}"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
