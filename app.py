@@ -346,6 +346,14 @@ def main(argv: list[str] | None = None) -> None:
         help="argon2 cost; 'cheapest' is for load tests only",
     )
     parser.add_argument("--no-access-log", dest="access_log", action="store_false", help="do not log every request")
+    parser.add_argument("--ssl-certfile", help="serve HTTPS with this certificate (session cookies become Secure)")
+    parser.add_argument("--ssl-keyfile", help="the certificate's private key")
+    parser.add_argument(
+        "--forwarded-allow-ips",
+        default="127.0.0.1",
+        help="proxies whose X-Forwarded-Proto/For headers are trusted (default %(default)s); behind a TLS proxy, "
+        "cookies are Secure when it says https",
+    )
     args = parser.parse_args(argv)
     os.environ["CHAT_DATABASE_URL"] = args.database
     os.environ["CHAT_PASSWORD_PROFILE"] = args.password_profile
@@ -357,6 +365,9 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         workers=args.workers,
         access_log=args.access_log,
+        ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile,
+        forwarded_allow_ips=args.forwarded_allow_ips,
     )
 
 

@@ -1,6 +1,8 @@
 """Black-box: the seed's operations over real HTTP against `chat-server` under uvicorn, as a new client would."""
 
 import asyncio
+import shutil
+import subprocess
 
 import httpx
 import pytest
@@ -117,3 +119,19 @@ def test_64_concurrent_sends_are_all_stored(server):
     stored = owner.get(f"/api/chats/{chat_id}", params={"limit": 1000}).json()["messages"]
     assert sorted(m["content"] for m in stored) == sorted(f"burst {n}" for n in range(64))
     assert "database is locked" not in server.log()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl makes the test certificate")
+def test_https_server_sets_secure_cookies(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    openssl = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"]
+    subprocess.run([*openssl, "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    with (
+        live_server("--ssl-certfile", str(cert), "--ssl-keyfile", str(key)) as running,
+        httpx.Client(base_url=running.url, verify=False) as client,
+    ):
+        response = client.post("/api/user/0", data={"name": "tls-user", "password": "password123", "email": "t@ex.com"})
+    assert response.status_code == 201
+    cookies = response.headers.get_list("set-cookie")
+    assert len(cookies) == 2
+    assert all("Secure" in cookie and "HttpOnly" in cookie for cookie in cookies)
