@@ -20,6 +20,7 @@ def test_create_user_name_taken_is_conflict(client, alice):
         ("password", "short"),
         ("password", "p" * 257),
         ("email", "not-an-email"),
+        ("email", "alice@example.com\n"),
         ("email", "a" * 250 + "@example.com"),
         ("name", "nul\x00byte"),
     ],
