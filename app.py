@@ -111,11 +111,11 @@ class CachedFormDataValidator(FormDataValidator):
         if charset.replace("-", "") not in ("utf8", "usascii", "ascii"):
             raise UnsupportedMediaTypeProblem(f"form bodies must be UTF-8, not {charset}")
         raw = b"".join([chunk async for chunk in stream])
-        for field in raw.split(b"&"):
-            try:
-                unquote_to_bytes(field.replace(b"+", b" ")).decode("utf-8")
-            except UnicodeDecodeError:
-                raise BadRequestProblem(detail="the form body is not valid UTF-8") from None
+        try:
+            # The separators are ASCII, so the whole body decodes if and only if every name and value does.
+            unquote_to_bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequestProblem(detail="the form body is not valid UTF-8") from None
 
         async def replay():
             yield raw

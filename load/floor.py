@@ -1,7 +1,8 @@
 """The framework floor the benchmarks compare against: the same chat list with no database behind it.
 
 `connexion_floor()` is one Connexion AsyncApp operation guarded by the chat API's own two-cookie security
-schemes and cookie checks, with a plain (sync) handler, which Connexion runs in its threadpool.
+schemes and cookie checks (all but the database lookup of the session), with a plain (sync) handler, which
+Connexion runs in its threadpool.
 `connexion_async_floor()` is the same with an `async def` handler, which runs on the event loop, as the chat
 handlers do on SQLite. `starlette_floor()` is bare Starlette serving the same JSON. All are uvicorn factories:
 
@@ -16,6 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from app import CookieApiKeyHandler
+from handlers.auth import TOKEN_SHAPE, check_user_id_cookie
 
 CHATS = {
     "chats": [
@@ -46,7 +48,7 @@ SPEC = {
                 "type": "apiKey",
                 "in": "cookie",
                 "name": "token",
-                "x-apikeyInfoFunc": "handlers.auth.check_token_cookie",
+                "x-apikeyInfoFunc": "load.floor.check_token_cookie",
             },
         }
     },
@@ -60,6 +62,14 @@ SPEC = {
         }
     },
 }
+
+
+async def check_token_cookie(value: str, request) -> dict | None:
+    """The chat API's token check without its one indexed session lookup: the cookies' shape and pairing only."""
+    user = check_user_id_cookie(request.cookies.get("user_id", ""))
+    if user is None or not TOKEN_SHAPE.fullmatch(value):
+        return None
+    return {"sub": user["sub"], "token": value}
 
 
 def list_chats() -> dict:
