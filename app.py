@@ -15,6 +15,7 @@ import peewee
 import uvicorn
 import yaml
 from connexion.context import context
+from connexion.context import scope as request_scope
 from connexion.datastructures import MediaTypeDict
 from connexion.exceptions import BadRequestProblem, ProblemException, UnsupportedMediaTypeProblem
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
@@ -152,8 +153,9 @@ def in_request_scope(handler, inline: bool):
 
     @functools.wraps(handler)
     async def run_on_event_loop(**kwargs):
-        if models.db.obj.writing_elsewhere():
-            # Waiting for that writer here would stall every request; wait in the threadpool instead.
+        if request_scope["method"] != "GET" and models.db.obj.writing_elsewhere():
+            # A write would wait for that writer, stalling every request; let it wait in the threadpool.
+            # Reads never wait for a writer in WAL mode, so they stay here.
             return await anyio.to_thread.run_sync(functools.partial(run, **kwargs))
         return run(**kwargs)
 
