@@ -43,11 +43,12 @@ log = logging.getLogger("chat")
 
 
 class CookieApiKeyHandler(ApiKeySecurityHandler):
-    """Connexion's apiKey security, with two fixes.
+    """Connexion's apiKey security, adjusted in three ways.
 
     Cookies are read with Starlette's parser: SimpleCookie drops every cookie when any one is
-    malformed. And whether a checker takes `request` or `required_scopes` is looked up once per
-    checker, not with `inspect.signature` on every request.
+    malformed. Whether a checker takes `request` or `required_scopes` is looked up once per
+    checker, not with `inspect.signature` on every request. And a rejected cookie pair gets a
+    message a client author can act on.
     """
 
     @staticmethod
