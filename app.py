@@ -2,23 +2,20 @@
 
 import argparse
 import functools
-import json
 import logging
 import os
-import re
+from importlib.metadata import version
 from pathlib import Path
 from urllib.parse import unquote_to_bytes
 
 import anyio
 import connexion
-import peewee
 import uvicorn
 import yaml
 from connexion.context import context
 from connexion.context import scope as request_scope
 from connexion.datastructures import MediaTypeDict
-from connexion.exceptions import BadRequestProblem, ProblemException, UnsupportedMediaTypeProblem
-from connexion.lifecycle import ConnexionRequest, ConnexionResponse
+from connexion.exceptions import BadRequestProblem, UnsupportedMediaTypeProblem
 from connexion.middleware import MiddlewarePosition
 from connexion.resolver import Resolver
 from connexion.security import ApiKeySecurityHandler
@@ -27,29 +24,40 @@ from connexion.validators import VALIDATOR_MAP, FormDataValidator, ParameterVali
 from connexion.validators.parameter import draft4_format_checker
 from jsonschema import Draft4Validator, ValidationError
 from starlette.datastructures import Headers
-from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException
-from starlette.requests import ClientDisconnect, cookie_parser
+from starlette.requests import cookie_parser
 
-import models
-from handlers import ApiError, BadRequest, is_threaded
+from . import models
+from .errors import map_errors
+from .handlers import BadRequest, is_threaded
+from .routes import ExactRoutes, Routes
 
+__version__ = version("chat-server")
+# The spec ships as package data beside this module (pyproject.toml). It is found from __file__ because
+# chat_server is a namespace package, which importlib.resources cannot read in an editable install.
 SPEC = Path(__file__).parent / "openapi" / "chat.yaml"
 DEFAULT_DATABASE_URL = "sqlite:///chat.db"
 MAX_BODY_BYTES = 256 * 1024
-MAX_ERROR_CHARS = 300
 
-log = logging.getLogger("chat")
+
+def resolve(name: str):
+    """The function a name in the spec stands for (`handlers.auth.login`), inside this package wherever it is
+    installed: the spec names handlers by their place in the repository, not by the package they install as."""
+    return get_function_from_name(f"{__package__}.{name}")
 
 
 class CookieApiKeyHandler(ApiKeySecurityHandler):
-    """Connexion's apiKey security, adjusted in three ways.
+    """Connexion's apiKey security, adjusted in four ways.
 
     Cookies are read with Starlette's parser: SimpleCookie drops every cookie when any one is
     malformed. Whether a checker takes `request` or `required_scopes` is looked up once per
     checker, not with `inspect.signature` on every request. And a rejected cookie pair gets a
-    message a client author can act on.
+    message a client author can act on. And the checker the spec names is found with `resolve`.
     """
+
+    @classmethod
+    def _get_function(cls, security_definition, security_definition_key, environ_key, default=None):
+        name = security_definition.get(security_definition_key)
+        return resolve(name) if name else default
 
     @staticmethod
     def get_cookie_value(cookies, name):
@@ -223,82 +231,6 @@ class BodySizeLimit:
         return replay_receive
 
 
-def error_response(status: int, message: str, headers: dict | None = None) -> ConnexionResponse:
-    return ConnexionResponse(
-        status_code=status,
-        body=json.dumps({"error": message}),
-        content_type="application/json",
-        headers=headers or {},
-    )
-
-
-QUOTED_INPUT = re.compile(r"""^(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")(?= )""", re.DOTALL)
-
-
-def client_message(text: str) -> str:
-    """A validation message fit to send back: jsonschema's first line, without the rejected input.
-
-    jsonschema starts with the value it rejected (a mistyped password, a 200 KB title) and ends with
-    a dump of the schema; the client gets neither, but keeps the field name and the rule broken.
-    """
-    first = QUOTED_INPUT.sub("the value", (text or "").split("\n\n", 1)[0].strip())
-    if len(first) <= MAX_ERROR_CHARS:
-        return first
-    return first[:80] + " ... " + first[-(MAX_ERROR_CHARS - 85) :]
-
-
-async def on_api_error(request: ConnexionRequest, exc: ApiError) -> ConnexionResponse:
-    return error_response(exc.status, exc.message)
-
-
-async def on_problem(request: ConnexionRequest, exc: ProblemException) -> ConnexionResponse:
-    if exc.status >= 500:
-        log.error("%s %s failed: %s %s", request.method, request.url.path, exc.title, exc.detail)
-        return error_response(500, "internal server error")
-    return error_response(exc.status, client_message(exc.detail or exc.title or "bad request"))
-
-
-async def on_bad_form(request: ConnexionRequest, exc: MultiPartException) -> ConnexionResponse:
-    return error_response(400, f"the form body could not be read: {exc.message}")
-
-
-async def on_client_gone(request: ConnexionRequest, exc: ClientDisconnect) -> ConnexionResponse:
-    log.info("%s %s: the client disconnected before sending its whole body", request.method, request.url.path)
-    return error_response(400, "the request body ended early")
-
-
-async def on_conflict(request: ConnexionRequest, exc: peewee.IntegrityError) -> ConnexionResponse:
-    log.info("%s %s conflicted: %s", request.method, request.url.path, exc)
-    return error_response(409, "the change conflicts with a concurrent change; reload and retry")
-
-
-async def on_unexpected(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
-    log.exception("%s %s failed", request.method, request.url.path)
-    return error_response(500, "internal server error")
-
-
-def route_errors(spec_paths: dict, base_path: str):
-    """404 and 405 for routes the spec does not have, with an Allow header that lists every method of the path."""
-    routes = [
-        (re.compile("^" + base_path + re.sub(r"\{[^}/]+\}", "[^/]+", path) + "/?$"), operations)
-        for path, operations in spec_paths.items()
-    ]
-    verbs = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
-
-    async def on_http_error(request: ConnexionRequest, exc: HTTPException) -> ConnexionResponse:
-        if exc.status_code == 405:
-            allowed = next(
-                (sorted(m.upper() for m in ops if m in verbs) for rx, ops in routes if rx.match(request.url.path)),
-                [],
-            )
-            return error_response(405, f"{request.method} is not allowed here", {"Allow": ", ".join(allowed)})
-        if exc.status_code == 404:
-            return error_response(404, f"no such resource: {request.url.path}")
-        return error_response(exc.status_code, client_message(str(exc.detail)))
-
-    return on_http_error
-
-
 def create_app(
     database_url: str | None = None,
     *,
@@ -315,25 +247,21 @@ def create_app(
     app = connexion.AsyncApp(__name__, security_map={"apiKey": CookieApiKeyHandler})
     app.add_api(
         SPEC,
-        resolver=Resolver(function_resolver=lambda name: in_request_scope(get_function_from_name(name), inline)),
+        resolver=Resolver(function_resolver=lambda name: in_request_scope(resolve(name), inline)),
         validate_responses=validate_responses,
         validator_map=CACHED_VALIDATORS,
         swagger_ui_options=connexion.options.SwaggerUIOptions(swagger_ui_path="/ui"),
     )
+    routes = Routes(yaml.safe_load(SPEC.read_text()))
     app.add_middleware(BodySizeLimit, position=MiddlewarePosition.BEFORE_SWAGGER)
-    app.add_error_handler(ApiError, on_api_error)
-    app.add_error_handler(ProblemException, on_problem)
-    spec = yaml.safe_load(SPEC.read_text())
-    app.add_error_handler(HTTPException, route_errors(spec["paths"], spec["servers"][0]["url"]))
-    app.add_error_handler(MultiPartException, on_bad_form)
-    app.add_error_handler(ClientDisconnect, on_client_gone)
-    app.add_error_handler(peewee.IntegrityError, on_conflict)
-    app.add_error_handler(Exception, on_unexpected)
+    app.add_middleware(ExactRoutes, position=MiddlewarePosition.BEFORE_SWAGGER, routes=routes)
+    map_errors(app, routes)
     return app
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="chat-server", description="Serve the chat API with uvicorn.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument(
@@ -362,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ["CHAT_PASSWORD_PROFILE"] = args.password_profile
     models.init_db(args.database)
     uvicorn.run(
-        "app:create_app",
+        f"{__name__}:create_app",
         factory=True,
         host=args.host,
         port=args.port,

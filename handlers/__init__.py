@@ -1,6 +1,6 @@
 """Request handlers, one module per resource, and the errors they raise."""
 
-from models import Chat, Membership
+from ..models import Chat, Membership
 
 
 class ApiError(Exception):

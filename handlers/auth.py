@@ -6,8 +6,8 @@ import anyio
 from connexion.context import request
 from starlette.responses import JSONResponse
 
-from handlers import BadRequest, threaded
-from models import MAX_ID, Session, User, db, queries_are_local
+from ..models import MAX_ID, Session, User, db, queries_are_local
+from . import BadRequest, threaded
 
 TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{16,128}")
 COOKIES = ("user_id", "token")

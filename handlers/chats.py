@@ -1,7 +1,7 @@
 """Chats: list yours, create, rename and leave."""
 
-from handlers import require_member, threaded
-from models import Chat, Membership
+from ..models import Chat, Membership
+from . import require_member, threaded
 
 
 def list_chats(user: int) -> dict:

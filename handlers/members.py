@@ -1,7 +1,7 @@
 """Chat membership: list members and bring someone in."""
 
-from handlers import Conflict, NotFound, require_member
-from models import Membership, User
+from ..models import Membership, User
+from . import Conflict, NotFound, require_member
 
 
 def list_members(user: int, chat_id: int) -> dict:

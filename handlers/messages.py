@@ -1,7 +1,7 @@
 """Messages: read a chat's history, send, and delete your own."""
 
-from handlers import Forbidden, NotFound, require_member
-from models import Message
+from ..models import Message
+from . import Forbidden, NotFound, require_member
 
 
 def list_messages(user: int, chat_id: int, limit: int = 100, before: int | None = None, after: int | None = None):
@@ -9,7 +9,7 @@ def list_messages(user: int, chat_id: int, limit: int = 100, before: int | None 
     return {"messages": Message.page(chat_id, limit, before, after)}
 
 
-def create_message(user: int, chat_id: int, body: dict):
+def send_message(user: int, chat_id: int, body: dict):
     message_id = Message.send(chat_id, user, body["content"])
     if message_id is None:
         require_member(chat_id, user)

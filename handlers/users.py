@@ -1,8 +1,8 @@
 """Users: register, read, change and delete accounts."""
 
-from handlers import Conflict, Forbidden, NotFound, threaded
-from handlers.auth import start_session
-from models import User
+from ..models import User
+from . import Conflict, Forbidden, NotFound, threaded
+from .auth import start_session
 
 
 def _own_account(user: int, user_id: int) -> User:
@@ -21,7 +21,7 @@ def get_user(user: int, user_id: int, name: str | None = None) -> dict:
 
 
 @threaded
-def create_user(user_id: int, body: dict):
+def register_user(user_id: int, body: dict):
     if User.by_name(body["name"]) is not None:
         raise Conflict("that name is taken")
     created = User.register(body["name"], body["password"], body["email"])

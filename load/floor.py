@@ -12,12 +12,13 @@ handlers do on SQLite. `starlette_floor()` is bare Starlette serving the same JS
 import copy
 
 import connexion
+from connexion.utils import get_function_from_name
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from app import CookieApiKeyHandler
-from handlers.auth import TOKEN_SHAPE, check_user_id_cookie
+from chat_server.app import CookieApiKeyHandler
+from chat_server.handlers.auth import TOKEN_SHAPE, check_user_id_cookie
 
 CHATS = {
     "chats": [
@@ -42,7 +43,7 @@ SPEC = {
                 "type": "apiKey",
                 "in": "cookie",
                 "name": "user_id",
-                "x-apikeyInfoFunc": "handlers.auth.check_user_id_cookie",
+                "x-apikeyInfoFunc": "chat_server.handlers.auth.check_user_id_cookie",
             },
             "token": {
                 "type": "apiKey",
@@ -64,6 +65,15 @@ SPEC = {
 }
 
 
+class FloorApiKeyHandler(CookieApiKeyHandler):
+    """The chat API's cookie handling, with checkers named by their full import path: this module is not in the
+    chat_server package."""
+
+    @classmethod
+    def _get_function(cls, security_definition, security_definition_key, environ_key, default=None):
+        return get_function_from_name(security_definition[security_definition_key])
+
+
 async def check_token_cookie(value: str, request) -> dict | None:
     """The chat API's token check without its one indexed session lookup: the cookies' shape and pairing only."""
     user = check_user_id_cookie(request.cookies.get("user_id", ""))
@@ -81,7 +91,7 @@ async def list_chats_async() -> dict:
 
 
 def _floor(operation_id: str) -> connexion.AsyncApp:
-    app = connexion.AsyncApp(__name__, security_map={"apiKey": CookieApiKeyHandler})
+    app = connexion.AsyncApp(__name__, security_map={"apiKey": FloorApiKeyHandler})
     spec = copy.deepcopy(SPEC)
     spec["paths"]["/chats"]["get"]["operationId"] = operation_id
     app.add_api(spec)

@@ -13,8 +13,8 @@ import time
 
 from peewee import IntegrityError, chunked
 
-import models
-from models import Chat, Membership, Message, User, db
+from chat_server import models
+from chat_server.models import Chat, Membership, Message, User, db
 
 PASSWORD = "seeded-password"
 # SQLite allows 32,766 bound values per statement; the widest row here has 4 values.

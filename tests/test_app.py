@@ -2,7 +2,7 @@
 
 import pytest
 
-import models
+from chat_server import models
 
 
 def test_unknown_route_is_json_not_found(client):
@@ -17,6 +17,25 @@ def test_wrong_method_lists_every_allowed_method(alice):
     assert response.status_code == 405
     assert response.headers["allow"] == "DELETE, GET, POST, PUT"
     assert "error" in response.json()
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_trailing_slash_is_not_found_not_a_redirect(alice, method):
+    response = alice.client.request(method, "/api/chats/", data={"title": "t"} if method == "POST" else None)
+    assert response.status_code == 404
+    assert "trailing slash" in response.json()["error"]
+    assert "location" not in response.headers
+
+
+def test_head_is_not_allowed_and_does_not_run_the_get_handler(alice):
+    response = alice.client.head("/api/logout")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET"
+    assert alice.client.get("/api/chats").status_code == 200
+
+
+def test_head_of_the_spec_itself_is_served(app):
+    assert app.test_client().head("/api/openapi.json").status_code == 200
 
 
 def test_non_integer_path_id_is_not_found(alice):

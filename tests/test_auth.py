@@ -110,7 +110,7 @@ def test_malformed_unrelated_cookie_does_not_break_auth(app, alice):
 
 
 def test_stored_token_is_hashed(alice):
-    import models
+    from chat_server import models
 
     stored = [s.token_hash for s in models.Session.select()]
     assert alice.client.cookies["token"] not in stored
@@ -118,7 +118,7 @@ def test_stored_token_is_hashed(alice):
 
 
 def test_password_is_hashed_with_argon2id(alice):
-    import models
+    from chat_server import models
 
     assert models.User.get_by_id(alice.id).password_hash.startswith("$argon2id$")
 

@@ -2,7 +2,7 @@
 
 from playhouse.test_utils import assert_query_count
 
-import models
+from chat_server import models
 
 
 def test_list_chats_empty(alice):

@@ -1,14 +1,15 @@
 """The contract: openapi/chat.yaml is valid and complete, and schemathesis finds nothing wrong, in-process."""
 
+import re
+
 import pytest
 import schemathesis
-from connexion.utils import get_function_from_name
 from hypothesis import HealthCheck, settings
 from openapi_spec_validator import validate
 
-import models
 import tests.schemathesis_hooks  # noqa: F401 - registers the fresh-user auth for every schemathesis test
-from app import create_app
+from chat_server import models
+from chat_server.app import create_app, resolve
 from tests.conftest import SPEC_DOC, _resolve
 
 VERBS = {"get", "put", "post", "delete", "patch"}
@@ -26,10 +27,37 @@ def test_spec_is_valid_openapi_3_0():
 
 
 @pytest.mark.parametrize("path, verb, operation", OPERATIONS, ids=[f"{v.upper()} {p}" for p, v, _ in OPERATIONS])
-def test_operation_id_resolves_to_a_handler(path, verb, operation):
+def test_operation_id_is_a_plain_name_that_resolves_to_its_handler(path, verb, operation):
     operation_id = operation["operationId"]
-    assert operation_id.startswith("handlers.")
-    assert callable(get_function_from_name(operation_id))
+    assert re.fullmatch(r"[a-z]+(_[a-z]+)*", operation_id), operation_id
+    controller = operation["x-openapi-router-controller"]
+    assert controller.startswith("handlers.")
+    assert callable(resolve(f"{controller}.{operation_id}"))
+
+
+@pytest.mark.parametrize("path, verb, operation", OPERATIONS, ids=[f"{v.upper()} {p}" for p, v, _ in OPERATIONS])
+def test_operation_has_a_summary_a_description_and_declared_tags(path, verb, operation):
+    assert operation["summary"].strip()
+    assert len(operation["description"].strip()) > len(operation["summary"])
+    declared = {tag["name"]: tag for tag in SPEC_DOC["tags"]}
+    assert operation["tags"] and all(declared[tag]["description"].strip() for tag in operation["tags"])
+
+
+def test_info_names_a_license_and_a_contact():
+    assert SPEC_DOC["info"]["license"]["name"]
+    assert SPEC_DOC["info"]["contact"]["name"]
+
+
+def test_links_name_existing_operations():
+    ids = {op["operationId"] for _, _, op in OPERATIONS}
+    links = [
+        link
+        for _, _, op in OPERATIONS
+        for response in op["responses"].values()
+        for link in _resolve(response).get("links", {}).values()
+    ]
+    assert links
+    assert {link["operationId"] for link in links} <= ids
 
 
 def test_operation_ids_are_unique():

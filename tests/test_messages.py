@@ -5,7 +5,7 @@ import threading
 import pytest
 from playhouse.test_utils import assert_query_count
 
-import models
+from chat_server import models
 from tests.conftest import new_client
 
 

@@ -6,7 +6,7 @@ import threading
 import pytest
 from playhouse.test_utils import assert_query_count
 
-import models
+from chat_server import models
 
 HOT_STATEMENTS = {
     "session lookup": models._SESSION_USER,

@@ -10,7 +10,7 @@ from types import ModuleType
 
 import pytest
 
-from app import SPEC
+from chat_server.app import SPEC
 from tests.live_server import live_server
 
 pytest.importorskip("openapi_python_client", reason="openapi-python-client is not installed; run `tox -e sdk`")

@@ -2,7 +2,7 @@
 
 import pytest
 
-import models
+from chat_server import models
 from tests.conftest import new_client
 
 
