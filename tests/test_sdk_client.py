@@ -6,6 +6,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from http import HTTPStatus
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -29,10 +30,8 @@ class GeneratedSdk:
     models: ModuleType
 
     def call(self, operation: str, **kwargs):
-        """Call `<resource>.<function>` (the spec's operationId without `handlers.`) through its generated module."""
-        resource, _ = operation.split(".")
-        module = importlib.import_module(f"{PACKAGE}.api.{resource}.handlers_{operation.replace('.', '_')}")
-        return module.sync_detailed(**kwargs)
+        """Call `<tag>.<operationId>` through its generated module, `chat_api_client.api.<tag>.<operationId>`."""
+        return importlib.import_module(f"{PACKAGE}.api.{operation}").sync_detailed(**kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +117,7 @@ def register(sdk, new_client):
     def make(name: str, password: str = "correct horse") -> Account:
         client = new_client()
         body = sdk.models.NewUser(name=name, password=password, email=f"{name}@example.com")
-        response = sdk.call("users.create_user", client=client, user_id=0, body=body)
+        response = sdk.call("users.register_user", client=client, user_id=0, body=body)
         assert response.status_code == HTTPStatus.CREATED, response.content
         assert isinstance(response.parsed, sdk.models.Created)
         return Account(response.parsed.id, name, password, client)
@@ -140,7 +139,7 @@ def chat_with_bob(sdk, register):
 
 def send(sdk, account: Account, chat_id: int, content: str) -> int:
     body = sdk.models.NewMessage(content=content)
-    response = sdk.call("messages.create_message", client=account.client, chat_id=chat_id, body=body)
+    response = sdk.call("messages.send_message", client=account.client, chat_id=chat_id, body=body)
     assert response.status_code == HTTPStatus.CREATED, response.content
     return response.parsed.id
 
@@ -155,7 +154,7 @@ def test_generated_client_has_a_module_per_operation(sdk):
     operations = [
         "auth.login",
         "auth.logout",
-        "users.create_user",
+        "users.register_user",
         "users.get_user",
         "users.update_user",
         "users.delete_user",
@@ -164,18 +163,19 @@ def test_generated_client_has_a_module_per_operation(sdk):
         "chats.rename_chat",
         "chats.leave_chat",
         "messages.list_messages",
-        "messages.create_message",
+        "messages.send_message",
         "messages.delete_message",
         "members.list_members",
         "members.add_member",
     ]
     for operation in operations:
-        resource, function = operation.split(".")
-        module = importlib.import_module(f"{PACKAGE}.api.{resource}.handlers_{resource}_{function}")
+        module = importlib.import_module(f"{PACKAGE}.api.{operation}")
         assert callable(module.sync_detailed), operation
+    generated = {path.stem for path in Path(sdk.package.__file__).parent.glob("api/*/*.py")} - {"__init__"}
+    assert generated == {operation.split(".")[1] for operation in operations}
 
 
-def test_create_user_sets_session_cookies_in_the_client_jar(sdk, register):
+def test_register_user_sets_session_cookies_in_the_client_jar(sdk, register):
     alice = register("alice")
 
     assert alice.id >= 1
