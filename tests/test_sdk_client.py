@@ -2,6 +2,7 @@
 
 import importlib
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -173,6 +174,18 @@ def test_generated_client_has_a_module_per_operation(sdk):
         assert callable(module.sync_detailed), operation
     generated = {path.stem for path in Path(sdk.package.__file__).parent.glob("api/*/*.py")} - {"__init__"}
     assert generated == {operation.split(".")[1] for operation in operations}
+
+
+def test_readme_example_runs_as_written(sdk, register, server, capsys):
+    alice = register("alice")
+    sdk.call("chats.create_chat", client=alice.client, body=sdk.models.ChatTitle(title="general"))
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    example = re.search(r"```python\n(.*?)```", readme, re.DOTALL).group(1)
+    assert "http://127.0.0.1:8080/api" in example
+
+    exec(compile(example.replace("http://127.0.0.1:8080/api", server.api_url), "README.md", "exec"), {})
+
+    assert capsys.readouterr().out.strip() == "['general']"
 
 
 def test_register_user_sets_session_cookies_in_the_client_jar(sdk, register):
