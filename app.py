@@ -6,7 +6,6 @@ import logging
 import os
 from importlib.metadata import version
 from pathlib import Path
-from urllib.parse import unquote_to_bytes
 
 import anyio
 import connexion
@@ -14,129 +13,26 @@ import uvicorn
 import yaml
 from connexion.context import context
 from connexion.context import scope as request_scope
-from connexion.datastructures import MediaTypeDict
-from connexion.exceptions import BadRequestProblem, UnsupportedMediaTypeProblem
 from connexion.middleware import MiddlewarePosition
 from connexion.resolver import Resolver
-from connexion.security import ApiKeySecurityHandler
-from connexion.utils import get_function_from_name, is_null, is_nullable
-from connexion.validators import VALIDATOR_MAP, FormDataValidator, ParameterValidator
-from connexion.validators.parameter import draft4_format_checker
-from jsonschema import Draft4Validator, ValidationError
-from starlette.datastructures import Headers
-from starlette.requests import cookie_parser
 
-from . import models
+from . import models, ratelimit
 from .errors import map_errors
-from .handlers import BadRequest, is_threaded
-from .routes import ExactRoutes, Routes
+from .handlers import is_threaded
+from .passwords import DEFAULT_CONCURRENCY, PROFILES
+from .ratelimit import DEFAULTS
+from .request_limits import BodySizeLimit
+from .routes import ExactRoutes, Routes, resolve
+from .security import CookieApiKeyHandler
+from .validation import CACHED_VALIDATORS, FormContentType
 
 __version__ = version("chat-server")
 # The spec ships as package data beside this module (pyproject.toml). It is found from __file__ because
 # chat_server is a namespace package, which importlib.resources cannot read in an editable install.
 SPEC = Path(__file__).parent / "openapi" / "chat.yaml"
 DEFAULT_DATABASE_URL = "sqlite:///chat.db"
-MAX_BODY_BYTES = 256 * 1024
 
-
-def resolve(name: str):
-    """The function a name in the spec stands for (`handlers.auth.login`), inside this package wherever it is
-    installed: the spec names handlers by their place in the repository, not by the package they install as."""
-    return get_function_from_name(f"{__package__}.{name}")
-
-
-class CookieApiKeyHandler(ApiKeySecurityHandler):
-    """Connexion's apiKey security, adjusted in four ways.
-
-    Cookies are read with Starlette's parser: SimpleCookie drops every cookie when any one is
-    malformed. Whether a checker takes `request` or `required_scopes` is looked up once per
-    checker, not with `inspect.signature` on every request. And a rejected cookie pair gets a
-    message a client author can act on. And the checker the spec names is found with `resolve`.
-    """
-
-    @classmethod
-    def _get_function(cls, security_definition, security_definition_key, environ_key, default=None):
-        name = security_definition.get(security_definition_key)
-        return resolve(name) if name else default
-
-    @staticmethod
-    def get_cookie_value(cookies, name):
-        return cookie_parser(cookies or "").get(name)
-
-    def check_api_key(self, api_key_info_func):
-        return self._generic_check(api_key_info_func, "the session cookies are not valid, or the session has ended")
-
-    @staticmethod
-    @functools.cache
-    def _accepts_kwarg(func, keyword: str) -> bool:
-        return ApiKeySecurityHandler._accepts_kwarg(func, keyword)
-
-
-_VALIDATORS: dict[int, tuple[dict, Draft4Validator]] = {}
-
-
-def schema_validator(schema: dict, build) -> Draft4Validator:
-    """One jsonschema validator per schema of the spec; Connexion would build a new one for every request."""
-    cached = _VALIDATORS.get(id(schema))
-    if cached is None or cached[0] is not schema:
-        cached = _VALIDATORS[id(schema)] = (schema, build())
-    return cached[1]
-
-
-class CachedParameterValidator(ParameterValidator):
-    """Connexion's parameter validation, without a deep copy of the parameter and a new validator per value."""
-
-    def validate_parameter(self, parameter_type, value, param, param_name=None):
-        if value is None or (is_nullable(param) and is_null(value)):
-            return super().validate_parameter(parameter_type, value, param, param_name)
-        validator = schema_validator(
-            param, lambda: Draft4Validator(param.get("schema", param), format_checker=draft4_format_checker)
-        )
-        try:
-            validator.validate(value)
-        except ValidationError as exception:
-            return str(exception)
-        return None
-
-
-def form_charset(content_type: str) -> str:
-    """The charset parameter of a Content-Type, lower-cased; Connexion misses it after "; "."""
-    for parameter in content_type.split(";")[1:]:
-        name, _, value = parameter.strip().partition("=")
-        if name.lower() == "charset":
-            return value.strip().strip('"').lower()
-    return "utf-8"
-
-
-class CachedFormDataValidator(FormDataValidator):
-    """Connexion's form body validation, with one validator per body schema instead of one per request,
-    that also refuses bytes that are not UTF-8 (Starlette would quietly store U+FFFD in their place)."""
-
-    @property
-    def _validator(self):
-        return schema_validator(self._schema, lambda: FormDataValidator._validator.fget(self))
-
-    async def _parse(self, stream, scope):
-        charset = form_charset(Headers(scope=scope).get("content-type", ""))
-        if charset.replace("-", "") not in ("utf8", "usascii", "ascii"):
-            raise UnsupportedMediaTypeProblem(f"form bodies must be UTF-8, not {charset}")
-        raw = b"".join([chunk async for chunk in stream])
-        try:
-            # The separators are ASCII, so the whole body decodes if and only if every name and value does.
-            unquote_to_bytes(raw).decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadRequestProblem(detail="the form body is not valid UTF-8") from None
-
-        async def replay():
-            yield raw
-
-        return await super()._parse(replay(), scope)
-
-
-CACHED_VALIDATORS = {
-    "parameter": CachedParameterValidator,
-    "body": MediaTypeDict({**VALIDATOR_MAP["body"], "application/x-www-form-urlencoded": CachedFormDataValidator}),
-}
+log = logging.getLogger("chat")
 
 
 def in_request_scope(handler, inline: bool):
@@ -171,66 +67,6 @@ def in_request_scope(handler, inline: bool):
     return run_on_event_loop
 
 
-class BodySizeLimit:
-    """Refuse request bodies over a cap before anything reads them into memory.
-
-    A chunked body (no Content-Length) is read here, up to the cap, and handed on with a
-    Content-Length: Connexion treats a request without one as having no body at all.
-    """
-
-    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES):
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = dict(scope["headers"])
-        length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            raise self.too_large()
-        limited = self.limited(receive)
-        if length is None and headers.get(b"transfer-encoding", b"").lower() == b"chunked":
-            body = bytearray()
-            more = True
-            while more:
-                message = await limited()
-                body += message.get("body", b"")
-                more = message.get("more_body", False)
-            scope = {**scope, "headers": [*scope["headers"], (b"content-length", str(len(body)).encode())]}
-            limited = self.replay(bytes(body), receive)
-        await self.app(scope, limited, send)
-
-    def too_large(self) -> BadRequest:
-        return BadRequest(f"the request body is larger than {self.max_bytes} bytes")
-
-    def limited(self, receive):
-        received = 0
-
-        async def limited_receive():
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                raise self.too_large()
-            return message
-
-        return limited_receive
-
-    @staticmethod
-    def replay(body: bytes, receive):
-        sent = False
-
-        async def replay_receive():
-            nonlocal sent
-            if sent:
-                return await receive()
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        return replay_receive
-
-
 def create_app(
     database_url: str | None = None,
     *,
@@ -238,7 +74,12 @@ def create_app(
     password_profile: str | None = None,
 ) -> connexion.AsyncApp:
     database_url = database_url or os.environ.get("CHAT_DATABASE_URL", DEFAULT_DATABASE_URL)
-    models.init_db(database_url, password_profile=password_profile or os.environ.get("CHAT_PASSWORD_PROFILE", "secure"))
+    models.init_db(
+        database_url,
+        password_profile=password_profile or os.environ.get("CHAT_PASSWORD_PROFILE", "secure"),
+        hash_concurrency=int(os.environ.get("CHAT_HASH_CONCURRENCY", DEFAULT_CONCURRENCY)),
+    )
+    ratelimit.configure(os.environ)
 
     # Connexion logs every rejected form at ERROR, quoting the rejected value (a mistyped password, say):
     # a client's mistake is not a server error, and the 400 is in the access log anyway.
@@ -255,6 +96,7 @@ def create_app(
     routes = Routes(yaml.safe_load(SPEC.read_text()))
     app.add_middleware(BodySizeLimit, position=MiddlewarePosition.BEFORE_SWAGGER)
     app.add_middleware(ExactRoutes, position=MiddlewarePosition.BEFORE_SWAGGER, routes=routes)
+    app.add_middleware(FormContentType, position=MiddlewarePosition.BEFORE_SWAGGER, routes=routes)
     map_errors(app, routes)
     return app
 
@@ -272,9 +114,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument(
         "--password-profile",
-        choices=sorted(models.PASSWORD_PROFILES),
+        choices=sorted(PROFILES),
         default=os.environ.get("CHAT_PASSWORD_PROFILE", "secure"),
         help="argon2 cost; 'cheapest' is for load tests only",
+    )
+    parser.add_argument(
+        "--hash-concurrency",
+        type=int,
+        default=int(os.environ.get("CHAT_HASH_CONCURRENCY", DEFAULT_CONCURRENCY)),
+        help="password hashes at once, 64 MiB each with the secure profile (default: the core count, %(default)s); "
+        "others wait up to 3 s, then get 503",
+    )
+    rates = parser.add_argument_group(
+        "rate limits", "N/SECONDS (N in any SECONDS-long window) or off; also read from the environment variable named"
+    )
+    for option, variable, what in (
+        ("--login-rate", "CHAT_LOGIN_RATE", "failed logins per name"),
+        ("--login-address-rate", "CHAT_LOGIN_ADDRESS_RATE", "failed logins per client address"),
+        ("--register-rate", "CHAT_REGISTER_RATE", "registrations per client address"),
+    ):
+        rates.add_argument(option, default=os.environ.get(variable, DEFAULTS[variable]), help=f"{what} ({variable})")
+    rates.add_argument(
+        "--rate-limit-storage",
+        default=os.environ.get("CHAT_RATE_LIMIT_STORAGE", DEFAULTS["CHAT_RATE_LIMIT_STORAGE"]),
+        help="where the counts live (CHAT_RATE_LIMIT_STORAGE): memory:// holds for one process only; "
+        "redis://host:6379 holds across workers and hosts",
     )
     parser.add_argument("--no-access-log", dest="access_log", action="store_false", help="do not log every request")
     parser.add_argument("--ssl-certfile", help="serve HTTPS with this certificate (session cookies become Secure)")
@@ -288,6 +152,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.environ["CHAT_DATABASE_URL"] = args.database
     os.environ["CHAT_PASSWORD_PROFILE"] = args.password_profile
+    os.environ["CHAT_HASH_CONCURRENCY"] = str(args.hash_concurrency)
+    os.environ["CHAT_LOGIN_RATE"] = args.login_rate
+    os.environ["CHAT_LOGIN_ADDRESS_RATE"] = args.login_address_rate
+    os.environ["CHAT_REGISTER_RATE"] = args.register_rate
+    os.environ["CHAT_RATE_LIMIT_STORAGE"] = args.rate_limit_storage
+    try:
+        ratelimit.configure(os.environ)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.workers > 1 and args.rate_limit_storage.startswith("memory://"):
+        log.warning("rate limits in memory:// are per worker; with --workers %d use redis://", args.workers)
     models.init_db(args.database)
     uvicorn.run(
         f"{__name__}:create_app",

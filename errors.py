@@ -13,13 +13,51 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect
 
-from .handlers import ApiError
 from .routes import Routes
 
 MAX_ERROR_CHARS = 300
 QUOTED_INPUT = re.compile(r"""^(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")(?= )""", re.DOTALL)
 
 log = logging.getLogger("chat")
+
+
+class ApiError(Exception):
+    """An error a client caused, or must wait out; map_errors turns it into {"error": message} with this status."""
+
+    status = 400
+
+    def __init__(self, message: str, retry_after: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
+
+
+class BadRequest(ApiError):
+    status = 400
+
+
+class Forbidden(ApiError):
+    status = 403
+
+
+class NotFound(ApiError):
+    status = 404
+
+
+class Conflict(ApiError):
+    status = 409
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+
+
+class TooManyRequests(ApiError):
+    status = 429
+
+
+class Unavailable(ApiError):
+    status = 503
 
 
 def error_response(status: int, message: str, headers: dict | None = None) -> ConnexionResponse:
@@ -44,7 +82,7 @@ def client_message(text: str) -> str:
 
 
 async def on_api_error(request: ConnexionRequest, exc: ApiError) -> ConnexionResponse:
-    return error_response(exc.status, exc.message)
+    return error_response(exc.status, exc.message, exc.headers)
 
 
 async def on_problem(request: ConnexionRequest, exc: ProblemException) -> ConnexionResponse:

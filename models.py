@@ -7,7 +7,6 @@ import sqlite3
 import threading
 from urllib.parse import urlparse
 
-import argon2
 from peewee import (
     JOIN,
     SQL,
@@ -27,16 +26,12 @@ from peewee import (
 from playhouse.db_url import parse as parse_db_url
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
+from .passwords import DEFAULT_CONCURRENCY, Passwords
+
 db = DatabaseProxy()
 MAX_ID = 2**63 - 1
 
-PASSWORD_PROFILES = {
-    "secure": argon2.profiles.RFC_9106_LOW_MEMORY,
-    # For load tests and the test suite only: it makes hashing nearly free.
-    "cheapest": argon2.profiles.CHEAPEST,
-}
-passwords = argon2.PasswordHasher.from_parameters(PASSWORD_PROFILES["secure"])
-_dummy_hash = ""
+passwords = Passwords()
 
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
@@ -106,10 +101,11 @@ def connect(url: str):
     raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:/// or postgresql://")
 
 
-def init_db(url: str, create_tables: bool = True, password_profile: str = "secure"):
-    global passwords, _dummy_hash
-    passwords = argon2.PasswordHasher.from_parameters(PASSWORD_PROFILES[password_profile])
-    _dummy_hash = passwords.hash(secrets.token_hex(16))
+def init_db(
+    url: str, create_tables: bool = True, password_profile: str = "secure", hash_concurrency: int | None = None
+):
+    global passwords
+    passwords = Passwords(password_profile, hash_concurrency or DEFAULT_CONCURRENCY)
     database = connect(url)
     db.initialize(database)
     if create_tables:
@@ -213,11 +209,7 @@ class User(BaseModel):
     def authenticate(cls, name: str, password: str):
         """The user with this name and password, else None; unknown names cost a hash too."""
         user = cls.by_name(name)
-        try:
-            passwords.verify(user.password_hash if user else _dummy_hash, password)
-        except argon2.exceptions.VerificationError:
-            return None
-        return user
+        return user if passwords.verify(user.password_hash if user else None, password) else None
 
     def as_dict(self) -> dict:
         return {"id": self.id, "name": self.name, "email": self.email}

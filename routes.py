@@ -1,7 +1,9 @@
-"""Exact routes: the spec's paths and methods, with no trailing-slash redirects and no implicit HEAD."""
+"""Routes: the spec's paths and methods exactly (no trailing-slash redirects, no implicit HEAD), and the functions
+its names stand for."""
 
 import re
 
+from connexion.utils import get_function_from_name
 from starlette.exceptions import HTTPException
 
 VERBS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
@@ -16,6 +18,12 @@ class Routes:
             (re.compile("^" + base + re.sub(r"\{[^}/]+\}", "[^/]+", path) + "$"), operations)
             for path, operations in spec["paths"].items()
         ]
+
+    def operation(self, path: str, method: str) -> dict | None:
+        for pattern, operations in self._routes:
+            if pattern.match(path):
+                return operations.get(method.lower())
+        return None
 
     def allowed(self, path: str) -> list[str] | None:
         """The methods the spec declares for this path, or None when the path is not in the spec."""
@@ -42,3 +50,9 @@ class ExactRoutes:
             if scope["method"] == "HEAD" and self.routes.allowed(path) is not None:
                 raise HTTPException(405)
         await self.app(scope, receive, send)
+
+
+def resolve(name: str):
+    """The function a name in the spec stands for (`handlers.auth.login`), inside this package wherever it is
+    installed: the spec names handlers by their place in the repository, not by the package they install as."""
+    return get_function_from_name(f"{__package__}.{name}")

@@ -1,32 +1,9 @@
-"""Request handlers, one module per resource, and the errors they raise."""
+"""Request handlers, one module per resource; the errors they raise live in errors.py."""
 
+from ..errors import ApiError, BadRequest, Conflict, Forbidden, NotFound, TooManyRequests
 from ..models import Chat, Membership
 
-
-class ApiError(Exception):
-    """An error a client caused; app.py turns it into {"error": message} with this status."""
-
-    status = 400
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-
-class BadRequest(ApiError):
-    status = 400
-
-
-class Forbidden(ApiError):
-    status = 403
-
-
-class NotFound(ApiError):
-    status = 404
-
-
-class Conflict(ApiError):
-    status = 409
+__all__ = ["ApiError", "BadRequest", "Conflict", "Forbidden", "NotFound", "TooManyRequests", "require_member"]
 
 
 def threaded(handler):

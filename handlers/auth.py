@@ -6,15 +6,18 @@ import anyio
 from connexion.context import request
 from starlette.responses import JSONResponse
 
+from .. import ratelimit
 from ..models import MAX_ID, Session, User, db, queries_are_local
 from . import BadRequest, threaded
 
 TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{16,128}")
 COOKIES = ("user_id", "token")
+MAX_ID_DIGITS = len(str(MAX_ID))
 
 
 def check_user_id_cookie(value: str) -> dict | None:
-    if not value.isascii() or not value.isdigit() or not 0 < int(value) <= MAX_ID:
+    # The length check comes first: int() refuses strings of over 4,300 digits with a ValueError.
+    if len(value) > MAX_ID_DIGITS or not value.isascii() or not value.isdigit() or not 0 < int(value) <= MAX_ID:
         return None
     return {"sub": int(value)}
 
@@ -44,6 +47,11 @@ def session_token(token_info: dict) -> str:
     return scheme["token"]
 
 
+def client_address() -> str:
+    """The client's IP address; behind a proxy trusted with --forwarded-allow-ips, the one it forwarded."""
+    return request.client.host if request.client else "unknown"
+
+
 def _cookie_options() -> dict:
     return {"path": "/", "httponly": True, "samesite": "lax", "secure": request.url.scheme == "https"}
 
@@ -59,8 +67,14 @@ def start_session(user_id: int, status: int) -> JSONResponse:
 
 @threaded
 def login(body: dict) -> JSONResponse:
-    user = User.authenticate(body["name"], body["password"])
+    """Refused with 429 once a name or an address has too many failed logins, before any password is hashed."""
+    limits, name, address = ratelimit.rate_limits, body["name"], client_address()
+    limits.check(limits.login_name, name)
+    limits.check(limits.login_address, address)
+    user = User.authenticate(name, body["password"])
     if user is None:
+        limits.count(limits.login_name, name)
+        limits.count(limits.login_address, address)
         raise BadRequest("wrong name or password")
     return start_session(user.id, 200)
 

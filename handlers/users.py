@@ -1,8 +1,9 @@
 """Users: register, read, change and delete accounts."""
 
+from .. import ratelimit
 from ..models import User
 from . import Conflict, Forbidden, NotFound, threaded
-from .auth import start_session
+from .auth import client_address, start_session
 
 
 def _own_account(user: int, user_id: int) -> User:
@@ -22,6 +23,8 @@ def get_user(user: int, user_id: int, name: str | None = None) -> dict:
 
 @threaded
 def register_user(user_id: int, body: dict):
+    """Refused with 429 once an address has registered too often, before the password is hashed."""
+    ratelimit.rate_limits.hit(ratelimit.rate_limits.register, client_address())
     if User.by_name(body["name"]) is not None:
         raise Conflict("that name is taken")
     created = User.register(body["name"], body["password"], body["email"])

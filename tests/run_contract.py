@@ -45,7 +45,9 @@ def schemathesis(api_url: str, *options: str, checks: tuple[str, ...] = ("--chec
 
 
 def main(extra: list[str]) -> int:
-    with live_server() as server:
+    # The fuzzer guesses passwords and registers a user after every 401, all from 127.0.0.1: with the limits on,
+    # its own logins would be refused. tests/test_limits.py tests them.
+    with live_server("--login-rate", "off", "--login-address-rate", "off", "--register-rate", "off") as server:
         fresh_user = schemathesis(
             server.api_url,
             "--config-file",

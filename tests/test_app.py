@@ -48,6 +48,23 @@ def test_json_body_is_unsupported_media_type(alice):
     assert "application/x-www-form-urlencoded" in response.json()["error"]
 
 
+@pytest.mark.parametrize("path", ["/api/login", "/api/user/0", "/api/chats"])
+def test_form_without_content_type_is_unsupported_media_type(alice, path):
+    response = alice.client.post(path, content=b"name=a&password=password1&email=a@b.co&title=t")
+    assert response.status_code == 415
+    assert "Content-Type" in response.json()["error"]
+
+
+def test_put_without_a_body_needs_no_content_type(alice):
+    assert alice.client.put(f"/api/user/{alice.id}").status_code == 200
+
+
+def test_overlong_user_id_cookie_is_unauthorized(client):
+    client.cookies.update({"user_id": "9" * 5000, "token": "t" * 43})
+    response = client.get("/api/chats")
+    assert response.status_code == 401
+
+
 def test_validation_error_is_short_and_names_the_field(alice):
     response = alice.client.post("/api/chats", data={"title": "t" * 5000})
     assert response.status_code == 400
@@ -57,10 +74,10 @@ def test_validation_error_is_short_and_names_the_field(alice):
     assert "Failed validating" not in error
 
 
-def test_two_megabyte_form_is_bad_request(alice, make_chat):
+def test_two_megabyte_form_is_payload_too_large(alice, make_chat):
     chat_id = make_chat(alice)
     response = alice.client.post(f"/api/chats/{chat_id}", data={"content": "x" * 2_000_000})
-    assert response.status_code == 400
+    assert response.status_code == 413
     assert "larger than" in response.json()["error"]
     assert alice.client.get(f"/api/chats/{chat_id}").json()["messages"] == []
 
@@ -80,14 +97,14 @@ def test_chunked_body_is_read(alice, make_chat):
     assert alice.client.get(f"/api/chats/{chat_id}").json()["messages"][0]["content"] == "sent in chunks"
 
 
-def test_chunked_body_over_the_cap_is_bad_request(alice, make_chat):
+def test_chunked_body_over_the_cap_is_payload_too_large(alice, make_chat):
     chat_id = make_chat(alice)
     response = alice.client.post(
         f"/api/chats/{chat_id}",
         content=_chunked(b"content=", *[b"x" * 10_000] * 30),
         headers={"content-type": "application/x-www-form-urlencoded"},
     )
-    assert response.status_code == 400
+    assert response.status_code == 413
     assert "larger than" in response.json()["error"]
     assert alice.client.get(f"/api/chats/{chat_id}").json()["messages"] == []
 

@@ -12,7 +12,8 @@ from tests.live_server import live_server
 
 @pytest.fixture(scope="module")
 def server():
-    with live_server() as running:
+    # Every test here registers from 127.0.0.1; the registration limit is tested in tests/test_limits.py.
+    with live_server("--register-rate", "off") as running:
         yield running
 
 

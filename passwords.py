@@ -1,0 +1,62 @@
+"""argon2id password hashing under a budget: at most N hashes at once, so memory peaks at N times the cost of one."""
+
+import contextlib
+import os
+import secrets
+import threading
+
+import argon2
+
+from .errors import Unavailable
+
+PROFILES = {
+    "secure": argon2.profiles.RFC_9106_LOW_MEMORY,
+    # For load tests and the test suite only: it makes hashing nearly free.
+    "cheapest": argon2.profiles.CHEAPEST,
+}
+DEFAULT_CONCURRENCY = os.cpu_count() or 1
+DEFAULT_WAIT_SECONDS = 3.0
+
+
+class Passwords:
+    """Hash and verify passwords; beyond `concurrency` hashes at once, wait up to `wait_seconds`, then refuse (503).
+
+    Each secure hash takes 64 MiB for tens of milliseconds, so a burst of logins or registrations would otherwise
+    take as much memory as there are threads in the pool.
+    """
+
+    def __init__(
+        self,
+        profile: str = "secure",
+        concurrency: int = DEFAULT_CONCURRENCY,
+        wait_seconds: float = DEFAULT_WAIT_SECONDS,
+    ):
+        if concurrency < 1:
+            raise ValueError("password hashing needs at least one slot")
+        self._hasher = argon2.PasswordHasher.from_parameters(PROFILES[profile])
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self._wait_seconds = wait_seconds
+        # Verified against when a name is unknown, so that a wrong name costs as much as a wrong password.
+        self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
+
+    @contextlib.contextmanager
+    def _slot(self):
+        if not self._slots.acquire(timeout=self._wait_seconds):
+            raise Unavailable("the server is busy checking passwords; retry in a moment", retry_after=1)
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+    def hash(self, password: str) -> str:
+        with self._slot():
+            return self._hasher.hash(password)
+
+    def verify(self, password_hash: str | None, password: str) -> bool:
+        """Whether the password matches; with no hash (unknown user) it costs a hash and is False."""
+        with self._slot():
+            try:
+                self._hasher.verify(password_hash or self._dummy_hash, password)
+            except argon2.exceptions.VerificationError:
+                return False
+        return password_hash is not None

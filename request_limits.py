@@ -1,0 +1,84 @@
+"""Limits on what one request may make the server read: the body-size cap, with a 413 the client can read."""
+
+from .errors import PayloadTooLarge
+
+MAX_BODY_BYTES = 256 * 1024
+# An oversized body is read and thrown away up to this much before the 413 goes out: a client that is still
+# sending when the server closes sees a connection reset instead of the answer. Beyond it, the server closes.
+MAX_DRAIN_BYTES = 8 * 1024 * 1024
+
+
+async def drain(receive, already: int = 0) -> None:
+    """Read and discard the rest of a request body, up to MAX_DRAIN_BYTES in all."""
+    drained = already
+    while drained <= MAX_DRAIN_BYTES:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        drained += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
+
+
+class BodySizeLimit:
+    """Refuse request bodies over a cap before anything reads them into memory.
+
+    A chunked body (no Content-Length) is read here, up to the cap, and handed on with a
+    Content-Length: Connexion treats a request without one as having no body at all.
+    """
+
+    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            if int(length) <= MAX_DRAIN_BYTES:
+                await drain(receive)
+            raise self.too_large()
+        limited = self.limited(receive)
+        if length is None and headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+            body = bytearray()
+            more = True
+            while more:
+                message = await limited()
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+            scope = {**scope, "headers": [*scope["headers"], (b"content-length", str(len(body)).encode())]}
+            limited = self.replay(bytes(body), receive)
+        await self.app(scope, limited, send)
+
+    def too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"the request body is larger than {self.max_bytes} bytes")
+
+    def limited(self, receive):
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                if message.get("more_body", False):
+                    await drain(receive, received)
+                raise self.too_large()
+            return message
+
+        return limited_receive
+
+    @staticmethod
+    def replay(body: bytes, receive):
+        sent = False
+
+        async def replay_receive():
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return replay_receive

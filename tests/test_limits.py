@@ -1,0 +1,139 @@
+"""Defences: rate limits on logins and registrations, the password-hashing budget, and bounded request bodies."""
+
+import threading
+import time
+
+import pytest
+
+from chat_server.errors import TooManyRequests, Unavailable
+from chat_server.passwords import Passwords
+from chat_server.ratelimit import RateLimits, parse_rate
+from tests.conftest import new_client
+
+WRONG = {"name": "alice", "password": "not the password"}
+
+
+def test_login_eleventh_wrong_password_for_a_name_is_too_many_requests(app, alice):
+    for _ in range(10):
+        assert alice.client.post("/api/login", data=WRONG).status_code == 400
+    response = alice.client.post("/api/login", data=WRONG)
+    assert response.status_code == 429
+    assert 1 <= int(response.headers["retry-after"]) <= 300
+    assert "failed logins for this name" in response.json()["error"]
+
+
+def test_login_limit_refuses_even_the_right_password_until_the_window_passes(app, alice):
+    for _ in range(10):
+        alice.client.post("/api/login", data=WRONG)
+    response = alice.client.post("/api/login", data={"name": "alice", "password": alice.password})
+    assert response.status_code == 429
+
+
+def test_login_successes_do_not_count(app, alice):
+    for _ in range(12):
+        assert alice.client.post("/api/login", data={"name": "alice", "password": alice.password}).status_code == 200
+
+
+def test_login_per_address_limit_covers_many_names(app):
+    client = new_client(app)
+    for n in range(30):
+        assert client.post("/api/login", data={"name": f"nobody-{n}", "password": "password123"}).status_code == 400
+    response = client.post("/api/login", data={"name": "someone-else", "password": "password123"})
+    assert response.status_code == 429
+    assert "from your address" in response.json()["error"]
+
+
+def test_register_user_eleventh_from_one_address_is_too_many_requests(app):
+    client = new_client(app)
+    for n in range(10):
+        form = {"name": f"user-{n}", "password": "password123", "email": f"u{n}@example.com"}
+        assert client.post("/api/user/0", data=form).status_code == 201
+    response = client.post("/api/user/0", data={"name": "one-more", "password": "password123", "email": "x@ex.com"})
+    assert response.status_code == 429
+    assert int(response.headers["retry-after"]) >= 1
+
+
+def test_rate_off_turns_a_limit_off(database_url, monkeypatch):
+    monkeypatch.setenv("CHAT_REGISTER_RATE", "off")
+    from chat_server.app import create_app
+
+    client = new_client(create_app(database_url, validate_responses=True, password_profile="cheapest"))
+    for n in range(12):
+        form = {"name": f"user-{n}", "password": "password123", "email": f"u{n}@example.com"}
+        assert client.post("/api/user/0", data=form).status_code == 201
+
+
+@pytest.mark.parametrize("text", ["10", "0/60", "10/0", "ten/60", "10/60s", ""])
+def test_parse_rate_refuses_malformed_rates(text):
+    with pytest.raises(ValueError):
+        parse_rate(text)
+
+
+def test_parse_rate_reads_n_per_seconds():
+    rate = parse_rate("10/300")
+    assert (rate.amount, rate.get_expiry()) == (10, 300)
+    assert parse_rate("off") is None
+
+
+def test_redis_storage_shares_counts_between_two_processes_worth_of_limits():
+    """Two RateLimits over one Redis stand in for two workers (or hosts): a count made by one holds in the other."""
+    redis = pytest.importorskip("redis")
+    try:
+        redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1).ping()
+    except redis.exceptions.ConnectionError as exc:
+        pytest.skip(f"no Redis on 127.0.0.1:6379: {exc}")
+    key = f"name-{time.time_ns()}"
+    first, second = (RateLimits("2/60", "off", "off", "redis://127.0.0.1:6379") for _ in range(2))
+    first.count(first.login_name, key)
+    second.count(second.login_name, key)
+    with pytest.raises(TooManyRequests):
+        first.check(first.login_name, key)
+
+
+def test_password_hashing_budget_refuses_with_503_when_every_slot_stays_busy():
+    passwords = Passwords("cheapest", concurrency=1, wait_seconds=0.05)
+    release = threading.Event()
+    taken = threading.Event()
+
+    def hold_the_slot():
+        with passwords._slot():
+            taken.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold_the_slot)
+    holder.start()
+    try:
+        assert taken.wait(5)
+        with pytest.raises(Unavailable) as refused:
+            passwords.hash("correct horse")
+        assert refused.value.status == 503
+        assert refused.value.headers == {"Retry-After": "1"}
+    finally:
+        release.set()
+        holder.join()
+    assert passwords.verify(passwords.hash("correct horse"), "correct horse")
+
+
+def test_password_hashing_budget_never_runs_more_than_its_slots_at_once():
+    passwords = Passwords("cheapest", concurrency=2, wait_seconds=10)
+    real = passwords._hasher
+    running, peak, lock = 0, 0, threading.Lock()
+
+    class CountingHasher:
+        def hash(self, password):
+            nonlocal running, peak
+            with lock:
+                running += 1
+                peak = max(peak, running)
+            time.sleep(0.02)
+            with lock:
+                running -= 1
+            return real.hash(password)
+
+    passwords._hasher = CountingHasher()
+    threads = [threading.Thread(target=passwords.hash, args=("pw",)) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert peak == 2

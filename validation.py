@@ -1,0 +1,100 @@
+"""Request validation as Connexion does it, with one validator per schema and form bodies that must be UTF-8."""
+
+from urllib.parse import unquote_to_bytes
+
+from connexion.datastructures import MediaTypeDict
+from connexion.exceptions import BadRequestProblem, UnsupportedMediaTypeProblem
+from connexion.utils import is_null, is_nullable
+from connexion.validators import VALIDATOR_MAP, FormDataValidator, ParameterValidator
+from connexion.validators.parameter import draft4_format_checker
+from jsonschema import Draft4Validator, ValidationError
+from starlette.datastructures import Headers
+
+from .routes import Routes
+
+_VALIDATORS: dict[int, tuple[dict, Draft4Validator]] = {}
+
+
+def schema_validator(schema: dict, build) -> Draft4Validator:
+    """One jsonschema validator per schema of the spec; Connexion would build a new one for every request."""
+    cached = _VALIDATORS.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        cached = _VALIDATORS[id(schema)] = (schema, build())
+    return cached[1]
+
+
+class CachedParameterValidator(ParameterValidator):
+    """Connexion's parameter validation, without a deep copy of the parameter and a new validator per value."""
+
+    def validate_parameter(self, parameter_type, value, param, param_name=None):
+        if value is None or (is_nullable(param) and is_null(value)):
+            return super().validate_parameter(parameter_type, value, param, param_name)
+        validator = schema_validator(
+            param, lambda: Draft4Validator(param.get("schema", param), format_checker=draft4_format_checker)
+        )
+        try:
+            validator.validate(value)
+        except ValidationError as exception:
+            return str(exception)
+        return None
+
+
+def form_charset(content_type: str) -> str:
+    """The charset parameter of a Content-Type, lower-cased; Connexion misses it after "; "."""
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.strip().partition("=")
+        if name.lower() == "charset":
+            return value.strip().strip('"').lower()
+    return "utf-8"
+
+
+class CachedFormDataValidator(FormDataValidator):
+    """Connexion's form body validation, with one validator per body schema instead of one per request,
+    that also refuses bytes that are not UTF-8 (Starlette would quietly store U+FFFD in their place)."""
+
+    @property
+    def _validator(self):
+        return schema_validator(self._schema, lambda: FormDataValidator._validator.fget(self))
+
+    async def _parse(self, stream, scope):
+        charset = form_charset(Headers(scope=scope).get("content-type", ""))
+        if charset.replace("-", "") not in ("utf8", "usascii", "ascii"):
+            raise UnsupportedMediaTypeProblem(f"form bodies must be UTF-8, not {charset}")
+        raw = b"".join([chunk async for chunk in stream])
+        try:
+            # The separators are ASCII, so the whole body decodes if and only if every name and value does.
+            unquote_to_bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequestProblem(detail="the form body is not valid UTF-8") from None
+
+        async def replay():
+            yield raw
+
+        return await super()._parse(replay(), scope)
+
+
+CACHED_VALIDATORS = {
+    "parameter": CachedParameterValidator,
+    "body": MediaTypeDict({**VALIDATOR_MAP["body"], "application/x-www-form-urlencoded": CachedFormDataValidator}),
+}
+
+
+class FormContentType:
+    """Refuse a body sent without a Content-Type (415) on an operation that takes a form; Connexion would hand
+    the raw bytes to the handler instead of validating them."""
+
+    def __init__(self, app, routes: Routes):
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            headers = Headers(scope=scope)
+            has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+            if has_body and not headers.get("content-type"):
+                operation = self.routes.operation(scope["path"], scope["method"])
+                if operation is not None and "requestBody" in operation:
+                    raise UnsupportedMediaTypeProblem(
+                        "a form body needs Content-Type: application/x-www-form-urlencoded"
+                    )
+        await self.app(scope, receive, send)
