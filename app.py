@@ -1,27 +1,26 @@
 """Build the Connexion app from openapi/chat.yaml, map every error to {"error": ...}, and run it."""
 
 import argparse
-import functools
 import logging
 import os
+import resource
 from importlib.metadata import version
 from pathlib import Path
 
-import anyio
 import connexion
 import uvicorn
 import yaml
-from connexion.context import context
-from connexion.context import scope as request_scope
 from connexion.middleware import MiddlewarePosition
 from connexion.resolver import Resolver
 
 from . import models, ratelimit
+from .connections import DEFAULTS as CONNECTION_DEFAULTS
+from .connections import ConnectionLimits
 from .errors import map_errors
-from .handlers import is_threaded
+from .offload import in_request_scope
 from .passwords import DEFAULT_CONCURRENCY, PROFILES
 from .ratelimit import DEFAULTS
-from .request_limits import BodySizeLimit
+from .request_limits import BodySizeLimit, QueryParameterLimit
 from .routes import ExactRoutes, Routes, resolve
 from .security import CookieApiKeyHandler
 from .validation import CACHED_VALIDATORS, FormContentType
@@ -33,38 +32,6 @@ SPEC = Path(__file__).parent / "openapi" / "chat.yaml"
 DEFAULT_DATABASE_URL = "sqlite:///chat.db"
 
 log = logging.getLogger("chat")
-
-
-def in_request_scope(handler, inline: bool):
-    """Wrap a handler so it runs with a pooled connection and, on secured operations, the current user.
-
-    The session itself was checked by the token cookie's security function, before validation.
-    With `inline` the handler runs on the event loop: a SQLite query takes microseconds, less than
-    a hop to the threadpool (see BENCHMARKS.md). Handlers marked `@threaded`, everything on
-    PostgreSQL, and any request that arrives while a threaded handler holds the write lock run in
-    the threadpool.
-    """
-
-    @functools.wraps(handler)
-    def run(**kwargs):
-        with models.db.connection_context():
-            token_info = context.get("token_info")
-            if token_info:
-                kwargs["user"] = token_info["user_id"]["sub"]
-            return handler(**kwargs)
-
-    if not inline or is_threaded(handler):
-        return run
-
-    @functools.wraps(handler)
-    async def run_on_event_loop(**kwargs):
-        if request_scope["method"] != "GET" and models.db.obj.writing_elsewhere():
-            # A write would wait for that writer, stalling every request; let it wait in the threadpool.
-            # Reads never wait for a writer in WAL mode, so they stay here.
-            return await anyio.to_thread.run_sync(functools.partial(run, **kwargs))
-        return run(**kwargs)
-
-    return run_on_event_loop
 
 
 def create_app(
@@ -95,10 +62,22 @@ def create_app(
     )
     routes = Routes(yaml.safe_load(SPEC.read_text()))
     app.add_middleware(BodySizeLimit, position=MiddlewarePosition.BEFORE_SWAGGER)
+    app.add_middleware(QueryParameterLimit, position=MiddlewarePosition.BEFORE_SWAGGER)
     app.add_middleware(ExactRoutes, position=MiddlewarePosition.BEFORE_SWAGGER, routes=routes)
     app.add_middleware(FormContentType, position=MiddlewarePosition.BEFORE_SWAGGER, routes=routes)
     map_errors(app, routes)
     return app
+
+
+def allow_more_open_files(connections: int) -> None:
+    """Raise the soft open-file limit toward the hard one, so the connection cap is reached before the limit is."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + 256 if hard == resource.RLIM_INFINITY else min(hard, connections + 256)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        soft = wanted
+    if soft != resource.RLIM_INFINITY and soft < connections + 64:
+        log.warning("only %d open files allowed; lower --max-connections below that", soft)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -140,6 +119,24 @@ def main(argv: list[str] | None = None) -> None:
         help="where the counts live (CHAT_RATE_LIMIT_STORAGE): memory:// holds for one process only; "
         "redis://host:6379 holds across workers and hosts",
     )
+    connections = parser.add_argument_group("connections", "each also read from the environment variable named")
+    for option, variable, kind, what in (
+        ("--request-timeout", "CHAT_REQUEST_TIMEOUT", float, "seconds for a request's headers and body to arrive"),
+        ("--max-connections", "CHAT_MAX_CONNECTIONS", int, "open connections; a request beyond them gets 503"),
+        ("--max-url-bytes", "CHAT_MAX_URL_BYTES", int, "longest request line; longer gets 414"),
+        ("--max-header-bytes", "CHAT_MAX_HEADER_BYTES", int, "largest header block; larger gets 431"),
+    ):
+        default = kind(os.environ.get(variable, CONNECTION_DEFAULTS[variable]))
+        connections.add_argument(option, type=kind, default=default, help=f"{what} (%(default)s; {variable})")
+    connections.add_argument(
+        "--keep-alive-timeout", type=float, default=5, help="seconds an idle connection stays open (%(default)s)"
+    )
+    connections.add_argument(
+        "--graceful-timeout",
+        type=float,
+        default=30,
+        help="on SIGTERM, seconds to let requests in flight finish before the process exits (%(default)s)",
+    )
     parser.add_argument("--no-access-log", dest="access_log", action="store_false", help="do not log every request")
     parser.add_argument("--ssl-certfile", help="serve HTTPS with this certificate (session cookies become Secure)")
     parser.add_argument("--ssl-keyfile", help="the certificate's private key")
@@ -161,6 +158,18 @@ def main(argv: list[str] | None = None) -> None:
         ratelimit.configure(os.environ)
     except ValueError as exc:
         parser.error(str(exc))
+    for variable, value in (
+        ("CHAT_REQUEST_TIMEOUT", args.request_timeout),
+        ("CHAT_MAX_CONNECTIONS", args.max_connections),
+        ("CHAT_MAX_URL_BYTES", args.max_url_bytes),
+        ("CHAT_MAX_HEADER_BYTES", args.max_header_bytes),
+    ):
+        os.environ[variable] = str(value)
+    try:
+        ConnectionLimits.from_environment()
+    except ValueError as exc:
+        parser.error(str(exc))
+    allow_more_open_files(args.max_connections)
     if args.workers > 1 and args.rate_limit_storage.startswith("memory://"):
         log.warning("rate limits in memory:// are per worker; with --workers %d use redis://", args.workers)
     models.init_db(args.database)
@@ -174,6 +183,9 @@ def main(argv: list[str] | None = None) -> None:
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
         forwarded_allow_ips=args.forwarded_allow_ips,
+        http=f"{__package__}.connections:GuardedHttpToolsProtocol",
+        timeout_keep_alive=args.keep_alive_timeout,
+        timeout_graceful_shutdown=args.graceful_timeout,
     )
 
 

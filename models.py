@@ -1,10 +1,12 @@
 """Peewee models for users, sessions, chats, memberships and messages."""
 
+import contextlib
 import datetime
 import hashlib
 import secrets
 import sqlite3
 import threading
+from time import perf_counter, sleep
 from urllib.parse import urlparse
 
 from peewee import (
@@ -18,8 +20,11 @@ from peewee import (
     IntegerField,
     Model,
     NodeList,
+    OperationalError,
+    PostgresqlDatabase,
     SqliteDatabase,
     TextField,
+    Tuple,
     Value,
     fn,
 )
@@ -41,6 +46,10 @@ SQLITE_PRAGMAS = {
 }
 
 
+class WouldWait(Exception):
+    """A write transaction could not start at once: another thread or process holds SQLite's write lock."""
+
+
 class SqliteSerializedWrites(PooledSqliteDatabase):
     """Pooled SQLite whose write transactions queue on one in-process lock.
 
@@ -49,15 +58,20 @@ class SqliteSerializedWrites(PooledSqliteDatabase):
     writers wait their turn in Python instead of sleeping in SQLite's busy handler, which keeps
     the tail short. Other processes still wait through busy_timeout. The lock is taken in begin()
     and given back at commit or rollback, because `db.atomic()` on the proxy never calls a
-    subclass's atomic().
+    subclass's atomic(). On the event loop, inside never_waiting(), a transaction that would
+    wait for either lock raises WouldWait instead (offload.py).
     """
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, lock_type="IMMEDIATE", **kwargs)
         self._write_lock = threading.Lock()
         self._holder = threading.local()
+        self._busy_timeout = int(dict(self._pragmas).get("busy_timeout", 0))
 
     def begin(self, *args, **kwargs):
+        if getattr(self._holder, "never_wait", False):
+            self._begin_at_once(*args, **kwargs)
+            return
         self._write_lock.acquire()
         self._holder.locked = True
         try:
@@ -65,6 +79,36 @@ class SqliteSerializedWrites(PooledSqliteDatabase):
         except BaseException:
             self._release()
             raise
+
+    def _begin_at_once(self, *args, **kwargs) -> None:
+        if not self._write_lock.acquire(blocking=False):
+            raise WouldWait("another thread holds the write lock")
+        self._holder.locked = True
+        cursor = self.cursor()
+        try:
+            # Not through execute_sql, like BEGIN itself: these are not queries a request makes.
+            cursor.execute("PRAGMA busy_timeout = 0")
+            try:
+                super().begin(*args, **kwargs)
+            finally:
+                cursor.execute(f"PRAGMA busy_timeout = {self._busy_timeout}")
+        except OperationalError as exc:
+            self._release()
+            if "locked" in str(exc):
+                raise WouldWait("another process holds the write lock") from exc
+            raise
+        except BaseException:
+            self._release()
+            raise
+
+    @contextlib.contextmanager
+    def never_waiting(self):
+        """In this block, on this thread, a write transaction that cannot start at once raises WouldWait instead."""
+        self._holder.never_wait = True
+        try:
+            yield
+        finally:
+            self._holder.never_wait = False
 
     def commit(self):
         super().commit()
@@ -84,6 +128,14 @@ class SqliteSerializedWrites(PooledSqliteDatabase):
     def writing_elsewhere(self) -> bool:
         """Whether another thread is in a write transaction now, say deleting a chat with a long history."""
         return self._write_lock.locked() and not getattr(self._holder, "locked", False)
+
+    def let_other_writers_in(self, batch_seconds: float) -> None:
+        """Pause between two batches of a bulk delete for as long as the last one held the write lock.
+
+        Without a pause the deleting thread takes the lock straight back: a thread woken by its release still
+        needs the GIL, and another process's writer only retries on its busy handler's schedule (1, 2, 5 … 100 ms).
+        """
+        sleep(max(batch_seconds, 0.001))
 
 
 def connect(url: str):
@@ -221,14 +273,23 @@ class User(BaseModel):
                 User.update(changes).where(User.id == self.id).execute()
 
     def delete_account(self) -> None:
-        """Drop the user, their sessions and memberships, and every chat they were the last member of."""
-        with db.atomic():
-            chat_ids = [m.chat_id for m in Membership.select(Membership.chat).where(Membership.user == self.id)]
-            Membership.delete().where(Membership.user == self.id).execute()
-            if chat_ids:
-                Chat.delete_if_empty(chat_ids)
-            Session.delete().where(Session.user == self.id).execute()
-            self.delete_instance()
+        """Drop the user, their sessions and memberships, and every chat they were the last member of.
+
+        A batch per transaction, however many chats: the sessions first (the user is logged out), then the
+        memberships (the chats left empty are gone at once, their messages purged after), then the user.
+        Every state in between is one the user could have reached by leaving chats one by one, and deleting
+        the account again finishes the job.
+        """
+        sessions = Session.select(Session.id).where(Session.user == self.id).limit(BATCH_ROWS)
+        in_batches(lambda: Session.delete().where(Session.id.in_(sessions)).execute() == BATCH_ROWS)
+        while True:
+            in_batches(lambda: Membership.leave_some(self.id) == BATCH_ROWS)
+            Chat.purge_deleted()
+            with db.atomic():
+                # Someone may have added the user to a chat meanwhile; then go round again.
+                mine = Membership.select(Membership.id).where(Membership.user == self.id)
+                if User.delete().where(User.id == self.id, ~fn.EXISTS(mine)).execute():
+                    return
 
 
 class Session(BaseModel):
@@ -278,14 +339,25 @@ class Chat(BaseModel):
             cls.update(title=title).where(cls.id == chat_id).execute()
 
     @classmethod
-    def delete_if_empty(cls, chat_ids: list[int]) -> None:
-        members = Membership.select(Membership.chat).where(Membership.chat == cls.id)
-        cls.delete().where(cls.id.in_(chat_ids), ~fn.EXISTS(members)).execute()
+    def purge_deleted(cls) -> None:
+        """Delete the messages, then the rows, of the chats whose last member left (DeletedChat), in batches.
+
+        A purge cut short (a crash, a restart) leaves its chats listed, and the next purge finishes them.
+        """
+        in_batches(_purge_step)
 
     @classmethod
-    def listing_for(cls, user_id: int) -> list[dict]:
-        """The user's chats with their newest message, newest activity first, in one query."""
-        return [
+    def listing_for(cls, user_id: int, limit: int = 100, before: str | None = None) -> tuple[list[dict], str | None]:
+        """A page of the user's chats with their newest message, newest activity first, in one query.
+
+        The page starts right after the chat that `before` names and ends with the cursor of the page after
+        it, or None when no chat is left.
+        """
+        start = LISTING_START if before is None else listing_position(before)
+        rows = _CHAT_LISTING.rows(user_id, *start, limit + 1)
+        more = len(rows) > limit
+        del rows[limit:]
+        chats = [
             {
                 "id": chat_id,
                 "title": title,
@@ -293,8 +365,9 @@ class Chat(BaseModel):
                 "last_message_time": rfc3339(time),
                 "sender_id": sender_id,
             }
-            for chat_id, title, content, time, sender_id in _CHAT_LISTING.rows(user_id)
+            for chat_id, title, content, time, sender_id, _activity in rows
         ]
+        return chats, (listing_cursor(rows[-1][-1], rows[-1][0]) if more else None)
 
 
 class Membership(BaseModel):
@@ -327,9 +400,23 @@ class Membership(BaseModel):
 
     @classmethod
     def leave(cls, chat_id: int, user_id: int) -> None:
+        """Leave a chat; the last member out deletes it: gone at once, its messages purged in batches after."""
         with db.atomic():
+            _lock_chats(Chat.id == chat_id)
             cls.delete().where(cls.chat == chat_id, cls.user == user_id).execute()
-            Chat.delete_if_empty([chat_id])
+            emptied = DeletedChat.mark(Chat.select(Chat.id).where(Chat.id == chat_id, ~fn.EXISTS(_members_of(Chat.id))))
+        if emptied:
+            Chat.purge_deleted()
+
+    @classmethod
+    def leave_some(cls, user_id: int) -> int:
+        """Leave up to BATCH_ROWS of the user's chats, marking those left empty as deleted; how many were left."""
+        batch = cls.select(cls.id).where(cls.user == user_id).order_by(cls.chat).limit(BATCH_ROWS)
+        _lock_chats(Chat.id.in_(cls.select(cls.chat).where(cls.id.in_(batch))))
+        others = cls.alias()
+        alone = others.select(others.id).where(others.chat == cls.chat, others.user != user_id)
+        DeletedChat.mark(cls.select(cls.chat).where(cls.id.in_(batch), ~fn.EXISTS(alone)))
+        return cls.delete().where(cls.id.in_(batch)).execute()
 
 
 class Message(BaseModel):
@@ -372,6 +459,77 @@ class Message(BaseModel):
         ]
 
 
+class DeletedChat(BaseModel):
+    """A chat whose last member left: gone from the API at once, its messages and row purged in batches after."""
+
+    chat = ForeignKeyField(Chat, primary_key=True, backref="deletion", on_delete="CASCADE")
+
+    @classmethod
+    def mark(cls, chats) -> int:
+        """List the chats a query selects as deleted; how many were new."""
+        return cls.insert_from(chats, [cls.chat]).on_conflict_ignore().as_rowcount().execute()
+
+
+# Rows a bulk delete removes per transaction: deleting 2,000 messages holds SQLite's write lock for 2-5 ms on two cores.
+BATCH_ROWS = 2_000
+# Deleted chats purged together: their messages BATCH_ROWS at a time, then their rows (about 5 µs each on SQLite).
+CHATS_PER_PURGE = 1_000
+PURGE_LOCK_KEY = 0x63686174  # "chat": PostgreSQL's advisory lock for purges
+
+
+def in_batches(step) -> None:
+    """Run `step` a transaction at a time for as long as it says there is more to do, letting other writers in
+    between (on PostgreSQL they never waited: it locks rows, not the database)."""
+    while True:
+        started = perf_counter()
+        with db.atomic():
+            more = step()
+        if not more:
+            return
+        if isinstance(db.obj, SqliteSerializedWrites):
+            db.obj.let_other_writers_in(perf_counter() - started)
+
+
+def _members_of(chat):
+    return Membership.select(Membership.id).where(Membership.chat == chat)
+
+
+def _deleted_chats(only_memberless: bool = True):
+    """The first deleted chats still to purge, as a subquery; one revived by a member added meanwhile is kept."""
+    chats = DeletedChat.select(DeletedChat.chat).order_by(DeletedChat.chat).limit(CHATS_PER_PURGE)
+    return chats.where(~fn.EXISTS(_members_of(DeletedChat.chat))) if only_memberless else chats
+
+
+def _purge_step() -> bool:
+    """Delete a batch of the deleted chats' messages or, once they have none, the chats; whether anything went."""
+    _one_purge_at_a_time()
+    messages = Message.select(Message.id).where(Message.chat.in_(_deleted_chats())).limit(BATCH_ROWS)
+    if Message.delete().where(Message.id.in_(messages)).execute():
+        return True
+    left = Message.select(Message.id).where(Message.chat == Chat.id)
+    purged = Chat.delete().where(Chat.id.in_(_deleted_chats()), ~fn.EXISTS(left)).execute()
+    revived = DeletedChat.delete().where(
+        DeletedChat.chat.in_(_deleted_chats(only_memberless=False)), fn.EXISTS(_members_of(DeletedChat.chat))
+    )
+    return purged + revived.execute() > 0
+
+
+def _lock_chats(where) -> None:
+    """On PostgreSQL, lock the chats whose memberships this transaction removes, in id order.
+
+    Otherwise two members leaving at once could each still see the other and neither mark the chat deleted.
+    SQLite's IMMEDIATE transactions already run one at a time. NO KEY UPDATE lets messages still be inserted.
+    """
+    if isinstance(db.obj, PostgresqlDatabase):
+        Chat.select(Chat.id).where(where).order_by(Chat.id).for_update("FOR NO KEY UPDATE").execute()
+
+
+def _one_purge_at_a_time() -> None:
+    """On PostgreSQL, purge transactions take turns (they may delete the same rows in a different order)."""
+    if isinstance(db.obj, PostgresqlDatabase):
+        db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (PURGE_LOCK_KEY,))
+
+
 def _messages_between(order):
     return (
         Message.select(Message.id, Message.content, Message.sender_id, Message.time)
@@ -381,15 +539,48 @@ def _messages_between(order):
     )
 
 
+# A chat's place in the list is (activity, id), largest first. A cursor names the last chat a page showed as
+# "<activity in microseconds since 1970>-<chat id>", and the next page holds the chats at or below
+# (activity, id - 1): strictly after that chat. Any cursor of that shape is a place in the list, even one
+# no page handed out; 16 digits of microseconds reach past the year 2200, well inside datetime's range.
+LISTING_START = (datetime.datetime.max, MAX_ID)
+_EPOCH = datetime.datetime(1970, 1, 1)
+_MICROSECOND = datetime.timedelta(microseconds=1)
+
+
+def listing_cursor(activity: datetime.datetime | str, chat_id: int) -> str:
+    if isinstance(activity, str):
+        activity = datetime.datetime.fromisoformat(activity)
+    return f"{(activity - _EPOCH) // _MICROSECOND}-{chat_id}"
+
+
+def listing_position(cursor: str) -> tuple[datetime.datetime, int]:
+    micros, chat_id = cursor.split("-")
+    # Every real id is at most MAX_ID, so clamping a larger one selects the same chats and keeps it bindable.
+    return _EPOCH + int(micros) * _MICROSECOND, min(int(chat_id) - 1, MAX_ID)
+
+
 def _chat_listing():
+    # Sorting every chat of the user is unavoidable, since activity is computed; the page is chosen on the keys
+    # alone, and only its own chats fetch their last message, which may be 10,000 characters.
     newest = Message.select(fn.MAX(Message.id)).where(Message.chat == Chat.id)
+    newest_row = Message.alias("newest")
+    activity = fn.COALESCE(newest_row.time, Chat.created_at)
+    page = (
+        Chat.select(Chat.id, Chat.title, newest_row.id.alias("last_id"), activity.alias("activity"))
+        .join(Membership, on=(Membership.chat == Chat.id))
+        .join(newest_row, JOIN.LEFT_OUTER, on=(newest_row.id == newest))
+        .where(Membership.user == 0, Tuple(activity, Chat.id) <= Tuple(*LISTING_START))
+        .order_by(activity.desc(), Chat.id.desc())
+        .limit(1)
+        .alias("page")
+    )
     last = Message.alias("last")
     return (
-        Chat.select(Chat.id, Chat.title, last.content, last.time, last.sender_id)
-        .join(Membership, on=(Membership.chat == Chat.id))
-        .join(last, JOIN.LEFT_OUTER, on=(last.id == newest))
-        .where(Membership.user == 0)
-        .order_by(fn.COALESCE(last.time, Chat.created_at).desc(), Chat.id.desc())
+        Chat.select(page.c.id, page.c.title, last.content, last.time, last.sender_id, page.c.activity)
+        .from_(page)
+        .join(last, JOIN.LEFT_OUTER, on=(last.id == page.c.last_id))
+        .order_by(page.c.activity.desc(), page.c.id.desc())
     )
 
 
@@ -408,4 +599,4 @@ _SEND_MESSAGE = Statement(
     ).returning(Message.id)
 )
 
-MODELS = [User, Session, Chat, Membership, Message]
+MODELS = [User, Session, Chat, Membership, Message, DeletedChat]

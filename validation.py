@@ -12,6 +12,9 @@ from starlette.datastructures import Headers
 
 from .routes import Routes
 
+# The largest form in the spec has three fields; anything far beyond that is refused before it is parsed.
+MAX_FORM_FIELDS = 20
+
 _VALIDATORS: dict[int, tuple[dict, Draft4Validator]] = {}
 
 
@@ -61,6 +64,8 @@ class CachedFormDataValidator(FormDataValidator):
         if charset.replace("-", "") not in ("utf8", "usascii", "ascii"):
             raise UnsupportedMediaTypeProblem(f"form bodies must be UTF-8, not {charset}")
         raw = b"".join([chunk async for chunk in stream])
+        if raw.count(b"&") >= MAX_FORM_FIELDS:
+            raise BadRequestProblem(detail=f"too many form fields: at most {MAX_FORM_FIELDS}")
         try:
             # The separators are ASCII, so the whole body decodes if and only if every name and value does.
             unquote_to_bytes(raw).decode("utf-8")

@@ -1,7 +1,7 @@
 """Request handlers, one module per resource; the errors they raise live in errors.py."""
 
 from ..errors import ApiError, BadRequest, Conflict, Forbidden, NotFound, TooManyRequests
-from ..models import Chat, Membership
+from ..models import Membership
 
 __all__ = ["ApiError", "BadRequest", "Conflict", "Forbidden", "NotFound", "TooManyRequests", "require_member"]
 
@@ -12,14 +12,25 @@ def threaded(handler):
     return handler
 
 
+def writes(handler):
+    """Mark a handler that writes: it would wait for the write lock, so it leaves the event loop while one is held."""
+    handler.writes = True
+    return handler
+
+
 def is_threaded(handler) -> bool:
     return getattr(handler, "threaded", False)
+
+
+def is_writer(handler) -> bool:
+    return getattr(handler, "writes", False)
 
 
 def require_member(chat_id: int, user_id: int) -> None:
     """Let members through; tell others whether the chat is missing (404) or not theirs (403)."""
     if Membership.exists(chat_id, user_id):
         return
-    if not Chat.select(Chat.id).where(Chat.id == chat_id).exists():
+    # A chat whose last member left is gone, even while its messages are still being purged.
+    if not Membership.select(Membership.id).where(Membership.chat == chat_id).exists():
         raise NotFound(f"chat {chat_id} does not exist")
     raise Forbidden(f"you are not a member of chat {chat_id}")

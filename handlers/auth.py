@@ -8,7 +8,7 @@ from starlette.responses import JSONResponse
 
 from .. import ratelimit
 from ..models import MAX_ID, Session, User, db, queries_are_local
-from . import BadRequest, threaded
+from . import BadRequest, threaded, writes
 
 TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{16,128}")
 COOKIES = ("user_id", "token")
@@ -66,6 +66,7 @@ def start_session(user_id: int, status: int) -> JSONResponse:
 
 
 @threaded
+@writes
 def login(body: dict) -> JSONResponse:
     """Refused with 429 once a name or an address has too many failed logins, before any password is hashed."""
     limits, name, address = ratelimit.rate_limits, body["name"], client_address()
@@ -79,6 +80,7 @@ def login(body: dict) -> JSONResponse:
     return start_session(user.id, 200)
 
 
+@writes
 def logout(user: int, token_info: dict) -> JSONResponse:
     Session.revoke(session_token(token_info))
     response = JSONResponse({"status": "ok"}, headers={"Location": "/api/login"})

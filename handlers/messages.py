@@ -1,7 +1,7 @@
 """Messages: read a chat's history, send, and delete your own."""
 
 from ..models import Message
-from . import Forbidden, NotFound, require_member
+from . import Forbidden, NotFound, require_member, writes
 
 
 def list_messages(user: int, chat_id: int, limit: int = 100, before: int | None = None, after: int | None = None):
@@ -9,6 +9,7 @@ def list_messages(user: int, chat_id: int, limit: int = 100, before: int | None 
     return {"messages": Message.page(chat_id, limit, before, after)}
 
 
+@writes
 def send_message(user: int, chat_id: int, body: dict):
     message_id = Message.send(chat_id, user, body["content"])
     if message_id is None:
@@ -17,6 +18,7 @@ def send_message(user: int, chat_id: int, body: dict):
     return {"status": "ok", "id": message_id}, 201
 
 
+@writes
 def delete_message(user: int, chat_id: int, id: int) -> dict:  # noqa: A002 - the spec names it id
     require_member(chat_id, user)
     message = Message.get_or_none(Message.id == id, Message.chat == chat_id)

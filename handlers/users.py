@@ -2,7 +2,7 @@
 
 from .. import ratelimit
 from ..models import User
-from . import Conflict, Forbidden, NotFound, threaded
+from . import Conflict, Forbidden, NotFound, threaded, writes
 from .auth import client_address, start_session
 
 
@@ -22,6 +22,7 @@ def get_user(user: int, user_id: int, name: str | None = None) -> dict:
 
 
 @threaded
+@writes
 def register_user(user_id: int, body: dict):
     """Refused with 429 once an address has registered too often, before the password is hashed."""
     ratelimit.rate_limits.hit(ratelimit.rate_limits.register, client_address())
@@ -31,6 +32,7 @@ def register_user(user_id: int, body: dict):
     return start_session(created.id, 201)
 
 
+@writes
 def update_user(user: int, user_id: int, body: dict | None = None) -> dict:
     account = _own_account(user, user_id)
     body = body or {}
@@ -42,6 +44,7 @@ def update_user(user: int, user_id: int, body: dict | None = None) -> dict:
 
 
 @threaded
+@writes
 def delete_user(user: int, user_id: int) -> dict:
     _own_account(user, user_id).delete_account()
     return {"status": "ok"}

@@ -1,6 +1,7 @@
 """Run the real `chat-server` command on a free loopback port with a fresh SQLite file, for out-of-process tests."""
 
 import contextlib
+import dataclasses
 import shutil
 import socket
 import subprocess
@@ -21,6 +22,8 @@ STOP_TIMEOUT_SECONDS = 10
 class LiveServer:
     url: str
     log_path: Path
+    database_path: Path | None = None
+    process: subprocess.Popen | None = None
 
     @property
     def api_url(self) -> str:
@@ -65,6 +68,7 @@ def live_server(*options: str) -> Iterator[LiveServer]:
     with tempfile.TemporaryDirectory(prefix="chat-live-") as workdir:
         port = _free_port()
         scheme = "https" if "--ssl-certfile" in options else "http"
+        database = Path(workdir) / "chat.db"
         server = LiveServer(url=f"{scheme}://127.0.0.1:{port}", log_path=Path(workdir) / "server.log")
         command = [
             *chat_server_command(),
@@ -73,7 +77,7 @@ def live_server(*options: str) -> Iterator[LiveServer]:
             "--port",
             str(port),
             "--database",
-            f"sqlite:///{Path(workdir) / 'chat.db'}",
+            f"sqlite:///{database}",
             "--password-profile",
             "cheapest",
             *options,
@@ -82,7 +86,7 @@ def live_server(*options: str) -> Iterator[LiveServer]:
             process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, cwd=workdir)
             try:
                 _wait_until_up(process, server)
-                yield server
+                yield dataclasses.replace(server, database_path=database, process=process)
             finally:
                 process.terminate()
                 try:

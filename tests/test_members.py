@@ -1,5 +1,9 @@
 """Chat membership: list members, add someone."""
 
+import threading
+
+from chat_server import models
+
 
 def test_list_members_in_join_order(alice, bob, make_chat):
     chat_id = make_chat(alice, members=(bob,))
@@ -55,3 +59,27 @@ def test_add_member_neither_field_is_bad_request(alice, make_chat):
 
 def test_list_members_unknown_chat_is_not_found(alice):
     assert alice.client.get("/api/chats/424242/members").status_code == 404
+
+
+def test_leave_chat_last_two_members_at_once_deletes_it(alice, bob, make_chat, send):
+    """Neither may miss that the other left too (PostgreSQL runs both transactions at once)."""
+    chats = [make_chat(alice, f"chat {n}", members=(bob,)) for n in range(10)]
+    for chat_id in chats:
+        send(bob, chat_id, "bye")
+    for chat_id in chats:
+        barrier = threading.Barrier(2)
+
+        def leave(person, chat_id=chat_id, barrier=barrier):
+            with models.db.connection_context():
+                barrier.wait()
+                models.Membership.leave(chat_id, person.id)
+
+        leavers = [threading.Thread(target=leave, args=(person,)) for person in (alice, bob)]
+        for leaver in leavers:
+            leaver.start()
+        for leaver in leavers:
+            leaver.join()
+    with models.db.connection_context():
+        assert models.Chat.select().where(models.Chat.id.in_(chats)).count() == 0
+        assert models.Message.select().where(models.Message.chat.in_(chats)).count() == 0
+    assert alice.client.get(f"/api/chats/{chats[0]}").status_code == 404

@@ -1,10 +1,13 @@
 """Models: every hot-path query is served by an index, and requests take a bounded number of queries."""
 
+import contextlib
 import re
+import sqlite3
 import threading
+import time
 
 import pytest
-from playhouse.test_utils import assert_query_count
+from playhouse.test_utils import assert_query_count, count_queries
 
 from chat_server import models
 
@@ -23,14 +26,36 @@ def database_url(tmp_path):
     return f"sqlite:///{tmp_path / 'plans.db'}"
 
 
-@pytest.mark.parametrize("name", HOT_STATEMENTS)
-def test_hot_query_plan_uses_indexes_only(app, name):
-    statement = HOT_STATEMENTS[name]
+def query_plan(statement: models.Statement) -> list[str]:
     with models.db.connection_context():
         sql, params = statement._build().sql()
-        plan = [row[-1] for row in models.db.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall()]
-    full_scans = [step for step in plan if re.match(r"SCAN (?!.*USING (COVERING )?INDEX)", step)]
+        return [row[-1] for row in models.db.execute_sql("EXPLAIN QUERY PLAN " + sql, params).fetchall()]
+
+
+@pytest.mark.parametrize("name", HOT_STATEMENTS)
+def test_hot_query_plan_uses_indexes_only(app, name):
+    plan = query_plan(HOT_STATEMENTS[name])
+    # "page" is the chat listing's own LIMITed subquery, not a table.
+    full_scans = [step for step in plan if re.match(r"SCAN (?!page$)(?!.*USING (COVERING )?INDEX)", step)]
     assert not full_scans, plan
+
+
+def test_chat_listing_plan_reads_only_the_users_chats(app):
+    """A page costs index probes per chat of the user and a sort of their keys (activity is computed, so the cursor
+    and the limit cannot use an index); only the page's own chats then read their last message."""
+    plan = query_plan(models._CHAT_LISTING)
+    assert plan == [
+        "CO-ROUTINE page",
+        "SEARCH t2 USING COVERING INDEX membership_user_id_chat_id (user_id=?)",
+        "SEARCH t1 USING INTEGER PRIMARY KEY (rowid=?)",
+        "SEARCH newest USING INTEGER PRIMARY KEY (rowid=?) LEFT-JOIN",
+        "CORRELATED SCALAR SUBQUERY 1",
+        "SEARCH t3 USING COVERING INDEX message_chat_id_id (chat_id=?)",
+        "USE TEMP B-TREE FOR ORDER BY",
+        "SCAN page",
+        "SEARCH last USING INTEGER PRIMARY KEY (rowid=?) LEFT-JOIN",
+        "USE TEMP B-TREE FOR ORDER BY",
+    ]
 
 
 def test_statement_rejects_wrong_parameter_count(app):
@@ -67,3 +92,113 @@ def test_rolled_back_transaction_releases_the_write_lock(app):
     with models.db.connection_context(), pytest.raises(RuntimeError), models.db.atomic():
         raise RuntimeError("abandon the transaction")
     assert not models.db.obj._write_lock.locked()
+
+
+@contextlib.contextmanager
+def write_lock_held_by_another_thread():
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with models.db.connection_context(), models.db.atomic():
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    try:
+        yield
+    finally:
+        release.set()
+        holder.join()
+
+
+def test_never_waiting_write_gives_up_while_another_thread_writes(app):
+    database = models.db.obj
+    with write_lock_held_by_another_thread(), models.db.connection_context():
+        with database.never_waiting(), pytest.raises(models.WouldWait), models.db.atomic():
+            pytest.fail("the transaction must not start")
+        assert models.db.transaction_depth() == 0
+        assert database.writing_elsewhere()
+    assert not database._write_lock.locked()
+
+
+def test_never_waiting_write_gives_up_while_another_process_writes(app, tmp_path):
+    other = sqlite3.connect(tmp_path / "plans.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with models.db.connection_context():
+            with models.db.obj.never_waiting(), pytest.raises(models.WouldWait), models.db.atomic():
+                pytest.fail("the transaction must not start")
+            assert not models.db.obj._write_lock.locked()
+            busy_timeout = models.db.execute_sql("PRAGMA busy_timeout").fetchone()[0]
+            assert busy_timeout == models.SQLITE_PRAGMAS["busy_timeout"]
+    finally:
+        other.close()
+
+
+def _chat_with_messages(count: int) -> tuple[int, int]:
+    """A user alone in a chat with `count` messages, made by SQLite itself (far faster than sending rows); their ids."""
+    with models.db.connection_context():
+        user = models.User.create(name="hoarder", email="h@example.com", password_hash="-")
+        chat = models.Chat.create_with_member("archive", user.id)
+        with models.db.atomic():
+            models.db.execute_sql(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) "
+                "INSERT INTO message (chat_id, sender_id, content, time) SELECT ?, ?, 'kept for years', ? FROM n",
+                (count, chat.id, user.id, models.utcnow()),
+            )
+    return user.id, chat.id
+
+
+def test_leave_chat_with_200k_messages_purges_them_in_batches(app):
+    user_id, chat_id = _chat_with_messages(200_000)
+    with models.db.connection_context(), count_queries() as queries:
+        models.Membership.leave(chat_id, user_id)
+        assert models.Message.select().where(models.Message.chat == chat_id).count() == 0
+        assert models.Chat.get_or_none(models.Chat.id == chat_id) is None
+        assert models.DeletedChat.select().count() == 0
+    message_deletes = [q.msg for q in queries.get_queries() if q.msg[0].startswith('DELETE FROM "message"')]
+    assert len(message_deletes) >= 200_000 // models.BATCH_ROWS
+    assert all(models.BATCH_ROWS in params for _sql, params in message_deletes)
+
+
+def test_purge_lets_other_writers_in_between_batches(app):
+    user_id, chat_id = _chat_with_messages(200_000)
+    with models.db.connection_context():
+        bystander = models.User.create(name="bystander", email="b@example.com", password_hash="-")
+        elsewhere = models.Chat.create_with_member("elsewhere", bystander.id)
+    purge = threading.Thread(target=_in_connection, args=(models.Membership.leave, chat_id, user_id))
+    purge.start()
+    try:
+        with models.db.connection_context():
+            while models.Message.select().where(models.Message.chat == chat_id).count() == 200_000:
+                time.sleep(0.005)
+            assert models.Message.send(elsewhere.id, bystander.id, "got in") is not None
+            still_purging = models.Message.select().where(models.Message.chat == chat_id).exists()
+    finally:
+        purge.join()
+    assert still_purging
+
+
+def _in_connection(function, *args):
+    with models.db.connection_context():
+        function(*args)
+
+
+def test_interrupted_purge_stays_invisible_and_the_next_purge_finishes_it(alice, make_chat, send, monkeypatch):
+    interrupted = make_chat(alice, "interrupted")
+    send(alice, interrupted, "left behind")
+    with monkeypatch.context() as patch:
+        patch.setattr(models.Chat, "purge_deleted", lambda: None)
+        assert alice.client.delete("/api/chats", params={"chat_id": interrupted}).status_code == 200
+    assert alice.client.get(f"/api/chats/{interrupted}").status_code == 404
+    with models.db.connection_context():
+        assert models.Message.select().where(models.Message.chat == interrupted).count() == 1
+
+    later = make_chat(alice, "later")
+    assert alice.client.delete("/api/chats", params={"chat_id": later}).status_code == 200
+    with models.db.connection_context():
+        assert models.Message.select().where(models.Message.chat == interrupted).count() == 0
+        assert models.Chat.select().where(models.Chat.id.in_([interrupted, later])).count() == 0
+        assert models.DeletedChat.select().count() == 0

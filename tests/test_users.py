@@ -1,6 +1,9 @@
 """Users: register, read, update, delete."""
 
+import sqlite3
+
 import pytest
+from peewee import SqliteDatabase
 
 from chat_server import models
 from tests.conftest import new_client
@@ -135,3 +138,56 @@ def test_deleted_user_id_is_never_reused(client, alice, make_user):
     old_id = alice.id
     assert alice.client.delete(f"/api/user/{alice.id}").status_code == 200
     assert make_user("alice").id > old_id
+
+
+@pytest.fixture
+def sqlite_default_variable_limit(app, monkeypatch):
+    """SQLite's default limit of 32,766 bound values per statement; Debian's build raises it to 250,000."""
+    database = models.db.obj
+    if not isinstance(database, SqliteDatabase):
+        return
+    checkout = database._connect
+
+    def limited():
+        connection = checkout()
+        connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 32_766)
+        return connection
+
+    monkeypatch.setattr(database, "_connect", limited)
+    database.close_all()
+
+
+@pytest.mark.usefixtures("sqlite_default_variable_limit")
+def test_delete_user_in_40000_chats(alice, bob, make_chat, send):
+    """Leaving that many chats once took one statement with an id per chat, over SQLite's default variable limit."""
+    shared = make_chat(alice, "shared", members=(bob,))
+    send(bob, shared, "still here")
+    _alone_in_chats(alice.id, 40_000)
+
+    assert alice.client.delete(f"/api/user/{alice.id}").status_code == 200
+
+    with models.db.connection_context():
+        assert models.Membership.select().where(models.Membership.user == alice.id).count() == 0
+        assert [chat.id for chat in models.Chat.select()] == [shared]
+        assert models.Message.select().count() == 1
+        assert models.DeletedChat.select().count() == 0
+    assert [m["content"] for m in bob.client.get(f"/api/chats/{shared}").json()["messages"]] == ["still here"]
+    assert [m["id"] for m in bob.client.get(f"/api/chats/{shared}/members").json()["members"]] == [bob.id]
+
+
+def _alone_in_chats(user_id: int, count: int, rows_per_insert: int = 8000) -> None:
+    """Put a user alone in `count` chats, each with one message of theirs, in bulk."""
+    now = models.utcnow()
+    with models.db.connection_context(), models.db.atomic():
+        for start in range(0, count, rows_per_insert):
+            titles = [("alone", now)] * min(rows_per_insert, count - start)
+            chats = models.Chat.insert_many(titles, [models.Chat.title, models.Chat.created_at])
+            chat_ids = [chat_id for (chat_id,) in chats.returning(models.Chat.id).tuples().execute()]
+            models.Membership.insert_many(
+                [(chat_id, user_id, now) for chat_id in chat_ids],
+                [models.Membership.chat, models.Membership.user, models.Membership.joined_at],
+            ).execute()
+            models.Message.insert_many(
+                [(chat_id, user_id, "to myself", now) for chat_id in chat_ids],
+                [models.Message.chat, models.Message.sender_id, models.Message.content, models.Message.time],
+            ).execute()

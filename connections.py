@@ -1,0 +1,200 @@
+"""What one connection may cost before the app sees it: caps on the URL and headers, a deadline for each request to
+arrive, a cap on open connections, and JSON errors where uvicorn would answer in plain text."""
+
+import json
+import os
+from dataclasses import dataclass
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+DEFAULTS = {
+    "CHAT_MAX_URL_BYTES": "8192",
+    "CHAT_MAX_HEADER_BYTES": "16384",
+    "CHAT_REQUEST_TIMEOUT": "30",
+    "CHAT_MAX_CONNECTIONS": "1000",
+}
+
+# After an error answer, what the client still sends is read and dropped, up to this much or this long.
+MAX_DISCARD_BYTES = 8 * 1024 * 1024
+LINGER_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    max_url_bytes: int
+    max_header_bytes: int
+    request_timeout: float
+    max_connections: int
+
+    @classmethod
+    def from_environment(cls, env=os.environ) -> "ConnectionLimits":
+        setting = {name: env.get(name, default) for name, default in DEFAULTS.items()}
+        limits = cls(
+            int(setting["CHAT_MAX_URL_BYTES"]),
+            int(setting["CHAT_MAX_HEADER_BYTES"]),
+            float(setting["CHAT_REQUEST_TIMEOUT"]),
+            int(setting["CHAT_MAX_CONNECTIONS"]),
+        )
+        if (
+            min(limits.max_url_bytes, limits.max_header_bytes, limits.max_connections) < 1
+            or limits.request_timeout <= 0
+        ):
+            raise ValueError(f"connection limits must be positive: {limits}")
+        return limits
+
+
+def error_bytes(status: int, message: str, retry_after: int | None = None) -> bytes:
+    """A whole HTTP response carrying {"error": message}, for answers given before there is a request to route."""
+    body = json.dumps({"error": message}).encode()
+    head = [STATUS_LINE[status], b"content-type: application/json\r\n"]
+    if retry_after is not None:
+        head.append(b"retry-after: %d\r\n" % retry_after)
+    head.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
+    return b"".join(head) + body
+
+
+async def over_capacity(scope, receive, send) -> None:
+    """The answer to a request on a connection beyond the cap: 503, come back in a second."""
+    body = json.dumps({"error": "the server has too many open connections; retry in a moment"}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(body)),
+        (b"retry-after", b"1"),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class Refused(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, bounded.
+
+    - A request line over the URL cap gets 414, and headers over their cap get 431, counted as the bytes arrive,
+      so a 64 MiB header is never buffered.
+    - A request whose headers and body do not all arrive within the request timeout gets 408 and is closed; so
+      does a connection that sends nothing. Between requests, uvicorn's keep-alive timeout applies.
+    - A request on a connection beyond the connection cap gets 503 with Retry-After instead of the app.
+    - Malformed HTTP gets a JSON 400, where uvicorn sends text/plain.
+    """
+
+    limits: ConnectionLimits | None = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if GuardedHttpToolsProtocol.limits is None:
+            GuardedHttpToolsProtocol.limits = ConnectionLimits.from_environment()
+        self._deadline = None
+        self._header_bytes = 0
+        self._in_headers = True
+        self._refusal: Refused | None = None
+        self._discard_left: int | None = None
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._arm_deadline()
+
+    def connection_lost(self, exc) -> None:
+        self._disarm_deadline()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._discard_left is not None:
+            self._discard_left -= len(data)
+            if self._discard_left <= 0:
+                self.transport.close()
+            return
+        if self._in_headers:
+            self._header_bytes += len(data)
+        super().data_received(data)
+        answered = self._discard_left is not None or self.transport.is_closing()
+        if self._in_headers and not answered and self._header_bytes > self._header_budget():
+            self._answer(431, f"the request headers are larger than {self.limits.max_header_bytes} bytes")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_headers = True
+        self._arm_deadline()
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        if len(self.url) > self.limits.max_url_bytes:
+            self._refuse(414, f"the URL is longer than {self.limits.max_url_bytes} bytes")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        if sum(len(n) + len(v) + 4 for n, v in self.headers) > self.limits.max_header_bytes:
+            self._refuse(431, f"the request headers are larger than {self.limits.max_header_bytes} bytes")
+
+    def on_headers_complete(self) -> None:
+        self._in_headers = False
+        self._header_bytes = 0
+        if len(self.connections) > self.limits.max_connections:
+            self.app, app = over_capacity, self.app
+            try:
+                super().on_headers_complete()
+            finally:
+                self.app = app
+            return
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm_deadline()
+        super().on_message_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn calls this for any parser error, including a refusal that a callback above raised."""
+        refusal, self._refusal = self._refusal, None
+        if refusal is None:
+            self._answer(400, "the request is not valid HTTP/1.1")
+        else:
+            self._answer(refusal.status, refusal.message)
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Stop parsing from inside a parser callback; httptools turns the exception into a parser error."""
+        self._refusal = Refused(status, message)
+        raise self._refusal
+
+    def _header_budget(self) -> int:
+        return self.limits.max_url_bytes + self.limits.max_header_bytes + 1024
+
+    def _arm_deadline(self) -> None:
+        self._disarm_deadline()
+        self._deadline = self.loop.call_later(self.limits.request_timeout, self._timed_out)
+
+    def _disarm_deadline(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _timed_out(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and self.cycle.response_started:
+            self.transport.close()
+            return
+        self._answer(408, f"the request did not arrive within {self.limits.request_timeout:g} s", linger=False)
+
+    def _answer(self, status: int, message: str, linger: bool = True) -> None:
+        """Send the error and end the connection. With `linger`, first read and drop what the client is still
+        sending, up to a bound: closing on a client mid-send makes it see a reset instead of the answer."""
+        self.logger.info("refused a connection from %s: %d %s", self.client, status, message)
+        if self.cycle is not None:
+            # The app may be waiting for this request's body; it now sees a disconnect, and whatever it sends goes
+            # nowhere.
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
+        self._disarm_deadline()
+        self.transport.write(error_bytes(status, message))
+        if not linger:
+            self.transport.close()
+            return
+        self._discard_left = MAX_DISCARD_BYTES
+        self._deadline = self.loop.call_later(LINGER_SECONDS, self.transport.close)

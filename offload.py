@@ -1,0 +1,52 @@
+"""Which requests leave the event loop, and why."""
+
+import functools
+
+import anyio
+from connexion.context import context
+
+from . import models
+from .handlers import is_threaded, is_writer
+
+
+def in_request_scope(handler, inline: bool):
+    """Wrap a handler so it runs with a pooled connection and, on secured operations, the current user.
+
+    The session itself was checked by the token cookie's security function, before validation.
+    With `inline` (SQLite) the handler runs on the event loop: a local query takes microseconds, less
+    than a hop to the threadpool (see BENCHMARKS.md). What it does decides where it runs:
+
+    - `@threaded` handlers (they hash a password or delete without bound) and everything on
+      PostgreSQL, where a query is a network round trip, run in the threadpool;
+    - `@writes` handlers run in the threadpool while another thread holds the write lock, since
+      they would wait for it and stall every request; a read never waits for a writer in WAL mode;
+    - any handler whose write transaction cannot start at once all the same (the lock was taken
+      just now, or another process holds SQLite's) gives up before writing anything and runs
+      again in the threadpool, where it waits its turn. So a handler that may run here does all
+      its writing in one transaction; one that needs several is `@threaded`.
+    """
+
+    @functools.wraps(handler)
+    def run(**kwargs):
+        with models.db.connection_context():
+            token_info = context.get("token_info")
+            if token_info:
+                kwargs["user"] = token_info["user_id"]["sub"]
+            return handler(**kwargs)
+
+    if not inline or is_threaded(handler):
+        return run
+    writes = is_writer(handler)
+
+    @functools.wraps(handler)
+    async def run_on_event_loop(**kwargs):
+        database = models.db.obj
+        if not (writes and database.writing_elsewhere()):
+            try:
+                with database.never_waiting():
+                    return run(**kwargs)
+            except models.WouldWait:
+                pass
+        return await anyio.to_thread.run_sync(functools.partial(run, **kwargs))
+
+    return run_on_event_loop

@@ -1,0 +1,321 @@
+"""Hostile traffic against a live chat-server: each attack gets its declared answer, and another user's ordinary
+request still succeeds while it runs. Latencies are reported at the end, never asserted."""
+
+import concurrent.futures
+import contextlib
+import http.client
+import os
+import signal
+import socket
+import sqlite3
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.live_server import live_server
+
+# Short enough to keep this module quick; the defaults (30 s and so on) are documented in the README.
+REQUEST_TIMEOUT = 2
+ORDINARY_TIMEOUT = 15
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+FORM_HEADER = b"Content-Type: application/x-www-form-urlencoded\r\n"
+REPORT: list[tuple[str, str, str]] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report(request):
+    yield
+    writer = request.config.pluginmanager.get_plugin("terminalreporter")
+    if writer is None or not REPORT:
+        return
+    writer.write_line("")
+    writer.write_line("| attack | answer | ordinary user's requests during it (n, median, max) |")
+    writer.write_line("|---|---|---|")
+    for attack, answer, latency in REPORT:
+        writer.write_line(f"| {attack} | {answer} | {latency} |")
+
+
+@pytest.fixture(scope="module")
+def server():
+    with live_server("--request-timeout", str(REQUEST_TIMEOUT)) as running:
+        yield running
+
+
+def register(server, name: str) -> httpx.Client:
+    client = httpx.Client(base_url=server.url, timeout=ORDINARY_TIMEOUT)
+    response = client.post("/api/user/0", data={"name": name, "password": "password123", "email": f"{name}@ex.com"})
+    assert response.status_code == 201, response.text
+    return client
+
+
+@pytest.fixture(scope="module")
+def bystander(server):
+    """Another user, whose chat list is the ordinary request made during every attack."""
+    client = register(server, "bystander")
+    chat_id = client.post("/api/chats", data={"title": "daily"}).json()["id"]
+    client.post(f"/api/chats/{chat_id}", data={"content": "still here"})
+    yield client
+    client.close()
+
+
+@contextlib.contextmanager
+def ordinary_traffic(bystander: httpx.Client, attack: str, answer: str):
+    """Keep making the bystander's ordinary request while the block runs; afterwards, all of them must have
+    succeeded (within the client's timeout). Their latencies go into the report."""
+    statuses, latencies, stop = [], [], threading.Event()
+
+    def keep_asking():
+        while not stop.is_set():
+            started = time.perf_counter()
+            try:
+                response = bystander.get("/api/chats")
+                statuses.append(response.status_code if isinstance(response.json()["chats"], list) else "no list")
+            except Exception as exc:
+                statuses.append(repr(exc))
+            latencies.append(time.perf_counter() - started)
+            stop.wait(0.02)
+
+    thread = threading.Thread(target=keep_asking)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+    ordered = sorted(latencies)
+    summary = (
+        f"{len(ordered)}, {ordered[len(ordered) // 2] * 1000:.0f} ms, {ordered[-1] * 1000:.0f} ms" if ordered else "-"
+    )
+    REPORT.append((attack, answer, summary))
+    assert statuses, "the ordinary request never completed during the attack"
+    assert set(statuses) == {200}, statuses
+
+
+def send_raw(server, data: bytes, read_timeout: float = 10) -> tuple[int, bytes, bytes]:
+    """Send bytes on a fresh connection and return the status, headers and body of the one response it gets."""
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=read_timeout) as sock:
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            sock.sendall(data)
+        received = b""
+        while b"\r\n\r\n" not in received and (chunk := sock.recv(65536)):
+            received += chunk
+        head, _, body = received.partition(b"\r\n\r\n")
+        length = next(
+            (int(line.split(b":")[1]) for line in head.lower().split(b"\r\n") if line.startswith(b"content-length:")),
+            None,
+        )
+        while length is not None and len(body) < length and (chunk := sock.recv(65536)):
+            body += chunk
+    return int(head.split(b" ", 2)[1]), head.lower(), body
+
+
+def assert_json_error(headers: bytes, body: bytes) -> None:
+    assert b"content-type: application/json" in headers
+    assert body.startswith(b'{"error": ')
+
+
+def parallel(count: int, work) -> list:
+    with concurrent.futures.ThreadPoolExecutor(count) as pool:
+        return list(pool.map(lambda _: work(), range(count)))
+
+
+def test_query_parameter_flood_is_refused_before_parsing(server, bystander):
+    flood = b"&".join(b"k%d=%d" % (n, n) for n in range(15_000))
+    many = b"&".join(b"k%d=1" % n for n in range(100))
+    with ordinary_traffic(bystander, "15,000 query keys (60 KB URL), 8 in parallel, x5", "414"):
+        for _ in range(5):
+            answers = parallel(
+                8, lambda: send_raw(server, b"POST /api/login?" + flood + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            )
+            assert {status for status, _, _ in answers} == {414}
+            assert_json_error(*answers[0][1:])
+    status, _, body = send_raw(
+        server, b"POST /api/login?" + many + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    assert status == 400
+    assert b"too many query parameters" in body
+
+
+def test_form_with_many_fields_is_bad_request(server, bystander):
+    fields = "&".join(f"f{n}=1" for n in range(500))
+    response = bystander.post("/api/chats", content=fields, headers=FORM)
+    assert response.status_code == 400
+    assert "too many form fields" in response.json()["error"]
+
+
+def test_oversized_header_is_431_and_readable(server, bystander):
+    huge = b"GET /api/chats HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (4 * 1024 * 1024) + b"\r\n\r\n"
+    with ordinary_traffic(bystander, "4 MiB request header, 4 in parallel", "431"):
+        answers = parallel(4, lambda: send_raw(server, huge))
+    assert [status for status, _, _ in answers] == [431] * 4
+    assert_json_error(*answers[0][1:])
+
+
+def test_malformed_http_gets_a_json_400(server):
+    status, headers, body = send_raw(server, b"THIS IS NOT HTTP\r\n\r\n")
+    assert status == 400
+    assert_json_error(headers, body)
+
+
+def test_half_sent_request_is_closed_with_408_within_the_timeout(server, bystander):
+    host, port = server.url.removeprefix("http://").split(":")
+    with ordinary_traffic(bystander, "slow headers, slow body and 300 idle sockets", "408, closed"):
+        idle = [socket.create_connection((host, int(port))) for _ in range(300)]
+        try:
+            status, headers, body = send_raw(server, b"GET /api/chats HTTP/1.1\r\nHost: x\r\n")
+            assert status == 408
+            assert_json_error(headers, body)
+            status, _, _ = send_raw(
+                server, b"POST /api/login HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n" + FORM_HEADER + b"\r\nname="
+            )
+            assert status == 408
+            for sock in idle:
+                sock.settimeout(REQUEST_TIMEOUT * 5)
+                assert sock.recv(65536).startswith(b"HTTP/1.1 408 ")
+        finally:
+            for sock in idle:
+                sock.close()
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("POST", "/api/login"),
+        ("POST", "/api/user/0"),
+        ("PUT", "/api/user/1"),
+        ("POST", "/api/chats"),
+        ("POST", "/api/chats/1"),
+        ("PUT", "/api/chats/1"),
+        ("POST", "/api/chats/1/members"),
+    ],
+)
+def test_form_without_content_type_is_415_on_every_form_operation(server, bystander, method, path):
+    response = bystander.request(method, path, content=b"name=x&password=password123&title=t&content=c")
+    assert response.status_code == 415
+    assert set(response.json()) == {"error"}
+
+
+def test_overlong_user_id_cookie_is_401(server):
+    with httpx.Client(base_url=server.url) as client:
+        client.cookies.update({"user_id": "9" * 5000, "token": "t" * 43})
+        response = client.get("/api/chats")
+    assert response.status_code == 401
+    assert set(response.json()) == {"error"}
+
+
+def test_two_megabyte_bodies_get_a_413_the_client_can_read(server, bystander):
+    body = b"content=" + b"x" * 2_000_000
+
+    def plain() -> int:
+        request = urllib.request.Request(f"{server.api_url}/chats/1", data=body, headers=FORM, method="POST")
+        try:
+            urllib.request.urlopen(request, timeout=ORDINARY_TIMEOUT)
+        except urllib.error.HTTPError as error:
+            return error.code
+        return 0
+
+    def chunked() -> int:
+        host, port = server.url.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=ORDINARY_TIMEOUT)
+        try:
+            pieces = (body[n : n + 65536] for n in range(0, len(body), 65536))
+            connection.request("POST", "/api/chats/1", body=pieces, headers=FORM, encode_chunked=True)
+            return connection.getresponse().status
+        finally:
+            connection.close()
+
+    with ordinary_traffic(bystander, "2 MB bodies, 50 plain and 50 chunked", "413, all readable"):
+        plain_statuses = [plain() for _ in range(50)]
+        chunked_statuses = [chunked() for _ in range(50)]
+    assert plain_statuses == [413] * 50
+    assert chunked_statuses == [413] * 50
+
+
+def test_eleventh_wrong_password_for_a_name_is_429(server, bystander):
+    victim = register(server, "victim")
+    victim.close()
+    with httpx.Client(base_url=server.url) as attacker, ordinary_traffic(bystander, "password guessing", "429"):
+        guesses = [
+            attacker.post("/api/login", data={"name": "victim", "password": f"guess-{n:04d}"}) for n in range(11)
+        ]
+    assert [r.status_code for r in guesses] == [400] * 10 + [429]
+    assert int(guesses[-1].headers["retry-after"]) >= 1
+    assert set(guesses[-1].json()) == {"error"}
+
+
+def test_over_the_connection_cap_gets_503_with_retry_after():
+    with live_server("--max-connections", "20", "--request-timeout", "5") as capped:
+        host, port = capped.url.removeprefix("http://").split(":")
+        held = [socket.create_connection((host, int(port))) for _ in range(25)]
+        try:
+            status, headers, body = send_raw(capped, b"GET /api/chats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        finally:
+            for sock in held:
+                sock.close()
+        assert status == 503
+        assert b"retry-after: 1" in headers
+        assert_json_error(headers, body)
+        with httpx.Client(base_url=capped.url) as client:
+            assert client.get("/api/chats").status_code == 401  # back under the cap: an ordinary answer
+
+
+def sqlite_messages(database: Path) -> list[dict]:
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+        connection.row_factory = sqlite3.Row
+        return [dict(row) for row in connection.execute("SELECT * FROM message ORDER BY id")]
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM in /proc")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads peak RSS from /proc")
+def test_48_concurrent_logins_stay_under_a_gibibyte():
+    with live_server("--password-profile", "secure") as secure:
+        ordinary = register(secure, "ordinary")
+        with httpx.Client(base_url=secure.url, timeout=60) as attacker:
+
+            def wrong_login() -> int:
+                form = {"name": f"nobody-{threading.get_ident()}", "password": "wrong password"}
+                return attacker.post("/api/login", data=form).status_code
+
+            with ordinary_traffic(ordinary, "48 concurrent wrong-password logins (secure argon2id)", "400/429/503"):
+                statuses = parallel(48, wrong_login)
+        ordinary.close()
+        peak = peak_rss_mib(secure.process.pid)
+    REPORT.append(("  peak RSS during those logins", f"{peak:.0f} MiB", ""))
+    assert set(statuses) <= {400, 429, 503}, statuses
+    assert peak < 1024
+
+
+def test_sigterm_lets_the_request_in_flight_finish_and_exits():
+    with live_server() as running, contextlib.closing(register(running, "owner")) as owner:
+        chat_id = owner.post("/api/chats", data={"title": "last words"}).json()["id"]
+        cookies = "; ".join(f"{name}={value}" for name, value in owner.cookies.items())
+        host, port = running.url.removeprefix("http://").split(":")
+        body = b"content=sent+while+stopping"
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(
+                b"POST /api/chats/%d HTTP/1.1\r\nHost: x\r\nCookie: %s\r\n%sContent-Length: %d\r\n\r\n%s"
+                % (chat_id, cookies.encode(), FORM_HEADER, len(body), body[:8])
+            )
+            time.sleep(0.3)
+            os.kill(running.process.pid, signal.SIGTERM)
+            time.sleep(0.3)
+            sock.sendall(body[8:])
+            answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 201 ")
+        # uvicorn finishes its graceful shutdown, then re-raises the signal it caught.
+        assert running.process.wait(30) in (0, -signal.SIGTERM)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(running.api_url + "/openapi.json", timeout=2)
+        assert [m["content"] for m in sqlite_messages(running.database_path)] == ["sent while stopping"]
