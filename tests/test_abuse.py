@@ -249,6 +249,28 @@ def test_eleventh_wrong_password_for_a_name_is_429(server, bystander):
     assert set(guesses[-1].json()) == {"error"}
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_deleting_a_chat_of_200k_messages_leaves_others_answering(workers):
+    with live_server("--workers", workers) as running:
+        owner, bystander = register(running, "owner"), register(running, "other")
+        chat_id = owner.post("/api/chats", data={"title": "long history"}).json()["id"]
+        own_chat = bystander.post("/api/chats", data={"title": "daily"}).json()["id"]
+        bystander.post(f"/api/chats/{own_chat}", data={"content": "still here"})
+        with contextlib.closing(sqlite3.connect(running.database_path, timeout=30)) as connection, connection:
+            connection.executemany(
+                "INSERT INTO message (chat_id, sender_id, content, time) VALUES (?, ?, ?, ?)",
+                ((chat_id, 1, f"old message {n}", "2026-11-27T00:00:00.000000Z") for n in range(200_000)),
+            )
+        with ordinary_traffic(bystander, f"leaving a chat of 200,000 messages, {workers} worker(s)", "200"):
+            left = owner.delete("/api/chats", params={"chat_id": chat_id})
+        assert left.status_code == 200
+        assert owner.get(f"/api/chats/{chat_id}").status_code == 404
+        remaining = sqlite_count(running.database_path, "SELECT count(*) FROM message WHERE chat_id = ?", chat_id)
+        assert remaining == 0
+        owner.close()
+        bystander.close()
+
+
 def test_over_the_connection_cap_gets_503_with_retry_after():
     with live_server("--max-connections", "20", "--request-timeout", "5") as capped:
         host, port = capped.url.removeprefix("http://").split(":")
@@ -269,6 +291,11 @@ def sqlite_messages(database: Path) -> list[dict]:
     with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
         connection.row_factory = sqlite3.Row
         return [dict(row) for row in connection.execute("SELECT * FROM message ORDER BY id")]
+
+
+def sqlite_count(database: Path, query: str, *parameters) -> int:
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+        return connection.execute(query, parameters).fetchone()[0]
 
 
 def peak_rss_mib(pid: int) -> float:
