@@ -1,4 +1,4 @@
-"""Build the Connexion app from openapi/chat.yaml, map every error to {"error": ...}, and run it."""
+"""Assembly: the Connexion app built from openapi/chat.yaml with its layers, and the `chat-server` command."""
 
 import argparse
 import logging
@@ -19,7 +19,7 @@ from .connections import ConnectionLimits
 from .errors import map_errors
 from .offload import in_request_scope
 from .passwords import DEFAULT_CONCURRENCY, PROFILES
-from .ratelimit import DEFAULTS
+from .ratelimit import DEFAULTS as RATE_DEFAULTS
 from .request_limits import BodySizeLimit, QueryParameterLimit
 from .routes import ExactRoutes, Routes, resolve
 from .security import CookieApiKeyHandler
@@ -80,6 +80,13 @@ def allow_more_open_files(connections: int) -> None:
         log.warning("only %d open files allowed; lower --max-connections below that", soft)
 
 
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="chat-server", description="Serve the chat API with uvicorn.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -99,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--hash-concurrency",
-        type=int,
+        type=positive_int,
         default=int(os.environ.get("CHAT_HASH_CONCURRENCY", DEFAULT_CONCURRENCY)),
         help="password hashes at once, 64 MiB each with the secure profile (default: the core count, %(default)s); "
         "others wait up to 3 s, then get 503",
@@ -112,10 +119,11 @@ def main(argv: list[str] | None = None) -> None:
         ("--login-address-rate", "CHAT_LOGIN_ADDRESS_RATE", "failed logins per client address"),
         ("--register-rate", "CHAT_REGISTER_RATE", "registrations per client address"),
     ):
-        rates.add_argument(option, default=os.environ.get(variable, DEFAULTS[variable]), help=f"{what} ({variable})")
+        default = os.environ.get(variable, RATE_DEFAULTS[variable])
+        rates.add_argument(option, default=default, help=f"{what} ({variable})")
     rates.add_argument(
         "--rate-limit-storage",
-        default=os.environ.get("CHAT_RATE_LIMIT_STORAGE", DEFAULTS["CHAT_RATE_LIMIT_STORAGE"]),
+        default=os.environ.get("CHAT_RATE_LIMIT_STORAGE", RATE_DEFAULTS["CHAT_RATE_LIMIT_STORAGE"]),
         help="where the counts live (CHAT_RATE_LIMIT_STORAGE): memory:// holds for one process only; "
         "redis://host:6379 holds across workers and hosts",
     )
@@ -155,9 +163,11 @@ def main(argv: list[str] | None = None) -> None:
     os.environ["CHAT_REGISTER_RATE"] = args.register_rate
     os.environ["CHAT_RATE_LIMIT_STORAGE"] = args.rate_limit_storage
     try:
-        ratelimit.configure(os.environ)
+        limits = ratelimit.configure(os.environ)
     except ValueError as exc:
         parser.error(str(exc))
+    if not limits.storage_answers():
+        parser.error(f"the rate-limit storage {args.rate_limit_storage} does not answer")
     for variable, value in (
         ("CHAT_REQUEST_TIMEOUT", args.request_timeout),
         ("CHAT_MAX_CONNECTIONS", args.max_connections),

@@ -60,6 +60,9 @@ class RateLimits:
             setting["CHAT_RATE_LIMIT_STORAGE"],
         )
 
+    def storage_answers(self) -> bool:
+        return self._window.storage.check()
+
     def check(self, limit: Limit, key: str) -> None:
         """Refuse with 429 when the limit is used up; count nothing."""
         if limit.rate is not None and not self._window.test(limit.rate, limit.scope, key):

@@ -271,6 +271,27 @@ def test_deleting_a_chat_of_200k_messages_leaves_others_answering(workers):
         bystander.close()
 
 
+def redis_answers() -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", 6379), timeout=1):
+        return True
+    return False
+
+
+@pytest.mark.skipif(not redis_answers() and not os.environ.get("CI"), reason="no Redis on 127.0.0.1:6379")
+def test_login_limit_in_redis_holds_across_two_hosts():
+    # Counts in Redis outlive this test; a fresh name, and the address and registration limits off, keep runs apart.
+    shared = ("--rate-limit-storage", "redis://127.0.0.1:6379", "--login-address-rate", "off", "--register-rate", "off")
+    name = f"victim-{time.time_ns()}"
+    with live_server(*shared) as first, live_server(*shared) as second:
+        register(first, name).close()
+        with httpx.Client(base_url=first.url) as one, httpx.Client(base_url=second.url) as other:
+            guesses = [one.post("/api/login", data={"name": name, "password": f"guess-{n:04}"}) for n in range(10)]
+            refused = other.post("/api/login", data={"name": name, "password": "guess-0010"})
+    assert [r.status_code for r in guesses] == [400] * 10
+    assert refused.status_code == 429
+    assert int(refused.headers["retry-after"]) >= 1
+
+
 def test_over_the_connection_cap_gets_503_with_retry_after():
     with live_server("--max-connections", "20", "--request-timeout", "5") as capped:
         host, port = capped.url.removeprefix("http://").split(":")
