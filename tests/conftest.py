@@ -1,9 +1,11 @@
 """Fixtures: a fresh database per test (SQLite file, or the real PostgreSQL), the real app, and clients whose every
 response is checked against openapi/chat.yaml."""
 
+import contextlib
 import itertools
 import os
 import re
+import threading
 from dataclasses import dataclass
 
 import httpx
@@ -164,3 +166,23 @@ def send():
         return response.json()["id"]
 
     return send_message
+
+
+@contextlib.contextmanager
+def write_lock_held_by_another_thread():
+    """Another thread in a write transaction, as a long delete would be, until the event it yields is set."""
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with models.db.connection_context(), models.db.atomic():
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(10)
+    try:
+        yield release
+    finally:
+        release.set()
+        holder.join()

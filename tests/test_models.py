@@ -1,6 +1,5 @@
 """Models: every hot-path query is served by an index, and requests take a bounded number of queries."""
 
-import contextlib
 import re
 import sqlite3
 import threading
@@ -10,6 +9,7 @@ import pytest
 from playhouse.test_utils import assert_query_count, count_queries
 
 from chat_server import models
+from tests.conftest import write_lock_held_by_another_thread
 
 HOT_STATEMENTS = {
     "session lookup": models._SESSION_USER,
@@ -92,25 +92,6 @@ def test_rolled_back_transaction_releases_the_write_lock(app):
     with models.db.connection_context(), pytest.raises(RuntimeError), models.db.atomic():
         raise RuntimeError("abandon the transaction")
     assert not models.db.obj._write_lock.locked()
-
-
-@contextlib.contextmanager
-def write_lock_held_by_another_thread():
-    held, release = threading.Event(), threading.Event()
-
-    def hold():
-        with models.db.connection_context(), models.db.atomic():
-            held.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert held.wait(10)
-    try:
-        yield
-    finally:
-        release.set()
-        holder.join()
 
 
 def test_never_waiting_write_gives_up_while_another_thread_writes(app):

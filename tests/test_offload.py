@@ -12,6 +12,7 @@ from chat_server import models
 from chat_server.app import SPEC
 from chat_server.handlers import is_threaded, is_writer
 from chat_server.routes import VERBS, resolve
+from tests.conftest import write_lock_held_by_another_thread
 
 WRITERS = {
     "login",
@@ -59,26 +60,6 @@ def _on_event_loop() -> bool:
     except RuntimeError:
         return False
     return True
-
-
-@contextlib.contextmanager
-def write_lock_held_by_another_thread():
-    """Another thread in a write transaction, as a long delete would be, until the event it yields is set."""
-    held, release = threading.Event(), threading.Event()
-
-    def hold():
-        with models.db.connection_context(), models.db.atomic():
-            held.set()
-            release.wait(10)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert held.wait(10)
-    try:
-        yield release
-    finally:
-        release.set()
-        holder.join()
 
 
 @contextlib.contextmanager
