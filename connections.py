@@ -90,18 +90,21 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         if GuardedHttpToolsProtocol.limits is None:
             GuardedHttpToolsProtocol.limits = ConnectionLimits.from_environment()
-        self._deadline = None
+        # One timer per connection, checked lazily: re-arming a timer for every request costs throughput.
+        self._timer = None
+        self._due: float | None = None
         self._header_bytes = 0
+        self._header_total = 0
         self._in_headers = True
         self._refusal: Refused | None = None
         self._discard_left: int | None = None
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
-        self._arm_deadline()
+        self._expect_request()
 
     def connection_lost(self, exc) -> None:
-        self._disarm_deadline()
+        self._cancel_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -120,7 +123,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_headers = True
-        self._arm_deadline()
+        self._header_total = 0
+        self._expect_request()
 
     def on_url(self, url: bytes) -> None:
         super().on_url(url)
@@ -129,7 +133,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         super().on_header(name, value)
-        if sum(len(n) + len(v) + 4 for n, v in self.headers) > self.limits.max_header_bytes:
+        self._header_total += len(name) + len(value) + 4
+        if self._header_total > self.limits.max_header_bytes:
             self._refuse(431, f"the request headers are larger than {self.limits.max_header_bytes} bytes")
 
     def on_headers_complete(self) -> None:
@@ -145,7 +150,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self._disarm_deadline()
+        self._due = None
         super().on_message_complete()
 
     def send_400_response(self, msg: str) -> None:
@@ -164,18 +169,23 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _header_budget(self) -> int:
         return self.limits.max_url_bytes + self.limits.max_header_bytes + 1024
 
-    def _arm_deadline(self) -> None:
-        self._disarm_deadline()
-        self._deadline = self.loop.call_later(self.limits.request_timeout, self._timed_out)
+    def _expect_request(self) -> None:
+        """A request is arriving: all of it is due within the request timeout from now."""
+        self._due = self.loop.time() + self.limits.request_timeout
+        if self._timer is None:
+            self._timer = self.loop.call_at(self._due, self._check_due)
 
-    def _disarm_deadline(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
-    def _timed_out(self) -> None:
-        self._deadline = None
-        if self.transport.is_closing():
+    def _check_due(self) -> None:
+        self._timer = None
+        if self.transport.is_closing() or self._due is None:
+            return  # closed, or between requests, where uvicorn's keep-alive timeout applies
+        if self.loop.time() < self._due:
+            self._timer = self.loop.call_at(self._due, self._check_due)
             return
         if self.cycle is not None and self.cycle.response_started:
             self.transport.close()
@@ -191,10 +201,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             # nowhere.
             self.cycle.disconnected = True
             self.cycle.message_event.set()
-        self._disarm_deadline()
+        self._cancel_timer()
+        self._due = None
         self.transport.write(error_bytes(status, message))
         if not linger:
             self.transport.close()
             return
         self._discard_left = MAX_DISCARD_BYTES
-        self._deadline = self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        self._timer = self.loop.call_later(LINGER_SECONDS, self.transport.close)
