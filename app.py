@@ -194,6 +194,7 @@ def main(argv: list[str] | None = None) -> None:
         ssl_keyfile=args.ssl_keyfile,
         forwarded_allow_ips=args.forwarded_allow_ips,
         http=f"{__package__}.connections:GuardedHttpToolsProtocol",
+        ws="none",
         timeout_keep_alive=args.keep_alive_timeout,
         timeout_graceful_shutdown=args.graceful_timeout,
     )

@@ -79,7 +79,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     - A request line over the URL cap gets 414, and headers over their cap get 431, counted as the bytes arrive,
       so a 64 MiB header is never buffered.
     - A request whose headers and body do not all arrive within the request timeout gets 408 and is closed; so
-      does a connection that sends nothing. Between requests, uvicorn's keep-alive timeout applies.
+      does a connection that sends nothing. Between requests, uvicorn's keep-alive timeout applies. A client
+      that stops reading its response for as long is dropped, and the unsent response with it.
     - A request on a connection beyond the connection cap gets 503 with Retry-After instead of the app.
     - Malformed HTTP gets a JSON 400, where uvicorn sends text/plain.
     """
@@ -92,6 +93,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             GuardedHttpToolsProtocol.limits = ConnectionLimits.from_environment()
         # One timer per connection, checked lazily: re-arming a timer for every request costs throughput.
         self._timer = None
+        self._write_timer = None
         self._due: float | None = None
         self._header_bytes = 0
         self._header_total = 0
@@ -105,7 +107,26 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc) -> None:
         self._cancel_timer()
+        if self._write_timer is not None:
+            self._write_timer.cancel()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        """The client is not reading what it asked for: the unsent response waits in memory, for a bounded time."""
+        super().pause_writing()
+        if self._write_timer is None:
+            self._write_timer = self.loop.call_later(self.limits.request_timeout, self._stalled_reader)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    def _stalled_reader(self) -> None:
+        self._write_timer = None
+        self.logger.info("dropped a connection from %s that stopped reading its response", self.client)
+        self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         if self._discard_left is not None:
@@ -187,7 +208,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self.loop.time() < self._due:
             self._timer = self.loop.call_at(self._due, self._check_due)
             return
-        if self.cycle is not None and self.cycle.response_started:
+        if self.cycle is not None and self.cycle.response_started and not self.cycle.response_complete:
             self.transport.close()
             return
         self._answer(408, f"the request did not arrive within {self.limits.request_timeout:g} s", linger=False)

@@ -40,7 +40,8 @@ class BodySizeLimit:
         headers = dict(scope["headers"])
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            if int(length) <= MAX_DRAIN_BYTES:
+            # A client waiting for "100 Continue" has sent nothing yet: reading would invite the whole body.
+            if int(length) <= MAX_DRAIN_BYTES and headers.get(b"expect", b"").lower() != b"100-continue":
                 await drain(receive)
             raise self.too_large()
         limited = self.limited(receive)
@@ -97,6 +98,6 @@ class QueryParameterLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
             query = scope.get("query_string", b"")
-            if query and query.count(b"&") + query.count(b";") >= self.max_parameters:
+            if query and query.count(b"&") >= self.max_parameters:
                 raise BadRequest(f"too many query parameters: at most {self.max_parameters}")
         await self.app(scope, receive, send)

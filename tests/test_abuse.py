@@ -283,6 +283,35 @@ def test_deleting_a_chat_of_200k_messages_leaves_others_answering(workers):
         bystander.close()
 
 
+def test_client_that_stops_reading_its_response_is_dropped(server, bystander):
+    reader = register(server, "never-reads")
+    chat_id = reader.post("/api/chats", data={"title": "long messages"}).json()["id"]
+    with contextlib.closing(sqlite3.connect(server.database_path, timeout=30)) as connection, connection:
+        connection.executemany(
+            "INSERT INTO message (chat_id, sender_id, content, time) VALUES (?, ?, ?, ?)",
+            ((chat_id, 1, "x" * 10_000, "2026-11-27T00:00:00.000000Z") for _ in range(1000)),
+        )
+    cookies = "; ".join(f"{name}={value}" for name, value in reader.cookies.items())
+    reader.close()
+    host, port = server.url.removeprefix("http://").split(":")
+    with ordinary_traffic(bystander, "a 10 MB response the client never reads", "dropped after the timeout"):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((host, int(port)))
+        with sock:
+            sock.sendall(
+                b"GET /api/chats/%d?limit=1000 HTTP/1.1\r\nHost: x\r\nCookie: %s\r\n\r\n" % (chat_id, cookies.encode())
+            )
+            time.sleep(REQUEST_TIMEOUT * 2)
+            received = b""
+            sock.settimeout(10)
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := sock.recv(1 << 20):
+                    received += chunk
+    assert received.startswith(b"HTTP/1.1 200 ")
+    assert len(received) < 10_000_000
+
+
 def redis_answers() -> bool:
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", 6379), timeout=1):
         return True
