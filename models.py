@@ -383,9 +383,18 @@ class Membership(BaseModel):
         return _MEMBERSHIP.first(user_id, chat_id) is not None
 
     @classmethod
-    def add(cls, chat_id: int, user_id: int) -> None:
+    def add(cls, chat_id: int, user_id: int, adder_id: int) -> bool:
+        """Add a member while the adder still is one and the chat is not being deleted, checked inside the write;
+        whether it was added. On PostgreSQL the chat row is locked FOR SHARE, so a leave in progress finishes first."""
         with db.atomic():
-            cls.create(chat=chat_id, user=user_id)
+            if isinstance(db.obj, PostgresqlDatabase):
+                Chat.select(Chat.id).where(Chat.id == chat_id).for_update("FOR SHARE").execute()
+            adder = cls.select(cls.id).where(cls.chat == chat_id, cls.user == adder_id)
+            deleted = DeletedChat.select(DeletedChat.chat).where(DeletedChat.chat == chat_id)
+            source = Chat.select(Chat.id, Value(user_id), Value(utcnow())).where(
+                Chat.id == chat_id, fn.EXISTS(adder), ~fn.EXISTS(deleted)
+            )
+            return cls.insert_from(source, [cls.chat, cls.user, cls.joined_at]).as_rowcount().execute() > 0
 
     @classmethod
     def members_of(cls, chat_id: int) -> list[dict]:

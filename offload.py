@@ -6,7 +6,7 @@ import anyio
 from connexion.context import context
 
 from . import models
-from .handlers import is_threaded, is_writer
+from .handlers import is_hashing, is_threaded, is_writer
 
 
 def in_request_scope(handler, inline: bool):
@@ -16,6 +16,8 @@ def in_request_scope(handler, inline: bool):
     With `inline` (SQLite) the handler runs on the event loop: a local query takes microseconds, less
     than a hop to the threadpool (see BENCHMARKS.md). What it does decides where it runs:
 
+    - `@hashes` handlers (login, register) wait on the event loop for a hashing turn, then run in the
+      threadpool: a flood of logins never holds more pool threads than there are turns;
     - `@threaded` handlers (they hash a password or delete without bound) and everything on
       PostgreSQL, where a query is a network round trip, run in the threadpool;
     - `@writes` handlers run in the threadpool while another thread holds the write lock, since
@@ -34,6 +36,14 @@ def in_request_scope(handler, inline: bool):
                 kwargs["user"] = token_info["user_id"]["sub"]
             return handler(**kwargs)
 
+    if is_hashing(handler):
+
+        @functools.wraps(handler)
+        async def run_in_its_turn(**kwargs):
+            async with models.passwords.turn():
+                return await anyio.to_thread.run_sync(functools.partial(run, **kwargs))
+
+        return run_in_its_turn
     if not inline or is_threaded(handler):
         return run
     writes = is_writer(handler)

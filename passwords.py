@@ -4,7 +4,9 @@ import contextlib
 import os
 import secrets
 import threading
+import time
 
+import anyio
 import argon2
 
 from .errors import Unavailable
@@ -16,6 +18,9 @@ PROFILES = {
 }
 DEFAULT_CONCURRENCY = os.cpu_count() or 1
 DEFAULT_WAIT_SECONDS = 3.0
+# How often a request waiting for its turn looks again; a threading semaphore works on whichever event loop
+# a request runs in, where an asyncio one is bound to the first.
+POLL_SECONDS = 0.01
 
 
 class Passwords:
@@ -35,9 +40,27 @@ class Passwords:
             raise ValueError("password hashing needs at least one slot")
         self._hasher = argon2.PasswordHasher.from_parameters(PROFILES[profile])
         self._slots = threading.BoundedSemaphore(concurrency)
+        self._turns = threading.BoundedSemaphore(concurrency)
         self._wait_seconds = wait_seconds
         # Verified against when a name is unknown, so that a wrong name costs as much as a wrong password.
         self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
+
+    @contextlib.asynccontextmanager
+    async def turn(self):
+        """Wait on the event loop for one of the `concurrency` turns of a request that hashes, then 503.
+
+        The request runs in the threadpool only once it has its turn, so a flood of logins waits here instead
+        of holding every pool thread (on PostgreSQL every other request needs one too).
+        """
+        deadline = time.monotonic() + self._wait_seconds
+        while not self._turns.acquire(blocking=False):
+            if time.monotonic() >= deadline:
+                raise Unavailable("the server is busy checking passwords; retry in a moment", retry_after=1)
+            await anyio.sleep(POLL_SECONDS)
+        try:
+            yield
+        finally:
+            self._turns.release()
 
     @contextlib.contextmanager
     def _slot(self):

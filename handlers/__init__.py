@@ -18,6 +18,17 @@ def writes(handler):
     return handler
 
 
+def hashes(handler):
+    """Mark a handler that hashes a password: it runs in the threadpool only when one of the hashing turns is free,
+    and waits for one on the event loop (passwords.Passwords.turn)."""
+    handler.hashes = True
+    return threaded(handler)
+
+
+def is_hashing(handler) -> bool:
+    return getattr(handler, "hashes", False)
+
+
 def is_threaded(handler) -> bool:
     return getattr(handler, "threaded", False)
 

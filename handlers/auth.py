@@ -8,7 +8,7 @@ from starlette.responses import JSONResponse
 
 from .. import ratelimit
 from ..models import MAX_ID, Session, User, db, queries_are_local
-from . import BadRequest, threaded, writes
+from . import BadRequest, hashes, writes
 
 TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{16,128}")
 COOKIES = ("user_id", "token")
@@ -65,7 +65,7 @@ def start_session(user_id: int, status: int) -> JSONResponse:
     return response
 
 
-@threaded
+@hashes
 @writes
 def login(body: dict) -> JSONResponse:
     """Refused with 429 once a name or an address has too many failed logins, before any password is hashed."""

@@ -2,7 +2,7 @@
 
 from .. import ratelimit
 from ..models import User
-from . import Conflict, Forbidden, NotFound, threaded, writes
+from . import Conflict, Forbidden, NotFound, hashes, threaded, writes
 from .auth import client_address, start_session
 
 
@@ -21,7 +21,7 @@ def get_user(user: int, user_id: int, name: str | None = None) -> dict:
     return {"user": found.as_dict()}
 
 
-@threaded
+@hashes
 @writes
 def register_user(user_id: int, body: dict):
     """Refused with 429 once an address has registered too often, before the password is hashed."""

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import POSTGRES_URL
 from tests.live_server import live_server
 
 # Short enough to keep this module quick; the defaults (30 s and so on) are documented in the README.
@@ -333,6 +334,18 @@ def test_login_limit_in_redis_holds_across_two_hosts():
     assert int(refused.headers["retry-after"]) >= 1
 
 
+def test_concurrent_password_guesses_get_at_most_the_limit_plus_the_turns_in_flight():
+    # The limit is checked before a guess and counted after it fails, so guesses already hashing when the
+    # limit fills can still be answered: at most one per hashing turn.
+    with live_server("--hash-concurrency", "2") as guarded:
+        register(guarded, "target").close()
+        with httpx.Client(base_url=guarded.url, timeout=60) as attacker:
+            form = {"name": "target", "password": "not the password"}
+            statuses = parallel(40, lambda: attacker.post("/api/login", data=form).status_code)
+    assert set(statuses) <= {400, 429, 503}
+    assert 10 <= statuses.count(400) <= 10 + 2
+
+
 def test_over_the_connection_cap_gets_503_with_retry_after():
     with live_server("--max-connections", "20", "--request-timeout", "5") as capped:
         host, port = capped.url.removeprefix("http://").split(":")
@@ -384,6 +397,32 @@ def test_48_concurrent_logins_stay_under_a_gibibyte():
     REPORT.append(("  peak RSS during those logins", f"{peak:.0f} MiB", ""))
     assert set(statuses) <= {400, 429, 503}, statuses
     assert peak < 1024
+
+
+@pytest.mark.postgres
+def test_login_flood_on_postgresql_leaves_other_requests_answering():
+    """On PostgreSQL every request needs a pool thread; logins waiting for a hashing turn must not hold them all."""
+    if not postgres_answers() and not os.environ.get("CI"):
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
+    limits_off = ("--login-rate", "off", "--login-address-rate", "off", "--register-rate", "off")
+    with live_server("--database", POSTGRES_URL, "--password-profile", "secure", *limits_off) as pg:
+        ordinary = register(pg, f"ordinary-{time.time_ns()}")
+        with httpx.Client(base_url=pg.url, timeout=60) as attacker:
+
+            def wrong_login() -> int:
+                return attacker.post("/api/login", data={"name": "nobody", "password": "wrong password"}).status_code
+
+            with ordinary_traffic(ordinary, "60 concurrent wrong logins on PostgreSQL", "400/503"):
+                statuses = parallel(60, wrong_login)
+        ordinary.close()
+    assert set(statuses) <= {400, 503}, statuses
+
+
+def postgres_answers() -> bool:
+    host, port = POSTGRES_URL.split("@", 1)[1].split("/", 1)[0].split(":")
+    with contextlib.suppress(OSError), socket.create_connection((host, int(port)), timeout=1):
+        return True
+    return False
 
 
 def test_sigterm_lets_the_request_in_flight_finish_and_exits():

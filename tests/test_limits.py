@@ -3,6 +3,7 @@
 import threading
 import time
 
+import anyio
 import pytest
 
 from chat_server.errors import TooManyRequests, Unavailable
@@ -137,3 +138,18 @@ def test_password_hashing_budget_never_runs_more_than_its_slots_at_once():
     for thread in threads:
         thread.join()
     assert peak == 2
+
+
+def test_hashing_turn_waits_on_the_event_loop_then_refuses_with_503():
+    passwords = Passwords("cheapest", concurrency=1, wait_seconds=0.05)
+
+    async def scenario():
+        async with passwords.turn():
+            with pytest.raises(Unavailable) as refused:
+                async with passwords.turn():
+                    pass
+            assert refused.value.headers == {"Retry-After": "1"}
+        async with passwords.turn():
+            return "free again"
+
+    assert anyio.run(scenario) == "free again"

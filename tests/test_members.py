@@ -83,3 +83,13 @@ def test_leave_chat_last_two_members_at_once_deletes_it(alice, bob, make_chat, s
         assert models.Chat.select().where(models.Chat.id.in_(chats)).count() == 0
         assert models.Message.select().where(models.Message.chat.in_(chats)).count() == 0
     assert alice.client.get(f"/api/chats/{chats[0]}").status_code == 404
+
+
+def test_add_member_to_a_chat_being_deleted_is_conflict(alice, bob, make_chat):
+    chat_id = make_chat(alice)
+    with models.db.connection_context():
+        models.DeletedChat.create(chat=chat_id)
+    response = alice.client.post(f"/api/chats/{chat_id}/members", data={"user_id": bob.id})
+    assert response.status_code == 409
+    with models.db.connection_context():
+        assert not models.Membership.exists(chat_id, bob.id)
