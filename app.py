@@ -92,50 +92,62 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument(
+    exported: dict[str, str] = {}
+
+    def setting(group, flag: str, variable: str, default, **kwargs) -> None:
+        """An option read from, and handed on to the workers through, an environment variable."""
+        kwargs["help"] += f" ({variable})"
+        action = group.add_argument(flag, default=os.environ.get(variable, default), **kwargs)
+        exported[action.dest] = variable
+
+    setting(
+        parser,
         "--database",
-        default=os.environ.get("CHAT_DATABASE_URL", DEFAULT_DATABASE_URL),
+        "CHAT_DATABASE_URL",
+        DEFAULT_DATABASE_URL,
         help="sqlite:///path/to/file.db (default: %(default)s) or postgresql://user@host:5432/name",
     )
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument(
+    setting(
+        parser,
         "--password-profile",
+        "CHAT_PASSWORD_PROFILE",
+        "secure",
         choices=sorted(PROFILES),
-        default=os.environ.get("CHAT_PASSWORD_PROFILE", "secure"),
         help="argon2 cost; 'cheapest' is for load tests only",
     )
-    parser.add_argument(
+    setting(
+        parser,
         "--hash-concurrency",
+        "CHAT_HASH_CONCURRENCY",
+        str(DEFAULT_CONCURRENCY),
         type=positive_int,
-        default=int(os.environ.get("CHAT_HASH_CONCURRENCY", DEFAULT_CONCURRENCY)),
-        help="password hashes at once, 64 MiB each with the secure profile (default: the core count, %(default)s); "
-        "others wait up to 3 s, then get 503",
+        help="logins and registrations at once per worker, 64 MiB each with the secure profile (default: the core "
+        "count, %(default)s); others wait up to 3 s, then get 503",
     )
-    rates = parser.add_argument_group(
-        "rate limits", "N/SECONDS (N in any SECONDS-long window) or off; also read from the environment variable named"
-    )
-    for option, variable, what in (
+    rates = parser.add_argument_group("rate limits", "N/SECONDS (N in any SECONDS-long window) or off")
+    for flag, variable, what in (
         ("--login-rate", "CHAT_LOGIN_RATE", "failed logins per name"),
         ("--login-address-rate", "CHAT_LOGIN_ADDRESS_RATE", "failed logins per client address"),
         ("--register-rate", "CHAT_REGISTER_RATE", "registrations per client address"),
     ):
-        default = os.environ.get(variable, RATE_DEFAULTS[variable])
-        rates.add_argument(option, default=default, help=f"{what} ({variable})")
-    rates.add_argument(
+        setting(rates, flag, variable, RATE_DEFAULTS[variable], help=f"{what}, %(default)s")
+    setting(
+        rates,
         "--rate-limit-storage",
-        default=os.environ.get("CHAT_RATE_LIMIT_STORAGE", RATE_DEFAULTS["CHAT_RATE_LIMIT_STORAGE"]),
-        help="where the counts live (CHAT_RATE_LIMIT_STORAGE): memory:// holds for one process only; "
-        "redis://host:6379 holds across workers and hosts",
+        "CHAT_RATE_LIMIT_STORAGE",
+        RATE_DEFAULTS["CHAT_RATE_LIMIT_STORAGE"],
+        help="where the counts live: memory:// holds for one process only; redis://host:6379 holds across workers "
+        "and hosts",
     )
-    connections = parser.add_argument_group("connections", "each also read from the environment variable named")
-    for option, variable, kind, what in (
+    connections = parser.add_argument_group("connections")
+    for flag, variable, kind, what in (
         ("--request-timeout", "CHAT_REQUEST_TIMEOUT", float, "seconds for a request's headers and body to arrive"),
         ("--max-connections", "CHAT_MAX_CONNECTIONS", int, "open connections; a request beyond them gets 503"),
         ("--max-url-bytes", "CHAT_MAX_URL_BYTES", int, "longest request line; longer gets 414"),
         ("--max-header-bytes", "CHAT_MAX_HEADER_BYTES", int, "largest header block; larger gets 431"),
     ):
-        default = kind(os.environ.get(variable, CONNECTION_DEFAULTS[variable]))
-        connections.add_argument(option, type=kind, default=default, help=f"{what} (%(default)s; {variable})")
+        setting(connections, flag, variable, CONNECTION_DEFAULTS[variable], type=kind, help=f"{what}, %(default)s")
     connections.add_argument(
         "--keep-alive-timeout", type=float, default=5, help="seconds an idle connection stays open (%(default)s)"
     )
@@ -155,30 +167,15 @@ def main(argv: list[str] | None = None) -> None:
         "cookies are Secure when it says https",
     )
     args = parser.parse_args(argv)
-    os.environ["CHAT_DATABASE_URL"] = args.database
-    os.environ["CHAT_PASSWORD_PROFILE"] = args.password_profile
-    os.environ["CHAT_HASH_CONCURRENCY"] = str(args.hash_concurrency)
-    os.environ["CHAT_LOGIN_RATE"] = args.login_rate
-    os.environ["CHAT_LOGIN_ADDRESS_RATE"] = args.login_address_rate
-    os.environ["CHAT_REGISTER_RATE"] = args.register_rate
-    os.environ["CHAT_RATE_LIMIT_STORAGE"] = args.rate_limit_storage
+    for dest, variable in exported.items():
+        os.environ[variable] = str(getattr(args, dest))
     try:
         limits = ratelimit.configure(os.environ)
+        ConnectionLimits.from_environment()
     except ValueError as exc:
         parser.error(str(exc))
     if not limits.storage_answers():
         parser.error(f"the rate-limit storage {args.rate_limit_storage} does not answer")
-    for variable, value in (
-        ("CHAT_REQUEST_TIMEOUT", args.request_timeout),
-        ("CHAT_MAX_CONNECTIONS", args.max_connections),
-        ("CHAT_MAX_URL_BYTES", args.max_url_bytes),
-        ("CHAT_MAX_HEADER_BYTES", args.max_header_bytes),
-    ):
-        os.environ[variable] = str(value)
-    try:
-        ConnectionLimits.from_environment()
-    except ValueError as exc:
-        parser.error(str(exc))
     allow_more_open_files(args.max_connections)
     if args.workers > 1 and args.rate_limit_storage.startswith("memory://"):
         log.warning("rate limits in memory:// are per worker; with --workers %d use redis://", args.workers)

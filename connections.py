@@ -43,14 +43,11 @@ class ConnectionLimits:
         return limits
 
 
-def error_bytes(status: int, message: str, retry_after: int | None = None) -> bytes:
+def error_bytes(status: int, message: str) -> bytes:
     """A whole HTTP response carrying {"error": message}, for answers given before there is a request to route."""
     body = json.dumps({"error": message}).encode()
-    head = [STATUS_LINE[status], b"content-type: application/json\r\n"]
-    if retry_after is not None:
-        head.append(b"retry-after: %d\r\n" % retry_after)
-    head.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
-    return b"".join(head) + body
+    head = b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+    return STATUS_LINE[status] + head + body
 
 
 async def over_capacity(scope, receive, send) -> None:

@@ -387,8 +387,7 @@ class Membership(BaseModel):
         """Add a member while the adder still is one and the chat is not being deleted, checked inside the write;
         whether it was added. On PostgreSQL the chat row is locked FOR SHARE, so a leave in progress finishes first."""
         with db.atomic():
-            if isinstance(db.obj, PostgresqlDatabase):
-                Chat.select(Chat.id).where(Chat.id == chat_id).for_update("FOR SHARE").execute()
+            _lock_chats(Chat.id == chat_id, "FOR SHARE")
             adder = cls.select(cls.id).where(cls.chat == chat_id, cls.user == adder_id)
             deleted = DeletedChat.select(DeletedChat.chat).where(DeletedChat.chat == chat_id)
             source = Chat.select(Chat.id, Value(user_id), Value(utcnow())).where(
@@ -523,14 +522,15 @@ def _purge_step() -> bool:
     return purged + revived.execute() > 0
 
 
-def _lock_chats(where) -> None:
-    """On PostgreSQL, lock the chats whose memberships this transaction removes, in id order.
+def _lock_chats(where, mode: str = "FOR NO KEY UPDATE") -> None:
+    """On PostgreSQL, lock the chats whose memberships this transaction changes, in id order.
 
     Otherwise two members leaving at once could each still see the other and neither mark the chat deleted.
-    SQLite's IMMEDIATE transactions already run one at a time. NO KEY UPDATE lets messages still be inserted.
+    SQLite's IMMEDIATE transactions already run one at a time. NO KEY UPDATE lets messages still be inserted;
+    an added member takes FOR SHARE, which waits for a leave in progress.
     """
     if isinstance(db.obj, PostgresqlDatabase):
-        Chat.select(Chat.id).where(where).order_by(Chat.id).for_update("FOR NO KEY UPDATE").execute()
+        Chat.select(Chat.id).where(where).order_by(Chat.id).for_update(mode).execute()
 
 
 def _one_purge_at_a_time() -> None:

@@ -1,4 +1,5 @@
-"""argon2id password hashing under a budget: at most N hashes at once, so memory peaks at N times the cost of one."""
+"""argon2id password hashing under a budget: at most N hashing requests at once, so memory peaks at N times the
+cost of one hash."""
 
 import contextlib
 import os
@@ -24,7 +25,8 @@ POLL_SECONDS = 0.01
 
 
 class Passwords:
-    """Hash and verify passwords; beyond `concurrency` hashes at once, wait up to `wait_seconds`, then refuse (503).
+    """Hash and verify passwords. A request that hashes takes a `turn()` first (offload.py does this for `@hashes`
+    handlers): beyond `concurrency` at once, it waits up to `wait_seconds`, then is refused (503).
 
     Each secure hash takes 64 MiB for tens of milliseconds, so a burst of logins or registrations would otherwise
     take as much memory as there are threads in the pool.
@@ -39,7 +41,6 @@ class Passwords:
         if concurrency < 1:
             raise ValueError("password hashing needs at least one slot")
         self._hasher = argon2.PasswordHasher.from_parameters(PROFILES[profile])
-        self._slots = threading.BoundedSemaphore(concurrency)
         self._turns = threading.BoundedSemaphore(concurrency)
         self._wait_seconds = wait_seconds
         # Verified against when a name is unknown, so that a wrong name costs as much as a wrong password.
@@ -62,24 +63,13 @@ class Passwords:
         finally:
             self._turns.release()
 
-    @contextlib.contextmanager
-    def _slot(self):
-        if not self._slots.acquire(timeout=self._wait_seconds):
-            raise Unavailable("the server is busy checking passwords; retry in a moment", retry_after=1)
-        try:
-            yield
-        finally:
-            self._slots.release()
-
     def hash(self, password: str) -> str:
-        with self._slot():
-            return self._hasher.hash(password)
+        return self._hasher.hash(password)
 
     def verify(self, password_hash: str | None, password: str) -> bool:
         """Whether the password matches; with no hash (unknown user) it costs a hash and is False."""
-        with self._slot():
-            try:
-                self._hasher.verify(password_hash or self._dummy_hash, password)
-            except argon2.exceptions.VerificationError:
-                return False
+        try:
+            self._hasher.verify(password_hash or self._dummy_hash, password)
+        except argon2.exceptions.VerificationError:
+            return False
         return password_hash is not None

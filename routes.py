@@ -19,18 +19,16 @@ class Routes:
             for path, operations in spec["paths"].items()
         ]
 
+    def _path_item(self, path: str) -> dict | None:
+        return next((operations for pattern, operations in self._routes if pattern.match(path)), None)
+
     def operation(self, path: str, method: str) -> dict | None:
-        for pattern, operations in self._routes:
-            if pattern.match(path):
-                return operations.get(method.lower())
-        return None
+        return (self._path_item(path) or {}).get(method.lower())
 
     def allowed(self, path: str) -> list[str] | None:
         """The methods the spec declares for this path, or None when the path is not in the spec."""
-        for pattern, operations in self._routes:
-            if pattern.match(path):
-                return sorted(verb.upper() for verb in VERBS if verb in operations)
-        return None
+        operations = self._path_item(path)
+        return None if operations is None else sorted(verb.upper() for verb in VERBS if verb in operations)
 
 
 class ExactRoutes:

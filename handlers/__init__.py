@@ -1,13 +1,15 @@
 """Request handlers, one module per resource; the errors they raise live in errors.py."""
 
-from ..errors import ApiError, BadRequest, Conflict, Forbidden, NotFound, TooManyRequests
+from ..errors import BadRequest, Conflict, Forbidden, NotFound
 from ..models import Membership
 
-__all__ = ["ApiError", "BadRequest", "Conflict", "Forbidden", "NotFound", "TooManyRequests", "require_member"]
+# The errors handlers raise, importable beside the decorators they use.
+__all__ = ["BadRequest", "Conflict", "Forbidden", "NotFound", "require_member"]
 
 
 def threaded(handler):
-    """Keep this handler in the threadpool, off the event loop: it hashes a password, or its work grows with data."""
+    """Keep this handler in the threadpool, off the event loop: its work grows with data (or, with @hashes, it
+    hashes a password)."""
     handler.threaded = True
     return handler
 

@@ -91,52 +91,38 @@ def test_redis_storage_shares_counts_between_two_processes_worth_of_limits():
         first.check(first.login_name, key)
 
 
-def test_password_hashing_budget_refuses_with_503_when_every_slot_stays_busy():
-    passwords = Passwords("cheapest", concurrency=1, wait_seconds=0.05)
-    release = threading.Event()
-    taken = threading.Event()
-
-    def hold_the_slot():
-        with passwords._slot():
-            taken.set()
-            release.wait(5)
-
-    holder = threading.Thread(target=hold_the_slot)
-    holder.start()
-    try:
-        assert taken.wait(5)
-        with pytest.raises(Unavailable) as refused:
-            passwords.hash("correct horse")
-        assert refused.value.status == 503
-        assert refused.value.headers == {"Retry-After": "1"}
-    finally:
-        release.set()
-        holder.join()
-    assert passwords.verify(passwords.hash("correct horse"), "correct horse")
+def test_password_verify_accepts_only_the_right_password():
+    passwords = Passwords("cheapest")
+    stored = passwords.hash("correct horse")
+    assert passwords.verify(stored, "correct horse")
+    assert not passwords.verify(stored, "wrong horse")
+    assert not passwords.verify(None, "correct horse")  # an unknown user still costs a hash, and fails
 
 
-def test_password_hashing_budget_never_runs_more_than_its_slots_at_once():
+def test_hashing_turns_never_let_more_hashes_run_at_once():
     passwords = Passwords("cheapest", concurrency=2, wait_seconds=10)
-    real = passwords._hasher
     running, peak, lock = 0, 0, threading.Lock()
 
-    class CountingHasher:
-        def hash(self, password):
-            nonlocal running, peak
-            with lock:
-                running += 1
-                peak = max(peak, running)
-            time.sleep(0.02)
-            with lock:
-                running -= 1
-            return real.hash(password)
+    def counting_hash():
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+        return passwords.hash("pw")
 
-    passwords._hasher = CountingHasher()
-    threads = [threading.Thread(target=passwords.hash, args=("pw",)) for _ in range(12)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    async def one_request():
+        async with passwords.turn():
+            await anyio.to_thread.run_sync(counting_hash)
+
+    async def twelve_requests():
+        async with anyio.create_task_group() as requests:
+            for _ in range(12):
+                requests.start_soon(one_request)
+
+    anyio.run(twelve_requests)
     assert peak == 2
 
 
