@@ -1,6 +1,8 @@
 """Assembly: the Connexion app built from openapi/chat.yaml with its layers, and the `chat-server` command."""
 
 import argparse
+import asyncio
+import contextlib
 import logging
 import os
 import resource
@@ -13,10 +15,11 @@ import yaml
 from connexion.middleware import MiddlewarePosition
 from connexion.resolver import Resolver
 
-from . import models, ratelimit
+from . import events, models, ratelimit
 from .connections import DEFAULTS as CONNECTION_DEFAULTS
 from .connections import ConnectionLimits
 from .errors import map_errors
+from .events import DEFAULTS as EVENT_DEFAULTS
 from .offload import in_request_scope
 from .passwords import DEFAULT_CONCURRENCY, PROFILES
 from .ratelimit import DEFAULTS as RATE_DEFAULTS
@@ -47,12 +50,13 @@ def create_app(
         hash_concurrency=int(os.environ.get("CHAT_HASH_CONCURRENCY", DEFAULT_CONCURRENCY)),
     )
     ratelimit.configure(os.environ)
+    events.configure(os.environ)
 
     # Connexion logs every rejected form at ERROR, quoting the rejected value (a mistyped password, say):
     # a client's mistake is not a server error, and the 400 is in the access log anyway.
     logging.getLogger("connexion.validators.form_data").setLevel(logging.CRITICAL)
     inline = models.queries_are_local()
-    app = connexion.AsyncApp(__name__, security_map={"apiKey": CookieApiKeyHandler})
+    app = connexion.AsyncApp(__name__, security_map={"apiKey": CookieApiKeyHandler}, lifespan=background_work)
     app.add_api(
         SPEC,
         resolver=Resolver(function_resolver=lambda name: in_request_scope(resolve(name), inline)),
@@ -67,6 +71,16 @@ def create_app(
     app.add_middleware(FormContentType, position=MiddlewarePosition.BEFORE_SWAGGER, routes=routes)
     map_errors(app, routes)
     return app
+
+
+@contextlib.asynccontextmanager
+async def background_work(app):
+    """What runs beside the requests while the server is up: pruning the event log."""
+    pruning = asyncio.create_task(events.prune_forever(), name="event pruning")
+    try:
+        yield
+    finally:
+        pruning.cancel()
 
 
 def allow_more_open_files(connections: int) -> None:
@@ -140,6 +154,13 @@ def main(argv: list[str] | None = None) -> None:
         help="where the counts live: memory:// holds for one process only; redis://host:6379 holds across workers "
         "and hosts",
     )
+    streams = parser.add_argument_group("event streams")
+    for flag, variable, what in (
+        ("--event-retention", "CHAT_EVENT_RETENTION", "how long events are kept for resuming streams: 7d, 12h, 30m"),
+        ("--event-heartbeat", "CHAT_EVENT_HEARTBEAT", "seconds between heartbeat comments on a stream"),
+        ("--max-streams-per-user", "CHAT_MAX_STREAMS_PER_USER", "event streams a user may hold open per process"),
+    ):
+        setting(streams, flag, variable, EVENT_DEFAULTS[variable], help=f"{what}, %(default)s")
     connections = parser.add_argument_group("connections")
     for flag, variable, kind, what in (
         ("--request-timeout", "CHAT_REQUEST_TIMEOUT", float, "seconds for a request's headers and body to arrive"),
@@ -171,6 +192,7 @@ def main(argv: list[str] | None = None) -> None:
         os.environ[variable] = str(getattr(args, dest))
     try:
         limits = ratelimit.configure(os.environ)
+        events.Settings.from_environment(os.environ)
         ConnectionLimits.from_environment()
     except ValueError as exc:
         parser.error(str(exc))

@@ -1,8 +1,9 @@
-"""Peewee models for users, sessions, chats, memberships and messages."""
+"""Peewee models for users, sessions, chats, memberships, messages, and the event log that streams read."""
 
 import contextlib
 import datetime
 import hashlib
+import json
 import secrets
 import sqlite3
 import threading
@@ -13,6 +14,8 @@ from peewee import (
     JOIN,
     SQL,
     AutoField,
+    BigAutoField,
+    BigIntegerField,
     CharField,
     DatabaseProxy,
     DateTimeField,
@@ -29,6 +32,7 @@ from peewee import (
     fn,
 )
 from playhouse.db_url import parse as parse_db_url
+from playhouse.migrate import SchemaMigrator, migrate
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
 from .passwords import DEFAULT_CONCURRENCY, Passwords
@@ -163,7 +167,20 @@ def init_db(
     if create_tables:
         with db.connection_context():
             db.create_tables(MODELS, safe=True)
+            add_missing_columns()
     return database
+
+
+def add_missing_columns() -> None:
+    """Bring a database made by an older version up to date: add the columns it lacks."""
+    migrator = SchemaMigrator.from_database(db.obj)
+    for model in MODELS:
+        table = model._meta.table_name
+        present = {column.name for column in db.get_columns(table)}
+        missing = [field for field in model._meta.sorted_fields if field.column_name not in present]
+        if missing:
+            with db.atomic():
+                migrate(*(migrator.add_column(table, field.column_name, field) for field in missing))
 
 
 def queries_are_local() -> bool:
@@ -236,6 +253,10 @@ class NeverReusedIdField(AutoField):
         return node
 
 
+class NeverReusedBigIdField(NeverReusedIdField):
+    field_type = BigAutoField.field_type
+
+
 class BaseModel(Model):
     class Meta:
         database = db
@@ -281,7 +302,13 @@ class User(BaseModel):
         the account again finishes the job.
         """
         sessions = Session.select(Session.id).where(Session.user == self.id).limit(BATCH_ROWS)
-        in_batches(lambda: Session.delete().where(Session.id.in_(sessions)).execute() == BATCH_ROWS)
+
+        def end_sessions() -> bool:
+            ended = Session.delete().where(Session.id.in_(sessions)).execute()
+            Event.record(SESSION_ENDED, None, {}, user_id=self.id)  # every stream of the user's ends
+            return ended == BATCH_ROWS
+
+        in_batches(end_sessions)
         while True:
             in_batches(lambda: Membership.leave_some(self.id) == BATCH_ROWS)
             Chat.purge_deleted()
@@ -310,15 +337,19 @@ class Session(BaseModel):
         return token
 
     @classmethod
-    def user_for(cls, user_id: int, token: str) -> int | None:
-        """The user id when this token is a live session of that user, else None."""
+    def live(cls, user_id: int, token: str) -> int | None:
+        """The session's id when this token is a live session of that user, else None."""
         row = _SESSION_USER.first(cls.hash_token(token))
-        return user_id if row is not None and row[0] == user_id else None
+        return row[1] if row is not None and row[0] == user_id else None
 
     @classmethod
     def revoke(cls, token: str) -> None:
+        """End the session; its open event streams end with it."""
         with db.atomic():
-            cls.delete().where(cls.token_hash == cls.hash_token(token)).execute()
+            session = cls.get_or_none(cls.token_hash == cls.hash_token(token))
+            if session is not None:
+                session.delete_instance()
+                Event.record(SESSION_ENDED, None, {}, user_id=session.user_id, session_id=session.id)
 
 
 class Chat(BaseModel):
@@ -331,12 +362,15 @@ class Chat(BaseModel):
         with db.atomic():
             chat = cls.create(title=title)
             Membership.create(chat=chat.id, user=user_id)
+            name = User.select(User.name).where(User.id == user_id).scalar()
+            Event.record(MEMBER_ADDED, chat.id, {"chat_id": chat.id, "user": {"id": user_id, "name": name}}, user_id)
         return chat
 
     @classmethod
     def rename(cls, chat_id: int, title: str) -> None:
         with db.atomic():
             cls.update(title=title).where(cls.id == chat_id).execute()
+            Event.record(CHAT_RENAMED, chat_id, {"chat_id": chat_id, "title": title})
 
     @classmethod
     def purge_deleted(cls) -> None:
@@ -364,8 +398,10 @@ class Chat(BaseModel):
                 "last_message": content,
                 "last_message_time": rfc3339(time),
                 "sender_id": sender_id,
+                "last_read_id": last_read_id,
+                "unread_count": unread,
             }
-            for chat_id, title, content, time, sender_id, _activity in rows
+            for chat_id, title, content, time, sender_id, last_read_id, unread, _activity in rows
         ]
         return chats, (listing_cursor(rows[-1][-1], rows[-1][0]) if more else None)
 
@@ -374,6 +410,8 @@ class Membership(BaseModel):
     chat = ForeignKeyField(Chat, backref="memberships", on_delete="CASCADE")
     user = ForeignKeyField(User, backref="memberships", on_delete="CASCADE")
     joined_at = UTCDateTimeField(default=utcnow)
+    # The newest message the member marked read or sent; it only moves forward.
+    last_read_id = IntegerField(null=True)
 
     class Meta:
         indexes = ((("user", "chat"), True),)
@@ -383,7 +421,7 @@ class Membership(BaseModel):
         return _MEMBERSHIP.first(user_id, chat_id) is not None
 
     @classmethod
-    def add(cls, chat_id: int, user_id: int, adder_id: int) -> bool:
+    def add(cls, chat_id: int, user_id: int, name: str, adder_id: int) -> bool:
         """Add a member while the adder still is one and the chat is not being deleted, checked inside the write;
         whether it was added. On PostgreSQL the chat row is locked FOR SHARE, so a leave in progress finishes first."""
         with db.atomic():
@@ -393,7 +431,21 @@ class Membership(BaseModel):
             source = Chat.select(Chat.id, Value(user_id), Value(utcnow())).where(
                 Chat.id == chat_id, fn.EXISTS(adder), ~fn.EXISTS(deleted)
             )
-            return cls.insert_from(source, [cls.chat, cls.user, cls.joined_at]).as_rowcount().execute() > 0
+            added = cls.insert_from(source, [cls.chat, cls.user, cls.joined_at]).as_rowcount().execute() > 0
+            if added:
+                Event.record(
+                    MEMBER_ADDED, chat_id, {"chat_id": chat_id, "user": {"id": user_id, "name": name}}, user_id
+                )
+        return added
+
+    @classmethod
+    def mark_read(cls, chat_id: int, user_id: int, message_id: int, session_id: int | None) -> int:
+        """Move the member's read marker forward to message_id, telling their other sessions; the marker after."""
+        with db.atomic():
+            if _MOVE_READ_MARKER.execute(message_id, user_id, chat_id, message_id).rowcount:
+                data = {"chat_id": chat_id, "last_read_id": message_id}
+                Event.record(CHAT_READ, chat_id, data, user_id=user_id, session_id=session_id)
+            return cls.select(cls.last_read_id).where(cls.chat == chat_id, cls.user == user_id).scalar()
 
     @classmethod
     def members_of(cls, chat_id: int) -> list[dict]:
@@ -411,20 +463,37 @@ class Membership(BaseModel):
         """Leave a chat; the last member out deletes it: gone at once, its messages purged in batches after."""
         with db.atomic():
             _lock_chats(Chat.id == chat_id)
-            cls.delete().where(cls.chat == chat_id, cls.user == user_id).execute()
+            left = cls.delete().where(cls.chat == chat_id, cls.user == user_id).execute()
             emptied = DeletedChat.mark(Chat.select(Chat.id).where(Chat.id == chat_id, ~fn.EXISTS(_members_of(Chat.id))))
+            if left:
+                Event.record(MEMBER_LEFT, chat_id, {"chat_id": chat_id, "user_id": user_id}, user_id)
         if emptied:
             Chat.purge_deleted()
 
     @classmethod
     def leave_some(cls, user_id: int) -> int:
         """Leave up to BATCH_ROWS of the user's chats, marking those left empty as deleted; how many were left."""
-        batch = cls.select(cls.id).where(cls.user == user_id).order_by(cls.chat).limit(BATCH_ROWS)
-        _lock_chats(Chat.id.in_(cls.select(cls.chat).where(cls.id.in_(batch))))
+        batch = cls.select(cls.id, cls.chat).where(cls.user == user_id).order_by(cls.chat).limit(BATCH_ROWS).tuples()
+        ids, chats = [membership for membership, _ in batch], [chat for _, chat in batch]
+        if not ids:
+            return 0
+        _lock_chats(Chat.id.in_(chats))
         others = cls.alias()
         alone = others.select(others.id).where(others.chat == cls.chat, others.user != user_id)
-        DeletedChat.mark(cls.select(cls.chat).where(cls.id.in_(batch), ~fn.EXISTS(alone)))
-        return cls.delete().where(cls.id.in_(batch)).execute()
+        DeletedChat.mark(cls.select(cls.chat).where(cls.id.in_(ids), ~fn.EXISTS(alone)))
+        left = cls.delete().where(cls.id.in_(ids)).execute()
+        Event.record_many(
+            [
+                {
+                    "kind": MEMBER_LEFT,
+                    "chat_id": chat,
+                    "user_id": user_id,
+                    "data": {"chat_id": chat, "user_id": user_id},
+                }
+                for chat in chats
+            ]
+        )
+        return left
 
 
 class Message(BaseModel):
@@ -440,14 +509,23 @@ class Message(BaseModel):
 
     @classmethod
     def send(cls, chat_id: int, sender_id: int, content: str) -> int | None:
-        """Store a message if the sender is a member of the chat, checked in the same write; its id, else None."""
+        """Store a message if the sender is a member of the chat, checked in the same write, and move the sender's
+        read marker to it; its id, else None."""
+        time = utcnow()
         with db.atomic():
-            row = _SEND_MESSAGE.first(chat_id, sender_id, content, utcnow(), sender_id, chat_id)
-        return None if row is None else row[0]
+            row = _SEND_MESSAGE.first(chat_id, sender_id, content, time, sender_id, chat_id)
+            if row is None:
+                return None
+            message_id = row[0]
+            _MOVE_READ_MARKER.execute(message_id, sender_id, chat_id, message_id)
+            message = {"id": message_id, "content": content, "sender_id": sender_id, "time": rfc3339(time)}
+            Event.record(MESSAGE_CREATED, chat_id, {"chat_id": chat_id, "message": message})
+        return message_id
 
     def remove(self) -> None:
         with db.atomic():
             self.delete_instance()
+            Event.record(MESSAGE_DELETED, self.chat_id, {"chat_id": self.chat_id, "message_id": self.id})
 
     @classmethod
     def page(cls, chat_id: int, limit: int, before: int | None, after: int | None) -> list[dict]:
@@ -476,6 +554,154 @@ class DeletedChat(BaseModel):
     def mark(cls, chats) -> int:
         """List the chats a query selects as deleted; how many were new."""
         return cls.insert_from(chats, [cls.chat]).on_conflict_ignore().as_rowcount().execute()
+
+
+# The event types streams deliver (openapi/chat.yaml, GET /api/events), and one they never see: a session that
+# ended (logout), or all of a user's (account deleted), which ends its streams.
+MESSAGE_CREATED = "message.created"
+MESSAGE_DELETED = "message.deleted"
+CHAT_RENAMED = "chat.renamed"
+MEMBER_ADDED = "member.added"
+MEMBER_LEFT = "member.left"
+CHAT_READ = "chat.read"
+SESSION_ENDED = "session.ended"
+
+EVENTS_CHANNEL = "chat_events"  # PostgreSQL NOTIFY channel; the payload is the newest event id
+EVENT_LOCK_KEY = 0x63686175  # PostgreSQL advisory lock: event ids become visible in id order
+PRUNE_LOCK_KEY = 0x63686176
+
+_recorded = threading.local()
+
+
+class Event(BaseModel):
+    """A committed change, for the streams of the members of its chat (or of its user), in id order.
+
+    Every event is recorded in the transaction that makes its change, as that transaction's last statement,
+    so it exists exactly when the change was committed. On PostgreSQL a transaction-level advisory lock is held
+    from the insert to the commit: ids are then visible in id order, and a stream that has seen id 11 can
+    never later find a 10 it skipped.
+    """
+
+    id = NeverReusedBigIdField()
+    kind = CharField(max_length=32)
+    chat_id = IntegerField(null=True)
+    # Whom it concerns: the member added or gone, the reader, the user whose sessions ended.
+    user_id = IntegerField(null=True)
+    # The session it came from (chat.read) or that ended (session.ended; null: all of the user's).
+    session_id = IntegerField(null=True)
+    data = TextField()
+    time = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("chat_id", "id"), False), (("user_id", "id"), False))
+
+    @classmethod
+    def record(cls, kind: str, chat_id: int | None, data: dict, user_id: int | None = None, session_id=None) -> None:
+        cls.record_many(
+            [{"kind": kind, "chat_id": chat_id, "user_id": user_id, "session_id": session_id, "data": data}]
+        )
+
+    @classmethod
+    def record_many(cls, events: list[dict]) -> None:
+        """Insert events; call it last in the transaction, after every other write."""
+        if not events:
+            return
+        postgres = isinstance(db.obj, PostgresqlDatabase)
+        if postgres:
+            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (EVENT_LOCK_KEY,))
+        time = utcnow()
+        rows = [{**event, "data": json.dumps(event["data"], ensure_ascii=False), "time": time} for event in events]
+        newest = max(event_id for (event_id,) in cls.insert_many(rows).returning(cls.id).tuples().execute())
+        if postgres:
+            db.execute_sql("SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, str(newest)))
+        _recorded.pending = True
+
+    @staticmethod
+    def recorded_since_asked() -> bool:
+        """Whether this thread recorded events since it last asked (they are committed once its handler is done)."""
+        pending = getattr(_recorded, "pending", False)
+        _recorded.pending = False
+        return pending
+
+    @classmethod
+    def head(cls) -> int:
+        """The newest event id, 0 when there is none."""
+        return cls.select(fn.COALESCE(fn.MAX(cls.id), 0)).scalar()
+
+    @classmethod
+    def snapshot(cls, user_id: int) -> tuple[int, set[int]]:
+        """The newest event id and the chats the user is in, read together: the chats are as that event left them."""
+        head = cls.select(fn.COALESCE(fn.MAX(cls.id), 0))
+        mine = Membership.select(head, Membership.chat).where(Membership.user == user_id)
+        rows = list(mine.union_all(User.select(head, SQL("NULL")).where(User.id == user_id)).tuples())
+        newest = max((row[0] for row in rows), default=None)
+        if newest is None:  # the account is gone
+            return cls.head(), set()
+        return newest, {chat for _, chat in rows if chat is not None}
+
+    @classmethod
+    def replay(cls, user_id: int, after: int, upto: int, limit: int) -> list[tuple]:
+        """The oldest `limit` events in (after, upto] of every chat the user is or was in since `after`."""
+        mine = Membership.select(Membership.chat).where(Membership.user == user_id)
+        touched = cls.select(cls.chat_id).where(cls.user_id == user_id, cls.id > after, cls.kind == MEMBER_LEFT)
+        return list(
+            cls.select(*ROW_FIELDS)
+            .where(cls.id > after, cls.id <= upto, cls.chat_id.in_(mine) | cls.chat_id.in_(touched))
+            .order_by(cls.id)
+            .limit(limit)
+            .tuples()
+        )
+
+    @classmethod
+    def memberships_changed(cls, user_id: int, after: int, upto: int) -> list[tuple[int, str]]:
+        """(chat, kind) of the user's joins and leaves in (after, upto], in order."""
+        return list(
+            cls.select(cls.chat_id, cls.kind)
+            .where(cls.user_id == user_id, cls.id > after, cls.id <= upto, cls.kind.in_([MEMBER_ADDED, MEMBER_LEFT]))
+            .order_by(cls.id)
+            .tuples()
+        )
+
+    @classmethod
+    def newer_than(cls, after: int, limit: int) -> list[tuple]:
+        return _EVENTS_AFTER.rows(after, limit)
+
+    @classmethod
+    def pruned_through(cls) -> int:
+        """The newest event id pruned: a stream that last saw an older one may have missed events."""
+        return PrunedEvents.select(PrunedEvents.through).where(PrunedEvents.id == 1).scalar() or 0
+
+    @classmethod
+    def prune(cls, older_than: datetime.datetime) -> None:
+        """Delete the events recorded before `older_than`, oldest first, a batch per transaction."""
+        in_batches(lambda: _prune_step(older_than))
+
+
+class PrunedEvents(BaseModel):
+    """One row: the newest event id that pruning deleted."""
+
+    id = IntegerField(primary_key=True)
+    through = BigIntegerField()
+
+
+ROW_FIELDS = (Event.id, Event.kind, Event.chat_id, Event.user_id, Event.session_id, Event.data)
+
+
+def _prune_step(older_than: datetime.datetime) -> bool:
+    if isinstance(db.obj, PostgresqlDatabase):
+        db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (PRUNE_LOCK_KEY,))
+    through = None
+    for event_id, time in Event.select(Event.id, Event.time).order_by(Event.id).limit(BATCH_ROWS).tuples():
+        if time >= older_than:
+            break
+        through = event_id
+    if through is None:
+        return False
+    Event.delete().where(Event.id <= through).execute()
+    PrunedEvents.insert(id=1, through=through).on_conflict(
+        conflict_target=[PrunedEvents.id], update={PrunedEvents.through: through}
+    ).execute()
+    return True
 
 
 # Rows a bulk delete removes per transaction: deleting 2,000 messages holds SQLite's write lock for 2-5 ms on two cores.
@@ -576,7 +802,14 @@ def _chat_listing():
     newest_row = Message.alias("newest")
     activity = fn.COALESCE(newest_row.time, Chat.created_at)
     page = (
-        Chat.select(Chat.id, Chat.title, newest_row.id.alias("last_id"), activity.alias("activity"))
+        Chat.select(
+            Chat.id,
+            Chat.title,
+            newest_row.id.alias("last_id"),
+            activity.alias("activity"),
+            Membership.last_read_id,
+            Membership.user,
+        )
         .join(Membership, on=(Membership.chat == Chat.id))
         .join(newest_row, JOIN.LEFT_OUTER, on=(newest_row.id == newest))
         .where(Membership.user == 0, Tuple(activity, Chat.id) <= Tuple(*LISTING_START))
@@ -585,16 +818,40 @@ def _chat_listing():
         .alias("page")
     )
     last = Message.alias("last")
+    # Counting stops at UNREAD_CAP: an index range scan of at most that many messages per chat on the page.
+    after_marker = Message.alias("unread")
+    unread_rows = (
+        after_marker.select(SQL("1"))
+        .where(
+            after_marker.chat == page.c.id,
+            after_marker.id > fn.COALESCE(page.c.last_read_id, SQL("0")),
+            after_marker.sender_id != page.c.user_id,
+        )
+        .limit(SQL(str(UNREAD_CAP)))
+    )
+    unread = Message.select(fn.COUNT(SQL("*"))).from_(unread_rows.alias("capped"))
     return (
-        Chat.select(page.c.id, page.c.title, last.content, last.time, last.sender_id, page.c.activity)
+        Chat.select(
+            page.c.id,
+            page.c.title,
+            last.content,
+            last.time,
+            last.sender_id,
+            page.c.last_read_id,
+            unread,
+            page.c.activity,
+        )
         .from_(page)
         .join(last, JOIN.LEFT_OUTER, on=(last.id == page.c.last_id))
         .order_by(page.c.activity.desc(), page.c.id.desc())
     )
 
 
+UNREAD_CAP = 999
+
+
 # The queries of the hot paths; each placeholder value marks where a parameter goes.
-_SESSION_USER = Statement(lambda: Session.select(Session.user).where(Session.token_hash == ""))
+_SESSION_USER = Statement(lambda: Session.select(Session.user, Session.id).where(Session.token_hash == ""))
 _MEMBERSHIP = Statement(lambda: Membership.select(Membership.id).where(Membership.user == 0, Membership.chat == 0))
 _CHAT_LISTING = Statement(_chat_listing)
 _MESSAGES_NEWEST_FIRST = Statement(lambda: _messages_between(Message.id.desc()))
@@ -608,4 +865,13 @@ _SEND_MESSAGE = Statement(
     ).returning(Message.id)
 )
 
-MODELS = [User, Session, Chat, Membership, Message, DeletedChat]
+_MOVE_READ_MARKER = Statement(
+    lambda: Membership.update(last_read_id=0).where(
+        Membership.user == 0,
+        Membership.chat == 0,
+        Membership.last_read_id.is_null() | (Membership.last_read_id < 0),
+    )
+)
+_EVENTS_AFTER = Statement(lambda: Event.select(*ROW_FIELDS).where(Event.id > 0).order_by(Event.id).limit(1))
+
+MODELS = [User, Session, Chat, Membership, Message, DeletedChat, Event, PrunedEvents]

@@ -1,11 +1,12 @@
 """Which requests leave the event loop, and why."""
 
 import functools
+import inspect
 
 import anyio
 from connexion.context import context
 
-from . import models
+from . import events, models
 from .handlers import is_hashing, is_threaded, is_writer
 
 
@@ -28,13 +29,26 @@ def in_request_scope(handler, inline: bool):
       its writing in one transaction; one that needs several is `@threaded`.
     """
 
+    if inspect.iscoroutinefunction(handler):  # it manages its own queries (events.query)
+
+        @functools.wraps(handler)
+        async def run_async(**kwargs):
+            kwargs["user"] = context["token_info"]["user_id"]["sub"]
+            return await handler(**kwargs)
+
+        return run_async
+
     @functools.wraps(handler)
     def run(**kwargs):
-        with models.db.connection_context():
-            token_info = context.get("token_info")
-            if token_info:
-                kwargs["user"] = token_info["user_id"]["sub"]
-            return handler(**kwargs)
+        try:
+            with models.db.connection_context():
+                token_info = context.get("token_info")
+                if token_info:
+                    kwargs["user"] = token_info["user_id"]["sub"]
+                return handler(**kwargs)
+        finally:
+            if models.Event.recorded_since_asked():
+                events.committed()
 
     if is_hashing(handler):
 

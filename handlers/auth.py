@@ -32,19 +32,28 @@ async def check_token_cookie(value: str, request) -> dict | None:
     if user is None or not TOKEN_SHAPE.fullmatch(value):
         return None
 
-    def live() -> bool:
+    def live() -> int | None:
         with db.connection_context():
-            return Session.user_for(user["sub"], value) is not None
+            return Session.live(user["sub"], value)
 
     # A local SQLite lookup takes microseconds, less than a hop to the threadpool (BENCHMARKS.md).
-    if not (live() if queries_are_local() else await anyio.to_thread.run_sync(live)):
+    session = live() if queries_are_local() else await anyio.to_thread.run_sync(live)
+    if session is None:
         return None
-    return {"sub": user["sub"], "token": value}
+    return {"sub": user["sub"], "token": value, "session": session}
+
+
+def _token_scheme(token_info: dict) -> dict:
+    return token_info.get("token") or token_info["access_token"]
 
 
 def session_token(token_info: dict) -> str:
-    scheme = token_info.get("token") or token_info["access_token"]
-    return scheme["token"]
+    return _token_scheme(token_info)["token"]
+
+
+def session_id(token_info: dict) -> int:
+    """The id of the request's session, which event streams and read markers use to tell devices apart."""
+    return _token_scheme(token_info)["session"]
 
 
 def client_address() -> str:

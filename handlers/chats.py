@@ -1,7 +1,8 @@
-"""Chats: list yours, create, rename and leave."""
+"""Chats: list yours, create, rename, leave, and mark read."""
 
-from ..models import Chat, Membership
-from . import require_member, threaded, writes
+from ..models import Chat, Membership, Message
+from . import NotFound, require_member, threaded, writes
+from .auth import session_id
 
 
 def list_chats(user: int, limit: int = 100, before: str | None = None) -> dict:
@@ -28,3 +29,12 @@ def leave_chat(user: int, chat_id: int) -> dict:
     require_member(chat_id, user)
     Membership.leave(chat_id, user)
     return {"status": "ok"}
+
+
+@writes
+def mark_read(user: int, chat_id: int, body: dict, token_info: dict) -> dict:
+    require_member(chat_id, user)
+    message_id = body["message_id"]
+    if not Message.select().where(Message.id == message_id, Message.chat == chat_id).exists():
+        raise NotFound(f"message {message_id} does not exist in chat {chat_id}")
+    return {"status": "ok", "last_read_id": Membership.mark_read(chat_id, user, message_id, session_id(token_info))}

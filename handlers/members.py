@@ -17,7 +17,7 @@ def add_member(user: int, chat_id: int, body: dict):
         raise NotFound("no such user")
     if Membership.exists(chat_id, newcomer.id):
         raise Conflict(f"{newcomer.name} is already a member of chat {chat_id}")
-    if not Membership.add(chat_id, newcomer.id, user):
+    if not Membership.add(chat_id, newcomer.id, newcomer.name, user):
         require_member(chat_id, user)  # the adder left, or the chat went, since the check above
         raise Conflict(f"chat {chat_id} changed meanwhile; reload and retry")
     return {"status": "ok"}, 201

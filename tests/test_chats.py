@@ -36,7 +36,15 @@ def test_create_chat_requires_login(client):
 def test_list_chats_empty_chat_has_null_last_message(alice, make_chat):
     chat_id = make_chat(alice, "quiet")
     assert alice.client.get("/api/chats").json()["chats"] == [
-        {"id": chat_id, "title": "quiet", "last_message": None, "last_message_time": None, "sender_id": None}
+        {
+            "id": chat_id,
+            "title": "quiet",
+            "last_message": None,
+            "last_message_time": None,
+            "sender_id": None,
+            "last_read_id": None,
+            "unread_count": 0,
+        }
     ]
 
 

@@ -26,8 +26,9 @@ WRITERS = {
     "send_message",
     "delete_message",
     "add_member",
+    "mark_read",
 }
-READERS = {"get_user", "list_chats", "list_messages", "list_members"}
+READERS = {"get_user", "list_chats", "list_messages", "list_members", "get_events"}
 # They hash a password, or delete an unbounded number of rows.
 THREADED = {"login", "register_user", "leave_chat", "delete_user"}
 
