@@ -624,14 +624,20 @@ class Event(BaseModel):
         return pending
 
     @classmethod
+    def _newest(cls):
+        # Pruning deletes from the oldest up, so when no event is left the newest is the last one pruned.
+        pruned = PrunedEvents.select(fn.MAX(PrunedEvents.through))
+        return cls.select(fn.COALESCE(fn.MAX(cls.id), pruned, 0))
+
+    @classmethod
     def head(cls) -> int:
-        """The newest event id, 0 when there is none."""
-        return cls.select(fn.COALESCE(fn.MAX(cls.id), 0)).scalar()
+        """The newest event id, 0 when there has been none."""
+        return cls._newest().scalar()
 
     @classmethod
     def snapshot(cls, user_id: int) -> tuple[int, set[int]]:
         """The newest event id and the chats the user is in, read together: the chats are as that event left them."""
-        head = cls.select(fn.COALESCE(fn.MAX(cls.id), 0))
+        head = cls._newest()
         mine = Membership.select(head, Membership.chat).where(Membership.user == user_id)
         rows = list(mine.union_all(User.select(head, SQL("NULL")).where(User.id == user_id)).tuples())
         newest = max((row[0] for row in rows), default=None)

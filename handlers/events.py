@@ -33,7 +33,7 @@ async def get_events(user: int, token_info: dict, last_event_id: int | None = No
         last_event_id = int(header)
     session = session_id(token_info)
     if _wants_json(request.headers.get("accept", "")):
-        return JSONResponse(await events.poll(user, session, last_event_id, timeout))
+        return JSONResponse(await events.poll(user, session, last_event_id, timeout), headers=events.NOT_STORED)
     subscriber = await events.broker.subscribe(user, session)
     try:
         start = await events.begin(user, session, last_event_id)

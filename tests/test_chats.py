@@ -188,3 +188,59 @@ def test_list_chats_limit_out_of_range_is_bad_request(alice, limit):
 def test_list_chats_cursor_no_page_handed_out_is_still_a_place_in_the_list(alice, cursor, lists_all):
     chat_ids = make_chats(alice, 3)
     assert list_page(alice, before=cursor) == (chat_ids[::-1] if lists_all else [], None)
+
+
+def _unread(person, chat_id: int) -> tuple[int | None, int]:
+    chat = next(chat for chat in person.client.get("/api/chats").json()["chats"] if chat["id"] == chat_id)
+    return chat["last_read_id"], chat["unread_count"]
+
+
+def test_list_chats_unread_count_counts_what_others_sent_after_the_marker(alice, bob, make_chat, send):
+    chat_id = make_chat(alice, members=(bob,))
+    assert _unread(bob, chat_id) == (None, 0)
+    send(alice, chat_id, "one")
+    newest = send(alice, chat_id, "two")
+    assert _unread(bob, chat_id) == (None, 2)
+    assert _unread(alice, chat_id) == (newest, 0), "sending moves the sender's marker"
+    assert bob.client.post(f"/api/chats/{chat_id}/read", data={"message_id": newest}).json() == {
+        "status": "ok",
+        "last_read_id": newest,
+    }
+    assert _unread(bob, chat_id) == (newest, 0)
+    send(alice, chat_id, "three")
+    assert _unread(bob, chat_id) == (newest, 1)
+
+
+def test_list_chats_unread_count_stops_at_999(app, alice, bob, make_chat):
+    chat_id = make_chat(alice, members=(bob,))
+    with models.db.connection_context(), models.db.atomic():
+        rows = [{"chat": chat_id, "sender_id": alice.id, "content": "flood", "time": models.utcnow()}] * 1_200
+        models.Message.insert_many(rows).execute()
+    assert _unread(bob, chat_id) == (None, 999)
+
+
+def test_mark_read_never_moves_the_marker_back(alice, bob, make_chat, send):
+    chat_id = make_chat(alice, members=(bob,))
+    older, newer = send(alice, chat_id, "older"), send(alice, chat_id, "newer")
+    bob.client.post(f"/api/chats/{chat_id}/read", data={"message_id": newer})
+    response = bob.client.post(f"/api/chats/{chat_id}/read", data={"message_id": older})
+    assert response.status_code == 200 and response.json()["last_read_id"] == newer
+
+
+def test_mark_read_message_of_another_chat_is_not_found(alice, bob, make_chat, send):
+    chat_id, other = make_chat(alice, members=(bob,)), make_chat(alice)
+    elsewhere = send(alice, other, "not in this chat")
+    response = bob.client.post(f"/api/chats/{chat_id}/read", data={"message_id": elsewhere})
+    assert response.status_code == 404 and "error" in response.json()
+
+
+def test_mark_read_non_member_is_forbidden(alice, bob, make_chat, send):
+    chat_id = make_chat(alice)
+    message_id = send(alice, chat_id, "private")
+    response = bob.client.post(f"/api/chats/{chat_id}/read", data={"message_id": message_id})
+    assert response.status_code == 403
+
+
+def test_mark_read_missing_message_id_is_bad_request(alice, make_chat):
+    chat_id = make_chat(alice)
+    assert alice.client.post(f"/api/chats/{chat_id}/read", data={}).status_code == 400

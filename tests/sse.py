@@ -1,0 +1,123 @@
+"""A Server-Sent Events client for tests: reads a live `GET /api/events` stream in a thread, checking every event
+against its schema in openapi/chat.yaml as it arrives."""
+
+import json
+import queue
+import threading
+from dataclasses import dataclass
+
+import httpx
+from openapi_schema_validator import OAS30Validator
+
+from tests.conftest import _REGISTRY, SPEC_DOC
+
+# Each event type's `data` schema, as the spec's `Event` discriminator maps it, plus the stream-only `ready`.
+DATA_SCHEMAS = {
+    kind: SPEC_DOC["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]["data"]
+    for kind, ref in SPEC_DOC["components"]["schemas"]["Event"]["discriminator"]["mapping"].items()
+}
+DATA_SCHEMAS["ready"] = {"$ref": "#/components/schemas/Ready"}
+STREAMED_EVENT = SPEC_DOC["components"]["schemas"]["StreamedEvent"]
+
+
+def _validator(schema: dict) -> OAS30Validator:
+    return OAS30Validator(schema, registry=_REGISTRY, _resolver=_REGISTRY.resolver("spec"))
+
+
+def check_event(kind: str, data: dict) -> None:
+    """Fail unless `data` is what the spec declares for events of this type."""
+    _validator(DATA_SCHEMAS[kind]).validate(data)
+
+
+@dataclass(frozen=True)
+class Received:
+    id: int | None
+    kind: str
+    data: dict
+
+
+class Stream:
+    """An open event stream; `next()` hands out its events in order, `close()` drops the connection."""
+
+    def __init__(self, api_url: str, cookies: dict, last_event_id: int | None = None, query: str = ""):
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = str(last_event_id)
+        self._client = httpx.Client(cookies=cookies, timeout=httpx.Timeout(10, read=None))
+        self._request = self._client.build_request("GET", f"{api_url}/events{query}", headers=headers)
+        self.events: queue.Queue[Received] = queue.Queue()
+        self.comments: list[str] = []
+        self.retry: int | None = None
+        self.opened, self.ended = threading.Event(), threading.Event()
+        self.response: httpx.Response | None = None
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        assert self.opened.wait(10), "the stream did not open"
+
+    def _read(self) -> None:
+        try:
+            self.response = self._client.send(self._request, stream=True)
+            self.opened.set()
+            if self.response.status_code != 200:
+                self.response.read()
+                return
+            fields: dict[str, str] = {}
+            for line in self.response.iter_lines():
+                if line == "":
+                    self._dispatch(fields)
+                    fields = {}
+                elif line.startswith(":"):
+                    self.comments.append(line)
+                else:
+                    name, _, value = line.partition(":")
+                    fields[name] = value.removeprefix(" ")
+        except (httpx.HTTPError, RuntimeError):
+            pass  # closed from the test's side
+        finally:
+            self.opened.set()
+            self.ended.set()
+
+    def _dispatch(self, fields: dict[str, str]) -> None:
+        _validator(STREAMED_EVENT).validate({k: int(v) if k == "retry" else v for k, v in fields.items()})
+        if "retry" in fields:
+            self.retry = int(fields["retry"])
+        if "data" not in fields:
+            return
+        kind, data = fields.get("event", "message"), json.loads(fields["data"])
+        check_event(kind, data)
+        self.events.put(Received(int(fields["id"]) if "id" in fields else None, kind, data))
+
+    def next(self, timeout: float = 10) -> Received:
+        try:
+            return self.events.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no event within {timeout} s") from None
+
+    def next_of(self, *kinds: str, timeout: float = 10) -> Received:
+        """The next event of one of these types, skipping others."""
+        while True:
+            event = self.next(timeout)
+            if event.kind in kinds:
+                return event
+
+    def ready(self) -> Received:
+        """Wait for the `ready` event: everything missed has been replayed, and live events follow."""
+        return self.next_of("ready")
+
+    def drain(self) -> list[Received]:
+        events = []
+        while not self.events.empty():
+            events.append(self.events.get())
+        return events
+
+    def close(self) -> None:
+        if self.response is not None:
+            self.response.close()
+        self._client.close()
+        self._thread.join(5)
+
+    def __enter__(self) -> "Stream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
