@@ -217,12 +217,14 @@ def test_get_events_dropped_streams_free_their_subscribers_at_once(uvicorn_serve
             users.append(dict(setup.post("/user/0", data=form).raise_for_status().cookies))
 
     async def open_and_drop(cookies):
-        async with httpx.AsyncClient(base_url=uvicorn_server, cookies=cookies, timeout=10) as client:
-            async with client.stream("GET", "/events") as response:
-                assert response.status_code == 200
-                async for line in response.aiter_lines():
-                    if line.startswith("event: ready"):
-                        return
+        async with (
+            httpx.AsyncClient(base_url=uvicorn_server, cookies=cookies, timeout=10) as client,
+            client.stream("GET", "/events") as response,
+        ):
+            assert response.status_code == 200
+            async for line in response.aiter_lines():
+                if line.startswith("event: ready"):
+                    return
 
     async def many_rounds():
         for _ in range(4):  # 20 streams a round: 4 per user, under the default cap of 20
