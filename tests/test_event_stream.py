@@ -350,3 +350,17 @@ def test_get_events_resume_with_two_workers_on_postgresql(postgres_url, clients)
             while (event := to_reader.next()).kind != "ready":
                 replayed.append(event)
             assert message_ids(replayed) == missed
+
+
+def test_get_events_events_older_than_the_retention_are_pruned_in_the_background(clients):
+    with live_server("--register-rate", "off", "--event-retention", "1s") as short_memory:
+        alice = register(short_memory.api_url, clients)
+        chat_id = alice.new_chat()
+        alice.send(chat_id, "soon forgotten")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the pruner runs every second with a 1 s retention
+            body = alice.client.get("/events", params={"last_event_id": 0}, headers={"Accept": "application/json"})
+            if [event["type"] for event in body.json()["events"]] == ["reset"]:
+                return
+            time.sleep(0.2)
+        pytest.fail("events older than the retention window were not pruned")

@@ -189,3 +189,22 @@ def test_interrupted_purge_stays_invisible_and_the_next_purge_finishes_it(alice,
         assert models.Message.select().where(models.Message.chat == interrupted).count() == 0
         assert models.Chat.select().where(models.Chat.id.in_([interrupted, later])).count() == 0
         assert models.DeletedChat.select().count() == 0
+
+
+def test_init_db_adds_columns_an_older_database_lacks(database_url, alice, make_chat):
+    chat_id = make_chat(alice)
+    with models.db.connection_context():
+        models.db.execute_sql("ALTER TABLE membership DROP COLUMN last_read_id")
+    models.db.close_all()
+    models.init_db(database_url)
+    with models.db.connection_context():
+        assert "last_read_id" in {column.name for column in models.db.get_columns("membership")}
+    assert alice.client.get("/api/chats").json()["chats"][0] == {
+        "id": chat_id,
+        "title": "general",
+        "last_message": None,
+        "last_message_time": None,
+        "sender_id": None,
+        "last_read_id": None,
+        "unread_count": 0,
+    }

@@ -168,6 +168,8 @@ def test_generated_client_has_a_module_per_operation(sdk):
         "messages.delete_message",
         "members.list_members",
         "members.add_member",
+        "chats.mark_read",
+        "events.get_events",
     ]
     for operation in operations:
         module = importlib.import_module(f"{PACKAGE}.api.{operation}")
@@ -299,3 +301,20 @@ def test_logout_keeps_the_users_other_sessions(sdk, new_client, register):
 
     assert response.status_code == HTTPStatus.OK, response.content
     assert response.parsed.chats == []
+
+
+def test_get_events_json_and_mark_read_through_the_generated_client(sdk, chat_with_bob):
+    chat_id, alice, bob = chat_with_bob
+    bob.client.get_httpx_client().headers["Accept"] = "application/json"  # the JSON form, not the stream
+    as_json = bob.client
+    start = sdk.call("events.get_events", client=as_json)
+    assert start.status_code == HTTPStatus.OK, start.content
+    message_id = send(sdk, alice, chat_id, "see you")
+    batch = sdk.call("events.get_events", client=as_json, last_event_id_query=start.parsed.last_event_id).parsed
+    assert [event.type_ for event in batch.events] == ["message.created"]
+    assert batch.events[0].data.message.id == message_id
+    body = sdk.models.ReadUpTo(message_id=message_id)
+    marked = sdk.call("chats.mark_read", client=bob.client, chat_id=chat_id, body=body)
+    assert marked.status_code == HTTPStatus.OK and marked.parsed.last_read_id == message_id
+    listed = sdk.call("chats.list_chats", client=bob.client).parsed.chats
+    assert (listed[0].last_read_id, listed[0].unread_count) == (message_id, 0)
