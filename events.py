@@ -28,6 +28,7 @@ import anyio
 import psycopg2
 from peewee import PostgresqlDatabase, SqliteDatabase
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.background import BackgroundTask
 
 from . import models
 from .errors import TooManyRequests
@@ -207,7 +208,7 @@ class Broker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
-        self._starting = asyncio.Lock()
+        self._joining: asyncio.Lock | None = None  # the cap check, and `last` when the first joins
         self._watch: _Watch | None = None
 
     @property
@@ -226,20 +227,21 @@ class Broker:
             self._wakeup.set()
 
     async def subscribe(self, user: int, session: int) -> Subscriber:
-        if self.per_user[user] >= self.settings.max_streams_per_user:
-            raise TooManyRequests(
-                f"you already have {self.per_user[user]} event streams open here; close one first", retry_after=5
-            )
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # first use, or a new event loop (tests start one per client)
             self._restart(loop)
-        subscriber = Subscriber(user, session)
-        if not self.subscribers:
-            # Nobody was listening, so `last` is stale: start from the newest row, before this subscriber's
-            # snapshot, which therefore sees at least as far.
-            self.last = await query(Event.head)
-        self.subscribers.add(subscriber)
-        self.per_user[user] += 1
+        async with self._joining:
+            if self.per_user[user] >= self.settings.max_streams_per_user:
+                raise TooManyRequests(
+                    f"you already have {self.per_user[user]} event streams open here; close one first", retry_after=5
+                )
+            if not self.subscribers:
+                # Nobody was listening, so `last` is stale: start from the newest row, before this subscriber's
+                # snapshot, which therefore sees at least as far.
+                self.last = await query(Event.head)
+            subscriber = Subscriber(user, session)
+            self.subscribers.add(subscriber)
+            self.per_user[user] += 1
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
@@ -256,6 +258,7 @@ class Broker:
         self.per_user.clear()
         self._loop = loop
         self._wakeup = asyncio.Event()
+        self._joining = asyncio.Lock()
         self._watch = _Watch.for_database(self)
         self._task = loop.create_task(self._run(), name="event broker")
 
@@ -479,8 +482,12 @@ def stream_response(subscriber: Subscriber, start: Start, last_event_id: int | N
         finally:
             broker.unsubscribe(subscriber)
 
+    async def release() -> None:  # also when the client left before the stream's first event
+        broker.unsubscribe(subscriber)
+
     return EventSourceResponse(
         events(),
+        background=BackgroundTask(release),
         headers=NOT_STORED,
         ping=broker.settings.heartbeat,
         sep="\n",
