@@ -611,7 +611,12 @@ class Event(BaseModel):
             db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (EVENT_LOCK_KEY,))
         time = utcnow()
         rows = [{**event, "data": json.dumps(event["data"], ensure_ascii=False), "time": time} for event in events]
-        newest = max(event_id for (event_id,) in cls.insert_many(rows).returning(cls.id).tuples().execute())
+        if len(rows) == 1:  # every send: the statement is built once
+            (row,) = rows
+            values = (row["kind"], row["chat_id"], row["user_id"], row["session_id"], row["data"], time)
+            (newest,) = _RECORD_EVENT.first(*values)
+        else:
+            newest = max(event_id for (event_id,) in cls.insert_many(rows).returning(cls.id).tuples().execute())
         if postgres:
             db.execute_sql("SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, str(newest)))
         _recorded.pending = True
@@ -877,6 +882,9 @@ _MOVE_READ_MARKER = Statement(
         Membership.chat == 0,
         Membership.last_read_id.is_null() | (Membership.last_read_id < 0),
     )
+)
+_RECORD_EVENT = Statement(
+    lambda: Event.insert(kind="", chat_id=0, user_id=0, session_id=0, data="", time=utcnow()).returning(Event.id)
 )
 _EVENTS_AFTER = Statement(lambda: Event.select(*ROW_FIELDS).where(Event.id > 0).order_by(Event.id).limit(1))
 
