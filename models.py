@@ -613,7 +613,7 @@ class Event(BaseModel):
         rows = [{**event, "data": json.dumps(event["data"], ensure_ascii=False), "time": time} for event in events]
         if len(rows) == 1:  # every send: the statement is built once
             (row,) = rows
-            values = (row["kind"], row["chat_id"], row["user_id"], row["session_id"], row["data"], time)
+            values = (row["kind"], row["chat_id"], row.get("user_id"), row.get("session_id"), row["data"], time)
             (newest,) = _RECORD_EVENT.first(*values)
         else:
             newest = max(event_id for (event_id,) in cls.insert_many(rows).returning(cls.id).tuples().execute())
