@@ -3,15 +3,25 @@
     python load/benchmark.py throughput        # floor vs GET /api/chats, GET /api/chats/{id}?limit=20, send
     python load/benchmark.py growth            # p50/p99 of both reads at 10,000 and at 1,000,000 messages
     python load/benchmark.py scale-out         # two workers on SQLite; one and two on PostgreSQL (--postgres URL)
+    python load/benchmark.py realtime          # event streams: delivery latency, memory per idle stream
     python load/benchmark.py all
 
 Every server is a real uvicorn process with one worker on 127.0.0.1, started and stopped here, on a fresh
 SQLite file seeded through load/seed.py. Load comes from wrk (Debian package `wrk`) with 1 thread; runs are
 bounded by --duration. Prints Markdown tables.
+
+`realtime` needs no wrk: load/realtime.py opens the streams itself (raw asyncio sockets, thousands from one
+process) and sends at a steady --rate. It measures, for every message, the time from the sender reading its 201
+to each other member's stream reading the event: with each count of --streams on one worker and SQLite, and
+with each count of --pg-streams on two workers and PostgreSQL (--realtime-postgres, whose public schema is
+dropped; the database is created if missing). Memory per idle stream is the growth of the server's RSS (all
+its processes) from opening the streams, divided by their number.
 """
 
 import argparse
+import asyncio
 import contextlib
+import math
 import re
 import shutil
 import socket
@@ -22,6 +32,7 @@ import time
 from pathlib import Path
 
 import httpx
+import realtime as rt
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -37,6 +48,13 @@ def free_port() -> int:
 @contextlib.contextmanager
 def serve(command: list[str], probe_path: str, workdir: Path):
     """Run a server command on a free port until the block ends; yield its base URL."""
+    with serve_process(command, probe_path, workdir) as (url, _process):
+        yield url
+
+
+@contextlib.contextmanager
+def serve_process(command: list[str], probe_path: str, workdir: Path):
+    """Run a server command on a free port until the block ends; yield its base URL and its process."""
     port = free_port()
     log = (workdir / f"server-{port}.log").open("wb")
     process = subprocess.Popen(
@@ -54,7 +72,7 @@ def serve(command: list[str], probe_path: str, workdir: Path):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{command} did not start")
             time.sleep(0.1)
-        yield url
+        yield url, process
     finally:
         process.terminate()
         process.wait(10)
@@ -224,9 +242,125 @@ def growth(args, workdir: Path) -> None:
         print(f"| {label} | {chats} | {name} | {r['p50']:.2f} | {r['p99']:.2f} | {r['rps']:,.0f} | {r['errors']} |")
 
 
+# The issue's targets for delivery p99, by (workers, streams).
+REALTIME_TARGETS_MS = {(1, 200): 50, (1, 2000): 250, (2, 200): 100}
+REALTIME_TARGET_KB = 50  # kB, 1,000 bytes
+
+
+def create_postgres_database(url: str) -> None:
+    """Create the database of a postgresql:// URL unless it exists (connecting to the server's `postgres` one)."""
+    import psycopg2
+
+    parts = httpx.URL(url)
+    name = parts.path.lstrip("/")
+    connection = psycopg2.connect(
+        host=parts.host, port=parts.port or 5432, user=parts.username or "postgres", dbname="postgres"
+    )
+    try:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cursor.fetchone() is None:
+                cursor.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        connection.close()
+
+
+def run_async(coroutine):
+    """Run on uvloop when it is installed (uvicorn[standard] brings it): the client should cost less than the server."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coroutine)
+
+
+def realtime_scenario(args, workdir: Path, database: str, workers: int, streams: int) -> rt.Result:
+    users = min(args.stream_users, streams)
+    per_member = math.ceil(streams / users)
+    kind = "SQLite" if database.startswith("sqlite") else "PostgreSQL"
+    result = rt.Result(
+        f"{kind}, {workers} worker{'s' * (workers > 1)}, {streams:,} streams",
+        streams=streams,
+        workers=workers,
+        database=kind,
+        per_member=per_member,
+        chat_size=args.chat_size,
+        rate=args.rate,
+    )
+    command = [
+        *chat_server(database),
+        *("--workers", str(workers), "--register-rate", "off", "--max-connections", str(streams + 1000)),
+    ]
+    with serve_process(command, "/api/openapi.json", workdir) as (url, process):
+        tag = f"{workers}w{streams}s{int(time.time())}"
+        run_async(rt.measure(url, process.pid, result, users, args.duration, tag))
+    return result
+
+
+def realtime(args, workdir: Path) -> None:
+    """Delivery latency on open event streams, and memory per idle stream; see the module docstring."""
+    rt.raise_open_file_limit(max([*args.streams, *args.pg_streams, 0]) + 1000)
+    results = []
+    for streams in args.streams:
+        database = f"sqlite:///{workdir / f'realtime-{streams}.db'}"
+        results.append(realtime_scenario(args, workdir, database, 1, streams))
+    for streams in args.pg_streams:
+        create_postgres_database(args.realtime_postgres)
+        reset_postgres(args.realtime_postgres)
+        results.append(realtime_scenario(args, workdir, args.realtime_postgres, 2, streams))
+    print(
+        f"\nRealtime: chats of {args.chat_size} members, {args.rate:g} messages/s for {args.duration} s, "
+        f"latency from the sender's 201 to the event on each other member's stream\n"
+    )
+    print(
+        "| Scenario | streams per user | deliveries (lost, doubled) | p50 ms | p99 ms | max ms | target p99 "
+        "| p99 from request sent ms | send p99 ms | server CPU | client CPU | RSS per idle stream, second half (all) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        target = REALTIME_TARGETS_MS.get((r.workers, r.streams))
+        met = r.latencies and rt.percentile(r.latencies, 99) < (target or 0)
+        verdict = f"{target} ms {'met' if met else 'MISSED'}" if target else "-"
+        kib = r.marginal_kib
+        print(
+            f"| {r.label} | {r.per_member} | {r.deliveries:,} ({r.lost}, {r.doubled}) "
+            f"| {rt.percentile(r.latencies, 50):.1f} | {rt.percentile(r.latencies, 99):.1f} "
+            f"| {max(r.latencies, default=math.nan):.1f} | {verdict} "
+            f"| {rt.percentile(r.from_request, 99):.1f} | {rt.percentile(r.request_ms, 99):.1f} "
+            f"| {r.server_cpu:.0%} | {r.client_cpu:.0%} "
+            f"| {kib:.1f} KiB ({r.per_stream_kib:.1f}), {'met' if kib * 1.024 < REALTIME_TARGET_KB else 'MISSED'} |"
+        )
+    for r in results:
+        if r.workers > 1:
+            split = ", ".join(f"{count} on pid {pid}" for pid, count in sorted(r.streams_per_worker.items()))
+            senders = ", ".join(f"{count} on pid {pid}" for pid, count in sorted(r.senders_per_worker.items()))
+            print(f"\n{r.label}: streams per process: {split}; sending connections: {senders}")
+            for label, values in (("same worker as the send", r.same), ("another worker", r.cross)):
+                print(
+                    f"- {label}: {len(values):,} deliveries, p50 {rt.percentile(values, 50):.1f} ms, "
+                    f"p99 {rt.percentile(values, 99):.1f} ms, max {max(values, default=math.nan):.1f} ms"
+                )
+    for r in results:
+        print(
+            f"\n{r.label}: {r.messages} messages, {r.early} deliveries read before the sender's 201 (counted as 0), "
+            f"first to last stream of a message p50 {rt.percentile(r.spread, 50):.1f} ms, "
+            f"p99 {rt.percentile(r.spread, 99):.1f} ms, "
+            f"RSS {r.rss_before / 2**20:.1f} MiB idle, {r.rss_half / 2**20:.1f} MiB with half the streams open, "
+            f"{r.rss_after / 2**20:.1f} MiB with all"
+        )
+        for problem in r.problems[:10]:
+            print(f"- problem: {problem}")
+
+
+def counts(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("which", choices=["throughput", "growth", "scale-out", "all"])
+    parser.add_argument("which", choices=["throughput", "growth", "scale-out", "realtime", "all"])
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement (default %(default)s)")
     parser.add_argument("--connections", type=int, default=32, help="for throughput (default %(default)s)")
     parser.add_argument("--growth-connections", type=int, default=4, help="for growth (default %(default)s)")
@@ -235,8 +369,28 @@ def main(argv=None) -> None:
         default="postgresql://postgres@127.0.0.1:5432/chat_bench",
         help="for scale-out; its public schema is dropped (default %(default)s)",
     )
+    realtime_options = parser.add_argument_group("realtime")
+    realtime_options.add_argument(
+        "--streams", type=counts, default="200,2000", help="open streams per run, one worker, SQLite (%(default)s)"
+    )
+    realtime_options.add_argument(
+        "--pg-streams", type=counts, default="200", help="open streams per run, two workers, PostgreSQL (%(default)s)"
+    )
+    realtime_options.add_argument(
+        "--stream-users",
+        type=int,
+        default=200,
+        help="users holding the streams, at most 20 streams each per process (%(default)s)",
+    )
+    realtime_options.add_argument("--chat-size", type=int, default=5, help="members per chat (%(default)s)")
+    realtime_options.add_argument("--rate", type=float, default=20, help="messages sent per second (%(default)s)")
+    realtime_options.add_argument(
+        "--realtime-postgres",
+        default="postgresql://postgres@127.0.0.1:5432/bench_rt",
+        help="created if missing; its public schema is dropped (default %(default)s)",
+    )
     args = parser.parse_args(argv)
-    if shutil.which("wrk") is None:
+    if args.which != "realtime" and shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install wrk")
     with tempfile.TemporaryDirectory(prefix="chat-bench-") as tmp:
         if args.which in ("throughput", "all"):
@@ -245,6 +399,8 @@ def main(argv=None) -> None:
             growth(args, Path(tmp))
         if args.which in ("scale-out", "all"):
             scale_out(args, Path(tmp))
+        if args.which in ("realtime", "all"):
+            realtime(args, Path(tmp))
 
 
 if __name__ == "__main__":

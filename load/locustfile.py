@@ -1,12 +1,17 @@
-"""Locust traffic shaped like a chat app: chatters talk in shared chats, readers page back through their history.
+"""Locust traffic shaped like a chat app: chatters talk in shared chats, readers page back through their history,
+listeners hold an event stream (`GET /api/events`) open and talk too.
 
 Every response is checked against what this user already knows (its own sends, renames, deletions and the members it
-added), so a run fails on wrong answers as well as on errors. Run the web UI with
-`locust -f load/locustfile.py --host http://127.0.0.1:8080`, or a bounded headless run with `tox -e load`.
+added), so a run fails on wrong answers as well as on errors. Every message sent into a chat whose member holds a
+stream, and every member added to a listener, must arrive on that stream exactly once, within DELIVERY_SECONDS of the
+sender's 201: a doubled event, or one that comes late or never, is a failure of `SSE /api/events ...`, whose response
+time is the delivery latency. Run the web UI with `locust -f load/locustfile.py --host http://127.0.0.1:8080`, or a
+bounded headless run with `tox -e load`.
 """
 
 import ipaddress
 import itertools
+import json
 import logging
 import random
 import re
@@ -15,7 +20,10 @@ import threading
 import time
 from urllib.parse import urlsplit
 
+import gevent
+import gevent.event
 from locust import FastHttpUser, events, task
+from locust.clients import HttpSession
 from locust.exception import StopUser
 from locust.runners import WorkerRunner
 
@@ -23,6 +31,7 @@ PASSWORD = "load-test-password"
 DEFAULT_MAX_P95_MS = 500.0
 HISTORY_PAGE = 20
 CHAT_PAGE = 100  # GET /api/chats without a limit
+CHAT_KEYS = {"id", "title", "last_message", "last_message_time", "sender_id", "last_read_id", "unread_count"}
 FOLLOW_UP_PAGE = 1000
 MY_RECENT_MESSAGES = 200
 # Names must be unique across runs against the same database, and across Locust worker processes.
@@ -33,6 +42,11 @@ _serial = itertools.count(1)
 CONTENT_TAG = re.compile(r"^m(\d+)\.(\d+) ")
 WORDS = ("hi", "ok", "sure", "lunch?", "deploying", "merged", "review", "tomorrow", "sounds good", "thanks", "ship it")
 TIME_SHAPE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
+# Event streams: an event that has not arrived this long after the 201 of the change is lost.
+DELIVERY_SECONDS = 5.0
+READY_SECONDS = 10.0  # from opening a stream to its `ready` event
+STREAM_READ_TIMEOUT = 60.0  # seconds without a byte before a stream counts as dead; heartbeats come every 15 s
+REPLAY_COMPARED = 50  # a replay check starts after one of the stream's newest this-many events
 
 log = logging.getLogger("load")
 
@@ -112,7 +126,7 @@ class Directory:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._people = {"reader": [], "chatter": []}
+        self._people = {"reader": [], "chatter": [], "listener": []}
         self._withdrawn: set[str] = set()
         self._deleted: dict[int, float] = {}
 
@@ -192,12 +206,210 @@ def expect_author(content: str, sender_id, what: str) -> None:
         raise Mismatch(f"{what} {content[:40]!r} was written by user {tag.group(1)} but says sender_id {sender_id}")
 
 
+class StreamTracker:
+    """One open event stream: the events it received, and the ones it must still receive.
+
+    Senders say what to expect (`expect_message`, `expect_join`) once their request got its 201; the stream's
+    reader greenlet takes events as they arrive. Either may come first. Each expectation is met by exactly one
+    event within DELIVERY_SECONDS, and is reported to Locust as a request of type SSE whose response time is
+    the delivery latency (0 when the event beat the 201 back). Nothing here yields, so no lock is needed.
+    """
+
+    def __init__(self, user: "ChatUser", chats: set[int]):
+        self.user = user
+        self.user_id = user.user_id
+        self.chats = set(chats)  # chats whose messages this stream is known to deliver
+        self.accepting = False  # whether senders may still register expectations
+        self.closing = False  # the stream is being closed on purpose: its end is no failure
+        self.ready = gevent.event.Event()
+        self.ready_id: int | None = None
+        self.last_id = 0  # the newest event id seen, the ready event's included
+        self.seen: dict[int, tuple[str, dict]] = {}  # every event but `ready`, by id: (type, data)
+        self.order: list[int] = []
+        self.messages: dict[int, tuple[float, int, str, int]] = {}  # message id: (arrival, chat, content, sender)
+        self.joined: dict[int, float] = {}  # chat id: arrival of my member.added
+        self.pending: dict[tuple[str, int], tuple[float, tuple]] = {}  # (kind, id): (201 time, what must match)
+
+    def report(self, name: str, started: float, problem: str | None = None, now: float | None = None) -> None:
+        elapsed = max(0.0, ((now or time.monotonic()) - started) * 1000)
+        self.user.environment.events.request.fire(
+            request_type="SSE",
+            name=name,
+            response_time=elapsed,
+            response_length=0,
+            exception=Mismatch(f"user {self.user_id}'s stream: {problem}") if problem else None,
+            context={},
+        )
+
+    # What senders expect.
+
+    def expect_message(self, message_id: int, chat_id: int, content: str, sender_id: int, acked: float) -> None:
+        if not self.accepting:
+            return
+        if message_id in self.messages:
+            self._met_message(message_id, (chat_id, content, sender_id), acked)
+        else:
+            self.pending[("message", message_id)] = (acked, (chat_id, content, sender_id))
+
+    def expect_join(self, chat_id: int, acked: float) -> None:
+        if not self.accepting:
+            return
+        if chat_id in self.joined:
+            self.report("/api/events member.added", acked, now=max(acked, self.joined[chat_id]))
+        else:
+            self.pending[("member", chat_id)] = (acked, ())
+
+    def _met_message(self, message_id: int, expected: tuple, acked: float) -> None:
+        arrival, *got = self.messages[message_id]
+        problem = None
+        if tuple(got) != expected:
+            problem = f"message {message_id} arrived as (chat, content, sender) {tuple(got)}, not {expected}"
+        self.report("/api/events message.created", acked, problem, now=max(acked, arrival))
+
+    def fail_overdue(self, everything: bool = False) -> None:
+        """Fail every expectation older than DELIVERY_SECONDS (with `everything`, every one left)."""
+        now = time.monotonic()
+        for key, (acked, _expected) in list(self.pending.items()):
+            if everything or now - acked > DELIVERY_SECONDS:
+                del self.pending[key]
+                kind, number = key
+                what = f"message {number}" if kind == "message" else f"the member.added of joining chat {number}"
+                name = "/api/events message.created" if kind == "message" else "/api/events member.added"
+                self.report(name, acked, f"{what} did not arrive within {DELIVERY_SECONDS:.0f} s of its 201", now)
+
+    def settle(self) -> None:
+        """Stop taking expectations, give the pending ones their time, and fail those that did not come."""
+        self.accepting = False
+        while self.pending:
+            self.fail_overdue()
+            gevent.sleep(0.05)
+
+    # What the stream delivers.
+
+    def read(self, response) -> None:
+        """The reader greenlet: parse Server-Sent Events until the stream ends."""
+        fields: dict[str, str] = {}
+        buffer = b""
+        try:
+            # Chunks come as the server sends them (an event each); lines end in LF or CRLF.
+            for chunk in response.iter_content(chunk_size=4096):
+                *lines, buffer = (buffer + chunk).split(b"\n")
+                for raw in lines:
+                    line = raw.removesuffix(b"\r").decode("utf-8")
+                    if not line:
+                        if "event" in fields or "data" in fields:
+                            self.take(fields)
+                        fields = {}
+                    elif not line.startswith(":"):  # a comment (heartbeat) otherwise
+                        field, _, value = line.partition(":")
+                        value = value.removeprefix(" ")
+                        fields[field] = f"{fields[field]}\n{value}" if field == "data" and field in fields else value
+            if not self.closing:
+                self.report("/api/events (stream)", time.monotonic(), "the server ended the stream")
+        except gevent.GreenletExit:
+            raise
+        except Exception as exc:
+            if not self.closing:
+                self.report("/api/events (stream)", time.monotonic(), f"reading the stream failed: {exc!r}")
+        finally:
+            self.accepting = False
+            self.ready.set()  # nobody waits for a ready that will never come
+
+    def take(self, fields: dict[str, str]) -> None:
+        now = time.monotonic()
+        kind = fields.get("event", "message")
+        try:
+            event_id = int(fields.get("id", ""))
+            data = json.loads(fields.get("data", ""))
+        except ValueError:
+            self.report("/api/events (stream)", now, f"an event without a numeric id or JSON data: {fields}")
+            return
+        if event_id <= self.last_id:
+            problem = f"{kind} event {event_id} came after event {self.last_id}: doubled, or out of order"
+            self.report("/api/events (stream)", now, problem)
+            return
+        self.last_id = event_id
+        if kind == "ready":
+            if self.ready_id is not None or data != {"last_event_id": event_id}:
+                self.report("/api/events (stream)", now, f"a second or malformed ready event {event_id}: {data}")
+            self.ready_id = event_id
+            self.ready.set()
+            return
+        if self.ready_id is None:
+            self.report("/api/events (stream)", now, f"{kind} event {event_id} came before the ready event")
+        self.seen[event_id] = (kind, data)
+        self.order.append(event_id)
+        try:
+            if kind == "message.created":
+                self.take_message(data, now)
+            elif kind == "member.added" and isinstance(data, dict) and data.get("user", {}).get("id") == self.user_id:
+                self.take_join(data, now)
+        except Mismatch as problem:
+            self.report(f"/api/events {kind}", now, f"event {event_id}: {problem}")
+
+    def take_message(self, data, now: float) -> None:
+        expect_keys(data, {"chat_id", "message"}, "message.created data")
+        message = data["message"]
+        expect_keys(message, {"id", "content", "sender_id", "time"}, "a message")
+        message_id = expect_id(message["id"], "message id")
+        expect_time(message["time"], f"message {message_id} time")
+        expect_author(message["content"], message["sender_id"], f"message {message_id}")
+        if message_id in self.messages:
+            raise Mismatch(f"message.created for message {message_id} arrived twice")
+        if data["chat_id"] not in self.chats:
+            raise Mismatch(f"message {message_id} of chat {data['chat_id']}, which I never joined, arrived")
+        self.messages[message_id] = (now, data["chat_id"], message["content"], message["sender_id"])
+        waiting = self.pending.pop(("message", message_id), None)
+        if waiting is not None:
+            self._met_message(message_id, waiting[1], waiting[0])
+
+    def take_join(self, data, now: float) -> None:
+        expect_keys(data, {"chat_id", "user"}, "member.added data")
+        chat_id = expect_id(data["chat_id"], "chat id")
+        if chat_id in self.joined:
+            raise Mismatch(f"my member.added for chat {chat_id} arrived twice")
+        self.joined[chat_id] = now
+        self.chats.add(chat_id)
+        waiting = self.pending.pop(("member", chat_id), None)
+        if waiting is not None:
+            self.report("/api/events member.added", waiting[0], now=max(now, waiting[0]))
+
+
+class Streams:
+    """The open streams of this process's listeners, by user id: whom a send or an add must reach."""
+
+    def __init__(self):
+        self._trackers: dict[int, StreamTracker] = {}
+
+    def register(self, tracker: StreamTracker) -> None:
+        tracker.accepting = True
+        self._trackers[tracker.user_id] = tracker
+
+    def unregister(self, tracker: StreamTracker) -> None:
+        tracker.accepting = False
+        if self._trackers.get(tracker.user_id) is tracker:
+            del self._trackers[tracker.user_id]
+
+    def watching(self, chat_id: int) -> list[StreamTracker]:
+        """The streams that already deliver this chat: ask before the send, tell them after its 201."""
+        return [t for t in self._trackers.values() if t.accepting and chat_id in t.chats]
+
+    def added(self, chat_id: int, user_id: int, acked: float) -> None:
+        tracker = self._trackers.get(user_id)
+        if tracker is not None:
+            tracker.expect_join(chat_id, acked)
+
+
+streams = Streams()
+
+
 class ChatUser(FastHttpUser):
     """Registration, login and the checked reads that chatters and readers share."""
 
     abstract = True
     kind = ""
     think = (1.0, 3.0)
+    listed_at_start = True  # others may pick this user for their chats as soon as it has registered
 
     def wait_time(self):
         options = self.environment.parsed_options
@@ -222,7 +434,24 @@ class ChatUser(FastHttpUser):
         if body is None:
             raise StopUser()
         self.user_id = body["id"]
-        directory.join(self.kind, self.user_id, self.username)
+        if self.listed_at_start:
+            directory.join(self.kind, self.user_id, self.username)
+
+    def add_to_chat(self, chat_id: int, person: tuple[int, str]):
+        """Add someone by id or by name; a listener among them must then hear of it on its stream."""
+        user_id, name = person
+        form = {"user_id": user_id} if random.random() < 0.5 else {"name": name}
+        ok = self.call(
+            "POST",
+            f"/api/chats/{chat_id}/members",
+            name="/api/chats/{chat_id}/members",
+            expect=201,
+            check=lambda body, _response: expect_ok(body),
+            data=form,
+        )
+        if ok is not None:
+            streams.added(chat_id, user_id, time.monotonic())
+        return ok
 
     def call(self, method: str, path: str, *, name: str, expect: int, check=None, **kwargs):
         """Send one request, fail it unless it has the expected status, a JSON body, and passes `check`.
@@ -246,6 +475,23 @@ class ChatUser(FastHttpUser):
                 return None
             response.success()
             return body
+
+    def send(self, chat_id: int, content: str) -> dict | None:
+        """Send a message; every stream that already delivers the chat must then deliver it, exactly once."""
+        watchers = streams.watching(chat_id)
+        body = self.call(
+            "POST",
+            f"/api/chats/{chat_id}",
+            name="/api/chats/{chat_id}",
+            expect=201,
+            check=lambda body, _response: expect_created(body),
+            data={"content": content},
+        )
+        if body is not None:
+            acked = time.monotonic()
+            for tracker in watchers:
+                tracker.expect_message(body["id"], chat_id, content, self.user_id, acked)
+        return body
 
     def cookie(self, name: str) -> str | None:
         return next((c.value for c in self.client.cookiejar if c.name == name), None)
@@ -303,8 +549,13 @@ class ChatUser(FastHttpUser):
                 raise Mismatch(f"a chat list page with a next_cursor should hold {CHAT_PAGE} chats, not {len(chats)}")
             previous_time = None
             for chat in chats:
-                expect_keys(chat, {"id", "title", "last_message", "last_message_time", "sender_id"}, "a chat")
+                expect_keys(chat, CHAT_KEYS, "a chat")
                 expect_id(chat["id"], "chat id")
+                if chat["last_read_id"] is not None:
+                    expect_id(chat["last_read_id"], f"chat {chat['id']} last_read_id")
+                unread = chat["unread_count"]
+                if not isinstance(unread, int) or isinstance(unread, bool) or not 0 <= unread <= 999:
+                    raise Mismatch(f"chat {chat['id']} unread_count should be an integer 0-999, got {unread!r}")
                 empty = [chat[k] is None for k in ("last_message", "last_message_time", "sender_id")]
                 if any(empty) and not all(empty):
                     raise Mismatch(f"chat {chat['id']} has only some last-message fields: {chat}")
@@ -407,23 +658,16 @@ class Chatter(ChatUser):
     @task(1)
     def bring_someone_in(self):
         if self.members:
-            self.add_member(random.choice(list(self.members)), random.choice(("reader", "reader", "chatter")))
+            kind = random.choice(("reader", "reader", "chatter", "listener"))
+            self.add_member(random.choice(list(self.members)), kind)
 
     def add_member(self, chat_id: int, kind: str):
         members = self.members[chat_id]
         person = directory.pick(kind, set(members or ()) | {self.user_id})
         if person is None:
             return
-        user_id, name = person
-        form = {"user_id": user_id} if random.random() < 0.5 else {"name": name}
-        ok = self.call(
-            "POST",
-            f"/api/chats/{chat_id}/members",
-            name="/api/chats/{chat_id}/members",
-            expect=201,
-            check=lambda body, _response: expect_ok(body),
-            data=form,
-        )
+        user_id = person[0]
+        ok = self.add_to_chat(chat_id, person)
         if members is not None:
             # A failed add may still have happened; stop judging this chat's member list.
             self.members[chat_id] = [*members, user_id] if ok is not None else None
@@ -454,14 +698,7 @@ class Chatter(ChatUser):
         chat_id = self.current
         filler = " ".join(random.choices(WORDS, k=random.randint(1, 25)))
         content = f"m{self.user_id}.{next(self.seq)} {filler}"
-        body = self.call(
-            "POST",
-            f"/api/chats/{chat_id}",
-            name="/api/chats/{chat_id}",
-            expect=201,
-            check=lambda body, _response: expect_created(body),
-            data={"content": content},
-        )
+        body = self.send(chat_id, content)
         if body is None:
             return
         self.unread[chat_id] = self.unlisted[chat_id] = (body["id"], content)
@@ -608,3 +845,144 @@ class Reader(ChatUser):
         messages = self.read(self.chat_id, check=self.not_mine, before=self.oldest)
         # A short page means the start of the chat: go back to the newest messages next time.
         self.oldest = messages[0]["id"] if messages and len(messages) == HISTORY_PAGE else None
+
+
+class Listener(ChatUser):
+    """Holds an event stream open, talks in its chats, and checks that everything sent there arrives on it once.
+
+    It creates a chat of its own before it opens the stream and lets others find it only once the stream is ready,
+    so every chat it joins later announces itself on the stream with a member.added first. It brings other
+    listeners into its chat, and chatters bring it into theirs, so most messages fan out to several streams.
+    """
+
+    weight = 1
+    kind = "listener"
+    think = (0.5, 1.5)
+    listed_at_start = False
+
+    def on_start(self):
+        self.tracker: StreamTracker | None = None
+        self.stream = self.reader = self.session = None
+        super().on_start()
+        self.seq = itertools.count(1)
+        body = self.call(
+            "POST",
+            "/api/chats",
+            name="/api/chats",
+            expect=201,
+            check=lambda body, _response: expect_created(body),
+            data={"title": f"live {next(self.seq)}"},
+        )
+        if body is None:
+            raise StopUser()
+        self.own_chat = body["id"]
+        self.members = {self.user_id}
+        self.tracker = StreamTracker(self, {self.own_chat})
+        self.open_stream()
+        streams.register(self.tracker)
+        directory.join(self.kind, self.user_id, self.username)
+
+    def open_stream(self):
+        """GET /api/events as Server-Sent Events, read by a greenlet of its own; wait for its ready event."""
+        self.session = HttpSession(self.host, self.environment.events.request, self)
+        cookie = f"user_id={self.cookie('user_id')}; token={self.cookie('token')}"
+        with self.session.get(
+            "/api/events",
+            name="/api/events",
+            headers={"Cookie": cookie, "Accept": "text/event-stream"},
+            stream=True,
+            catch_response=True,
+            timeout=(5, STREAM_READ_TIMEOUT),
+        ) as response:
+            content_type = response.headers.get("content-type", "")
+            if response.status_code != 200 or not content_type.startswith("text/event-stream"):
+                response.failure(f"status {response.status_code}, content-type {content_type!r}: not a stream")
+                opened = False
+            else:
+                response.success()
+                opened = True
+        if not opened:
+            raise StopUser()
+        self.stream = response
+        self.reader = gevent.spawn(self.tracker.read, response)
+        started = time.monotonic()
+        if not self.tracker.ready.wait(READY_SECONDS) or self.tracker.ready_id is None:
+            self.tracker.report("/api/events (stream)", started, f"no ready event within {READY_SECONDS:.0f} s")
+            raise StopUser()
+
+    def on_stop(self):
+        tracker = self.tracker
+        if tracker is None:
+            return
+        streams.unregister(tracker)
+        tracker.settle()
+        tracker.closing = True
+        if self.reader is not None:
+            self.reader.kill(timeout=5)  # out of its read first: the socket is closed under no one
+        if self.stream is not None:
+            self.stream.close()
+        if self.session is not None:
+            self.session.close()
+
+    @task(10)
+    def send_message(self):
+        self.tracker.fail_overdue()
+        # Mostly in its own chat, whose other members are listeners; sometimes where chatters brought it in.
+        chat_id = self.own_chat if random.random() < 0.7 else random.choice(sorted(self.tracker.chats))
+        filler = " ".join(random.choices(WORDS, k=random.randint(1, 12)))
+        self.send(chat_id, f"m{self.user_id}.{next(self.seq)} {filler}")
+
+    @task(2)
+    def check_deliveries(self):
+        self.tracker.fail_overdue()
+
+    @task(1)
+    def bring_listener_in(self):
+        person = directory.pick("listener", self.members)
+        if person is None:
+            return
+        if self.add_to_chat(self.own_chat, person) is not None:
+            self.members.add(person[0])
+
+    @task(1)
+    def compare_with_replay(self):
+        """The JSON form of GET /api/events from an id the stream saw must list exactly what the stream delivered."""
+        tracker = self.tracker
+        after = random.choice([tracker.ready_id, *tracker.order[-REPLAY_COMPARED:]])
+        upto = tracker.last_id
+        delivered = {event_id: tracker.seen[event_id] for event_id in tracker.order if after < event_id <= upto}
+
+        def same_as_stream(body, response):
+            expect_keys(body, {"events", "last_event_id"}, "an event batch")
+            through = expect_id(body["last_event_id"], "last_event_id")
+            previous = after
+            replayed = {}
+            for event in body["events"]:
+                expect_keys(event, {"id", "type", "data"}, "an event")
+                event_id = expect_id(event["id"], "event id")
+                if event_id <= previous:
+                    raise Mismatch(f"event {event_id} is listed after event {previous}")
+                previous = event_id
+                replayed[event_id] = (event["type"], event["data"])
+            if through < previous:
+                raise Mismatch(f"last_event_id {through} is older than event {previous} in the batch")
+            limit = min(upto, through)
+            streamed = {key: value for key, value in delivered.items() if key <= limit}
+            replayed = {key: value for key, value in replayed.items() if key <= limit}
+            if replayed != streamed:
+                only_stream = sorted(set(streamed) - set(replayed))[:5]
+                only_json = sorted(set(replayed) - set(streamed))[:5]
+                differ = sorted(k for k in set(streamed) & set(replayed) if streamed[k] != replayed[k])[:5]
+                raise Mismatch(
+                    f"after event {after}, through {limit}: only on the stream {only_stream}, only in the JSON "
+                    f"{only_json}, different {differ}"
+                )
+
+        self.call(
+            "GET",
+            f"/api/events?last_event_id={after}",
+            name="/api/events?last_event_id={id}",
+            expect=200,
+            check=same_as_stream,
+            headers={"Accept": "application/json"},
+        )
