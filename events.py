@@ -306,7 +306,7 @@ class _Watch:
             return _SqliteWatch(broker, database.database)
         if isinstance(database, PostgresqlDatabase):
             return _PostgresWatch(broker, database)
-        return _Watch(broker)
+        return _Watch(broker)  # only this process writes: its handlers' wake-ups are enough
 
     def changed(self) -> bool:
         """Whether new rows may be there: cheap, and allowed to say so when there are none."""
@@ -411,7 +411,8 @@ def committed() -> None:
 
 @dataclass
 class Start:
-    """Where a stream or a poll begins: the replay's rows, the audience after them, and whether to reset."""
+    """Where a stream or a poll begins: the audience as of the client's last event (replaying to `head` brings it
+    up to date), the newest event id, and whether the client's id is unusable and it must refetch instead."""
 
     audience: Audience
     head: int
