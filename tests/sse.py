@@ -103,6 +103,13 @@ class Stream:
         """Wait for the `ready` event: everything missed has been replayed, and live events follow."""
         return self.next_of("ready")
 
+    def replayed(self) -> list[Received]:
+        """The events before `ready`: what a resuming stream replays from the log."""
+        events = []
+        while (event := self.next()).kind != "ready":
+            events.append(event)
+        return events
+
     def drain(self) -> list[Received]:
         events = []
         while not self.events.empty():

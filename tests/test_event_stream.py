@@ -8,11 +8,9 @@ import time
 from dataclasses import dataclass
 
 import httpx
-import peewee
 import pytest
-from playhouse.db_url import connect as connect_url
 
-from tests.conftest import POSTGRES_URL
+from tests.conftest import fresh_postgres
 from tests.live_server import live_server
 from tests.sse import Stream, check_event
 
@@ -157,9 +155,7 @@ def test_get_events_resume_after_50_missed_messages_gets_exactly_those(people):
         last = to_bob.ready().id
     missed = [alice.send(chat_id, f"missed {n}") for n in range(50)]
     with bob.stream(last_event_id=last) as to_bob:
-        replayed = []
-        while (event := to_bob.next()).kind != "ready":
-            replayed.append(event)
+        replayed = to_bob.replayed()
         assert message_ids(replayed) == missed
         assert [event.id for event in replayed] == sorted(event.id for event in replayed)
         live = alice.send(chat_id, "live again")
@@ -294,62 +290,37 @@ def test_get_events_json_long_poll_times_out_empty(people):
 # PostgreSQL: several processes over one database, each with its LISTEN connection.
 
 
-@pytest.fixture
-def postgres_url():
-    database = connect_url(POSTGRES_URL)
-    try:
-        database.connect()
-    except peewee.OperationalError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc}")
-    database.execute_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
-    database.close()
-    return POSTGRES_URL
+def live_then_resumed(sender: Member, reader: Member, chat_id: int, live_count: int) -> None:
+    """The reader's stream gets the sender's messages live; after it drops and misses 50, exactly those 50."""
+    with reader.stream() as to_reader:
+        to_reader.ready()
+        live = [sender.send(chat_id, f"live {n}") for n in range(live_count)]
+        received = [to_reader.next() for _ in live]
+        assert message_ids(received) == live
+    missed = [sender.send(chat_id, f"missed {n}") for n in range(50)]
+    with reader.stream(last_event_id=received[-1].id) as to_reader:
+        assert message_ids(to_reader.replayed()) == missed
 
 
 @pytest.mark.postgres
-def test_get_events_across_two_hosts_on_postgresql_live_and_resumed(postgres_url, clients):
+def test_get_events_across_two_hosts_on_postgresql_live_and_resumed(clients):
+    postgres_url = fresh_postgres()
     with (
         live_server(*OPTIONS, "--database", postgres_url) as host_a,
         live_server(*OPTIONS, "--database", postgres_url) as host_b,
     ):
         sender, reader = register(host_a.api_url, clients), register(host_a.api_url, clients)
         chat_id = sender.new_chat(reader)
-        on_b = Member(reader.id, reader.name, reader.client, host_b.api_url)
-        with on_b.stream() as to_reader:
-            last = to_reader.ready().id
-            live = [sender.send(chat_id, f"live {n}") for n in range(10)]
-            received = [to_reader.next() for _ in live]
-            assert message_ids(received) == live
-            last = received[-1].id
-        missed = [sender.send(chat_id, f"missed {n}") for n in range(50)]
-        with on_b.stream(last_event_id=last) as to_reader:
-            replayed = []
-            while (event := to_reader.next()).kind != "ready":
-                replayed.append(event)
-            assert message_ids(replayed) == missed
+        live_then_resumed(sender, Member(reader.id, reader.name, reader.client, host_b.api_url), chat_id, 10)
 
 
 @pytest.mark.postgres
-def test_get_events_resume_with_two_workers_on_postgresql(postgres_url, clients):
-    with live_server(*OPTIONS, "--database", postgres_url, "--workers", "2") as server:
+def test_get_events_resume_with_two_workers_on_postgresql(clients):
+    with live_server(*OPTIONS, "--database", fresh_postgres(), "--workers", "2") as server:
+        # A new connection per send: with two workers, the sends land on both, so some on the other one.
         sender = register(server.api_url, clients, fresh_connections=True)
         reader = register(server.api_url, clients)
-        chat_id = sender.new_chat(reader)
-        with reader.stream() as to_reader:
-            last = to_reader.ready().id
-            # A new connection per send: with two workers, the sends land on both, so some on the other one.
-            live = [sender.send(chat_id, f"live {n}") for n in range(20)]
-            received = [to_reader.next() for _ in live]
-            assert message_ids(received) == live
-            last = received[-1].id
-        missed = [sender.send(chat_id, f"missed {n}") for n in range(50)]
-        with reader.stream(last_event_id=last) as to_reader:
-            replayed = []
-            while (event := to_reader.next()).kind != "ready":
-                replayed.append(event)
-            assert message_ids(replayed) == missed
+        live_then_resumed(sender, reader, sender.new_chat(reader), 20)
 
 
 def test_get_events_events_older_than_the_retention_are_pruned_in_the_background(clients):
