@@ -15,7 +15,7 @@ import yaml
 from connexion.middleware import MiddlewarePosition
 from connexion.resolver import Resolver
 
-from . import events, models, ratelimit
+from . import credentials, csrf, events, idempotency, models, privacy, ratelimit
 from .connections import DEFAULTS as CONNECTION_DEFAULTS
 from .connections import ConnectionLimits
 from .errors import map_errors
@@ -26,6 +26,7 @@ from .ratelimit import DEFAULTS as RATE_DEFAULTS
 from .request_limits import BodySizeLimit, QueryParameterLimit
 from .routes import ExactRoutes, Routes, resolve
 from .security import CookieApiKeyHandler
+from .security_headers import SecurityHeaders
 from .validation import CACHED_VALIDATORS, FormContentType
 
 __version__ = version("chat-server")
@@ -51,6 +52,8 @@ def create_app(
     )
     ratelimit.configure(os.environ)
     events.configure(os.environ)
+    credentials.configure(os.environ)
+    privacy.configure(os.environ)
 
     # Connexion logs every rejected form at ERROR, quoting the rejected value (a mistyped password, say):
     # a client's mistake is not a server error, and the 400 is in the access log anyway.
@@ -61,10 +64,15 @@ def create_app(
         SPEC,
         resolver=Resolver(function_resolver=lambda name: in_request_scope(resolve(name), inline)),
         validate_responses=validate_responses,
+        strict_validation=True,
         validator_map=CACHED_VALIDATORS,
         swagger_ui_options=connexion.options.SwaggerUIOptions(swagger_ui_path="/ui"),
     )
     routes = Routes(yaml.safe_load(SPEC.read_text()))
+    app.add_middleware(SecurityHeaders, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    app.add_middleware(
+        csrf.CrossSiteRequests, position=MiddlewarePosition.BEFORE_SWAGGER, allowed=csrf.allowed_origins()
+    )
     app.add_middleware(BodySizeLimit, position=MiddlewarePosition.BEFORE_SWAGGER)
     app.add_middleware(QueryParameterLimit, position=MiddlewarePosition.BEFORE_SWAGGER)
     app.add_middleware(ExactRoutes, position=MiddlewarePosition.BEFORE_SWAGGER, routes=routes)
@@ -75,12 +83,16 @@ def create_app(
 
 @contextlib.asynccontextmanager
 async def background_work(app):
-    """What runs beside the requests while the server is up: pruning the event log."""
-    pruning = asyncio.create_task(events.prune_forever(), name="event pruning")
+    """What runs beside the requests while the server is up: pruning the event log and expired idempotency keys."""
+    pruning = [
+        asyncio.create_task(events.prune_forever(), name="event pruning"),
+        asyncio.create_task(idempotency.prune_forever(), name="idempotency key pruning"),
+    ]
     try:
         yield
     finally:
-        pruning.cancel()
+        for task in pruning:
+            task.cancel()
 
 
 def allow_more_open_files(connections: int) -> None:
@@ -161,6 +173,29 @@ def main(argv: list[str] | None = None) -> None:
         ("--max-streams-per-user", "CHAT_MAX_STREAMS_PER_USER", "event streams a user may hold open per process"),
     ):
         setting(streams, flag, variable, EVENT_DEFAULTS[variable], help=f"{what}, %(default)s")
+    accounts = parser.add_argument_group("accounts and sessions")
+    for flag, variable, what in (
+        ("--session-idle", "CHAT_SESSION_IDLE", "a session ends after this long without a request: 14d, 12h, 30m"),
+        ("--session-lifetime", "CHAT_SESSION_LIFETIME", "a session ends this long after login in any case"),
+    ):
+        setting(accounts, flag, variable, credentials.DEFAULTS[variable], help=f"{what}, %(default)s")
+    setting(
+        accounts,
+        "--email-visibility",
+        "CHAT_EMAIL_VISIBILITY",
+        privacy.DEFAULT,
+        choices=privacy.CHOICES,
+        help="who sees a user's email: the user only, also the people who share a chat with them (default), or "
+        "every logged-in user",
+    )
+    setting(
+        accounts,
+        "--allowed-origins",
+        "CHAT_ALLOWED_ORIGINS",
+        "",
+        help="origins besides the server's own (https://app.example.com, comma-separated) whose pages may POST, "
+        "PUT and DELETE with the user's cookies",
+    )
     connections = parser.add_argument_group("connections")
     for flag, variable, kind, what in (
         ("--request-timeout", "CHAT_REQUEST_TIMEOUT", float, "seconds for a request's headers and body to arrive"),
@@ -193,6 +228,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         limits = ratelimit.configure(os.environ)
         events.Settings.from_environment(os.environ)
+        credentials.SessionSettings.from_environment(os.environ)
+        csrf.allowed_origins(os.environ)
         ConnectionLimits.from_environment()
     except ValueError as exc:
         parser.error(str(exc))

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from .security_headers import with_security_headers
+
 DEFAULTS = {
     "CHAT_MAX_URL_BYTES": "8192",
     "CHAT_MAX_HEADER_BYTES": "16384",
@@ -46,8 +48,13 @@ class ConnectionLimits:
 def error_bytes(status: int, message: str) -> bytes:
     """A whole HTTP response carrying {"error": message}, for answers given before there is a request to route."""
     body = json.dumps({"error": message}).encode()
-    head = b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(body)
-    return STATUS_LINE[status] + head + body
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(body)),
+        (b"connection", b"close"),
+    ]
+    head = b"".join(name + b": " + value + b"\r\n" for name, value in with_security_headers(headers))
+    return STATUS_LINE[status] + head + b"\r\n" + body
 
 
 async def over_capacity(scope, receive, send) -> None:
@@ -59,7 +66,7 @@ async def over_capacity(scope, receive, send) -> None:
         (b"retry-after", b"1"),
         (b"connection", b"close"),
     ]
-    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.start", "status": 503, "headers": with_security_headers(headers)})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -47,8 +47,9 @@ FETCH_ROWS = 1_000  # rows the broker reads at a time
 REPLAY_ROWS = 500  # rows a resuming stream reads at a time
 MAX_BACKLOG = 10_000  # rows a stream may have waiting; a stream that falls further behind ends, and resumes
 MAX_JSON_EVENTS = 1_000
-# Events are for the one client that asked: no cache may keep them, and no proxy may hold them back.
-NOT_STORED = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# Events are for the one client that asked: no cache may keep them (security_headers.py says no-store on every
+# response), and no proxy may hold them back.
+NOT_STORED = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 DURATION = re.compile(r"^(\d+)([smhd]?)$")
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3_600, "d": 86_400}
 

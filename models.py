@@ -4,6 +4,7 @@ import contextlib
 import datetime
 import hashlib
 import json
+import logging
 import secrets
 import sqlite3
 import threading
@@ -29,14 +30,17 @@ from peewee import (
     TextField,
     Tuple,
     Value,
+    chunked,
     fn,
 )
 from playhouse.db_url import parse as parse_db_url
 from playhouse.migrate import SchemaMigrator, migrate
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
+from . import names
 from .passwords import DEFAULT_CONCURRENCY, Passwords
 
+log = logging.getLogger("chat")
 db = DatabaseProxy()
 MAX_ID = 2**63 - 1
 
@@ -166,21 +170,55 @@ def init_db(
     db.initialize(database)
     if create_tables:
         with db.connection_context():
-            db.create_tables(MODELS, safe=True)
+            # Columns first: creating the tables of an older database also creates indexes on the new columns.
             add_missing_columns()
+            backfill_name_keys()
+            db.create_tables(MODELS, safe=True)
     return database
 
 
 def add_missing_columns() -> None:
-    """Bring a database made by an older version up to date: add the columns it lacks."""
+    """Bring a database made by an older version up to date: add the columns its tables lack."""
     migrator = SchemaMigrator.from_database(db.obj)
+    existing = set(db.get_tables())
     for model in MODELS:
         table = model._meta.table_name
+        if table not in existing:
+            continue
         present = {column.name for column in db.get_columns(table)}
         missing = [field for field in model._meta.sorted_fields if field.column_name not in present]
         if missing:
             with db.atomic():
                 migrate(*(migrator.add_column(table, field.column_name, field) for field in missing))
+
+
+def backfill_name_keys() -> None:
+    """Key the names of users from before name keys, oldest account first.
+
+    An account whose name looks like an older one's keeps no key: it still logs in by its exact name, and the
+    warning names it so that someone can rename or delete one of the two (README, "Names").
+    """
+    if not User.table_exists():
+        return
+    pending = User.select(User.id, User.name).where(User.name_key.is_null()).order_by(User.id)
+    clashes = []
+    with db.atomic():
+        for batch in chunked(list(pending), 500):
+            keys = {user.id: names.lookup_key(user.name) for user in batch}
+            holders = dict(User.select(User.name_key, User.id).where(User.name_key.in_(set(keys.values()))).tuples())
+            keyed = []
+            for user in batch:
+                key = keys[user.id]
+                if key in holders:
+                    clashes.append(f"{user.id} looks like {holders[key]}")
+                elif key is not None:
+                    holders[key] = user.id
+                    user.name_key = key
+                    keyed.append(user)
+            if keyed:
+                User.bulk_update(keyed, fields=[User.name_key])
+    if clashes:
+        log.warning("user names that look like older ones (README, Names): %s", ", ".join(clashes))
 
 
 def queries_are_local() -> bool:
@@ -265,18 +303,35 @@ class BaseModel(Model):
 class User(BaseModel):
     id = NeverReusedIdField()
     name = CharField(max_length=64, unique=True)
+    # What makes look-alike names one name (names.py); a key is up to KEY_EXPANSION times its name's length.
+    # NULL only for an account from before keys whose name looks like an older account's (backfill_name_keys).
+    name_key = CharField(max_length=names.KEY_LENGTH, null=True, unique=True)
     email = CharField(max_length=254)
     password_hash = CharField(max_length=255)
 
     @classmethod
     def by_name(cls, name: str):
-        return cls.get_or_none(cls.name == name)
+        """The user with exactly this name, else the one whose name looks like it."""
+        user = cls.get_or_none(cls.name == name)
+        if user is None and (key := names.lookup_key(name)) is not None:
+            user = cls.get_or_none(cls.name_key == key)
+        return user
+
+    @classmethod
+    def name_taken(cls, name: str, other_than: int | None = None) -> bool:
+        """Whether a user (other than the one with id other_than) has this name or one that looks like it."""
+        query = cls.select().where((cls.name == names.display_name(name)) | (cls.name_key == names.name_key(name)))
+        if other_than is not None:
+            query = query.where(cls.id != other_than)
+        return query.exists()
 
     @classmethod
     def register(cls, name: str, password: str, email: str) -> "User":
         password_hash = passwords.hash(password)
         with db.atomic():
-            return cls.create(name=name, email=email, password_hash=password_hash)
+            return cls.create(
+                name=names.display_name(name), name_key=names.name_key(name), email=email, password_hash=password_hash
+            )
 
     @classmethod
     def authenticate(cls, name: str, password: str):
@@ -288,10 +343,22 @@ class User(BaseModel):
         return {"id": self.id, "name": self.name, "email": self.email}
 
     def update_profile(self, name: str | None, email: str | None) -> None:
-        changes = {field: value for field, value in ((User.name, name), (User.email, email)) if value is not None}
+        changes = {} if name is None else {User.name: names.display_name(name), User.name_key: names.name_key(name)}
+        if email is not None:
+            changes[User.email] = email
         if changes:
             with db.atomic():
                 User.update(changes).where(User.id == self.id).execute()
+
+    def verify_password(self, password: str) -> bool:
+        return passwords.verify(self.password_hash, password)
+
+    def change_password(self, password: str, keep_session: int) -> None:
+        """Store a new password and end every other session of the user, together: a thief holding one is out."""
+        password_hash = passwords.hash(password)
+        with db.atomic():
+            User.update(password_hash=password_hash).where(User.id == self.id).execute()
+            Session.end_all(self.id, keep=keep_session)
 
     def delete_account(self) -> None:
         """Drop the user, their sessions and memberships, and every chat they were the last member of.
@@ -313,7 +380,11 @@ class User(BaseModel):
             in_batches(lambda: Membership.leave_some(self.id) == BATCH_ROWS)
             Chat.purge_deleted()
             with db.atomic():
-                # Someone may have added the user to a chat meanwhile; then go round again.
+                # Someone may have added the user to a chat meanwhile; then go round again. On PostgreSQL the lock
+                # waits for a chat being created or joined right now (the new membership's foreign key holds the
+                # user row), so the check sees its membership; a later one fails its foreign key instead.
+                if isinstance(db.obj, PostgresqlDatabase):
+                    User.select(User.id).where(User.id == self.id).for_update().execute()
                 mine = Membership.select(Membership.id).where(Membership.user == self.id)
                 if User.delete().where(User.id == self.id, ~fn.EXISTS(mine)).execute():
                     return
@@ -323,6 +394,12 @@ class Session(BaseModel):
     user = ForeignKeyField(User, backref="sessions", on_delete="CASCADE")
     token_hash = CharField(max_length=64, unique=True)
     created_at = UTCDateTimeField(default=utcnow)
+    # When the session last made a request, to a minute (SEEN_EVERY); null in rows older than the column.
+    last_seen_at = UTCDateTimeField(null=True, default=utcnow)
+
+    # The idle clock moves at most once a minute per session. Writing it on every request would make every
+    # read a write (on SQLite, a wait for its one write lock), and an idle timeout of days needs no finer clock.
+    SEEN_EVERY = datetime.timedelta(seconds=60)
 
     @staticmethod
     def hash_token(token: str) -> str:
@@ -331,16 +408,58 @@ class Session(BaseModel):
 
     @classmethod
     def start(cls, user_id: int) -> str:
-        token = secrets.token_urlsafe(32)
+        token, now = secrets.token_urlsafe(32), utcnow()
         with db.atomic():
-            cls.create(user=user_id, token_hash=cls.hash_token(token))
+            cls.create(user=user_id, token_hash=cls.hash_token(token), created_at=now, last_seen_at=now)
         return token
 
     @classmethod
-    def live(cls, user_id: int, token: str) -> int | None:
-        """The session's id when this token is a live session of that user, else None."""
-        row = _SESSION_USER.first(cls.hash_token(token))
-        return row[1] if row is not None and row[0] == user_id else None
+    def live(cls, user_id: int, token: str, idle: datetime.timedelta, lifetime: datetime.timedelta) -> int | None:
+        """The session's id when this token is a live session of that user, else None.
+
+        A session is live until it has been `idle` without a request, or `lifetime` after login; one query
+        tells, and a second, at most once a minute (SEEN_EVERY), moves its idle clock forward.
+        """
+        now = utcnow()
+        row = _SESSION_USER.first(cls.hash_token(token), now - lifetime, now - idle)
+        if row is None or row[0] != user_id:
+            return None
+        if cls.last_seen_at.python_value(row[2]) < now - cls.SEEN_EVERY:
+            cls._seen(row[1], now)
+        return row[1]
+
+    @classmethod
+    def _seen(cls, session_id: int, now: datetime.datetime) -> None:
+        """Move the session's idle clock to `now`, best effort.
+
+        On SQLite this runs on the event loop, inside never_waiting(): when another writer holds the lock, the
+        clock stays put and a request in the next minute tries again; a minute matters nothing to a timeout of
+        days. The condition keeps two workers that both saw a stale clock from writing it twice.
+        """
+        stale = cls.last_seen_at.is_null() | (cls.last_seen_at < now - cls.SEEN_EVERY)
+        with contextlib.suppress(WouldWait), db.atomic():
+            cls.update(last_seen_at=now).where(cls.id == session_id, stale).execute()
+
+    @classmethod
+    def revoke_all(cls, user_id: int) -> None:
+        """End every session of the user, on every device; all their event streams end with them."""
+        with db.atomic():
+            cls.end_all(user_id)
+
+    @classmethod
+    def end_all(cls, user_id: int, keep: int | None = None) -> None:
+        """End every session of the user but `keep`, and their event streams; call it inside a transaction."""
+        if keep is None:
+            cls.delete().where(cls.user == user_id).execute()
+            Event.record(SESSION_ENDED, None, {}, user_id=user_id)  # every stream of the user's ends
+            return
+        ended = cls.delete().where(cls.user == user_id, cls.id != keep).returning(cls.id).tuples().execute()
+        Event.record_many(
+            [
+                {"kind": SESSION_ENDED, "chat_id": None, "user_id": user_id, "session_id": session, "data": {}}
+                for (session,) in ended
+            ]
+        )
 
     @classmethod
     def revoke(cls, token: str) -> None:
@@ -419,6 +538,13 @@ class Membership(BaseModel):
     @classmethod
     def exists(cls, chat_id: int, user_id: int) -> bool:
         return _MEMBERSHIP.first(user_id, chat_id) is not None
+
+    @classmethod
+    def share_a_chat(cls, user_id: int, other_id: int) -> bool:
+        """Whether the two users are members of one chat together."""
+        theirs = cls.alias()
+        together = theirs.select(theirs.id).where(theirs.chat == cls.chat, theirs.user == other_id)
+        return cls.select(cls.id).where(cls.user == user_id, fn.EXISTS(together)).exists()
 
     @classmethod
     def add(cls, chat_id: int, user_id: int, name: str, adder_id: int) -> bool:
@@ -510,13 +636,21 @@ class Message(BaseModel):
     @classmethod
     def send(cls, chat_id: int, sender_id: int, content: str) -> int | None:
         """Store a message if the sender is a member of the chat, checked in the same write, and move the sender's
-        read marker to it; its id, else None."""
-        time = utcnow()
+        read marker to it; its id, else None.
+
+        A chat's messages are timed in id order. SQLite's write transactions run one at a time, so the time is
+        taken once this one has begun; on PostgreSQL sends to the chat take turns (_LOCK_CHAT_TO_SEND) and the
+        database's clock times the row as it is inserted.
+        """
         with db.atomic():
-            row = _SEND_MESSAGE.first(chat_id, sender_id, content, time, sender_id, chat_id)
+            if isinstance(db.obj, PostgresqlDatabase):
+                _LOCK_CHAT_TO_SEND.execute(chat_id)
+                row = _SEND_MESSAGE.first(chat_id, sender_id, content, sender_id, chat_id)
+            else:
+                row = _SEND_MESSAGE.first(chat_id, sender_id, content, utcnow(), sender_id, chat_id)
             if row is None:
                 return None
-            message_id = row[0]
+            message_id, time = row
             _MOVE_READ_MARKER.execute(message_id, sender_id, chat_id, message_id)
             message = {"id": message_id, "content": content, "sender_id": sender_id, "time": rfc3339(time)}
             Event.record(MESSAGE_CREATED, chat_id, {"chat_id": chat_id, "message": message})
@@ -695,6 +829,25 @@ class PrunedEvents(BaseModel):
     through = BigIntegerField()
 
 
+class IdempotencyKey(BaseModel):
+    """The response to a request sent with an Idempotency-Key, kept a day so a retry gets it again (idempotency.py).
+
+    The user is a plain column, like Message.sender_id: user ids are never reused, and the row expires anyway.
+    Status and body are null only inside the transaction that claimed the key, until the handler has answered.
+    """
+
+    user_id = IntegerField()
+    key = CharField(max_length=128)
+    request_hash = CharField(max_length=64)  # sha256 of the operation, its path parameters and its body
+    status = IntegerField(null=True)
+    body = TextField(null=True)  # the response body as JSON
+    location = TextField(null=True)
+    created_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("user_id", "key"), True), (("created_at",), False))
+
+
 ROW_FIELDS = (Event.id, Event.kind, Event.chat_id, Event.user_id, Event.session_id, Event.data)
 
 
@@ -862,19 +1015,41 @@ UNREAD_CAP = 999
 
 
 # The queries of the hot paths; each placeholder value marks where a parameter goes.
-_SESSION_USER = Statement(lambda: Session.select(Session.user, Session.id).where(Session.token_hash == ""))
+_SESSION_USER = Statement(
+    # Parameters: the token's hash, then the oldest created_at and the oldest last request a live session has.
+    lambda: Session.select(Session.user, Session.id, fn.COALESCE(Session.last_seen_at, Session.created_at)).where(
+        Session.token_hash == "",
+        Session.created_at > utcnow(),
+        fn.COALESCE(Session.last_seen_at, Session.created_at) > utcnow(),
+    )
+)
 _MEMBERSHIP = Statement(lambda: Membership.select(Membership.id).where(Membership.user == 0, Membership.chat == 0))
 _CHAT_LISTING = Statement(_chat_listing)
 _MESSAGES_NEWEST_FIRST = Statement(lambda: _messages_between(Message.id.desc()))
 _MESSAGES_OLDEST_FIRST = Statement(lambda: _messages_between(Message.id.asc()))
-_SEND_MESSAGE = Statement(
-    lambda: Message.insert_from(
-        Membership.select(Value(0), Value(0), Value(""), Value(utcnow())).where(
-            Membership.user == 0, Membership.chat == 0
-        ),
+
+
+def _send_message():
+    """The insert of a send, which returns the id and the time: SQLite is given the time, PostgreSQL reads its clock."""
+    if isinstance(db.obj, PostgresqlDatabase):
+        time = fn.timezone(SQL("'UTC'"), fn.clock_timestamp())
+    else:
+        time = Value(utcnow())
+    return Message.insert_from(
+        Membership.select(Value(0), Value(0), Value(""), time).where(Membership.user == 0, Membership.chat == 0),
         [Message.chat, Message.sender_id, Message.content, Message.time],
-    ).returning(Message.id)
-)
+    ).returning(Message.id, Message.time)
+
+
+_SEND_MESSAGE = Statement(_send_message)
+# PostgreSQL: a send locks its chat's row first, so sends to one chat take turns and their times follow their ids.
+# A statement of its own: in an INSERT ... SELECT ... FOR NO KEY UPDATE the clock may be read before the lock is
+# granted. NO KEY UPDATE is the mode an UPDATE of the title takes. It lets through the FOR KEY SHARE that the
+# foreign keys of new messages and memberships take on the chat, and every plain read; it queues only with
+# renames and leaves (FOR NO KEY UPDATE) and adds (FOR SHARE), short one-chat transactions like a send, and with
+# the purge's delete. Sends were already serialized from their event to their commit (Event.record's lock), so
+# this costs little, and as each send's first lock it cannot close a cycle with leave_some's chats in id order.
+_LOCK_CHAT_TO_SEND = Statement(lambda: Chat.select(Chat.id).where(Chat.id == 0).for_update("FOR NO KEY UPDATE"))
 
 _MOVE_READ_MARKER = Statement(
     lambda: Membership.update(last_read_id=0).where(
@@ -888,4 +1063,4 @@ _RECORD_EVENT = Statement(
 )
 _EVENTS_AFTER = Statement(lambda: Event.select(*ROW_FIELDS).where(Event.id > 0).order_by(Event.id).limit(1))
 
-MODELS = [User, Session, Chat, Membership, Message, DeletedChat, Event, PrunedEvents]
+MODELS = [User, Session, Chat, Membership, Message, DeletedChat, Event, PrunedEvents, IdempotencyKey]

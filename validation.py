@@ -1,6 +1,7 @@
 """Request validation as Connexion does it, with one validator per schema and form bodies that must be UTF-8."""
 
-from urllib.parse import unquote_to_bytes
+from collections import Counter
+from urllib.parse import parse_qsl, unquote_to_bytes
 
 from connexion.datastructures import MediaTypeDict
 from connexion.exceptions import BadRequestProblem, UnsupportedMediaTypeProblem
@@ -52,8 +53,10 @@ def form_charset(content_type: str) -> str:
 
 
 class CachedFormDataValidator(FormDataValidator):
-    """Connexion's form body validation, with one validator per body schema instead of one per request,
-    that also refuses bytes that are not UTF-8 (Starlette would quietly store U+FFFD in their place)."""
+    """Connexion's form body validation, with one validator per body schema instead of one per request, that also
+    refuses bytes that are not UTF-8 (Starlette would quietly store U+FFFD in their place) and a field sent twice
+    (Connexion would join `title=a&title=b` into "a,b"). With strict validation (app.py), a field the operation does
+    not declare is refused too."""
 
     @property
     def _validator(self):
@@ -72,10 +75,28 @@ class CachedFormDataValidator(FormDataValidator):
         except UnicodeDecodeError:
             raise BadRequestProblem(detail="the form body is not valid UTF-8") from None
 
+        self._refuse_repeated_fields(raw)
+
         async def replay():
             yield raw
 
         return await super()._parse(replay(), scope)
+
+    def _refuse_repeated_fields(self, raw: bytes) -> None:
+        # Names are compared as the bytes they decode to; latin-1 maps every byte to one character.
+        names = Counter(
+            name for name, _ in parse_qsl(raw.decode("latin-1"), keep_blank_values=True, encoding="latin-1")
+        )
+        properties = self._schema.get("properties", {})
+        for name, count in names.items():
+            name = name.encode("latin-1").decode("utf-8")
+            if count > 1 and properties.get(name, {}).get("type") != "array":
+                raise BadRequestProblem(detail=f"the form field {name} is sent {count} times; send it once")
+
+    def _validate_params_strictly(self, data: dict) -> None:
+        undeclared = sorted(set(data) - set(self._schema.get("properties", {})))
+        if undeclared:
+            raise BadRequestProblem(detail=f"this operation takes no form field {', '.join(undeclared)}")
 
 
 CACHED_VALIDATORS = {

@@ -1,10 +1,11 @@
 """Request handlers, one module per resource; the errors they raise live in errors.py."""
 
 from ..errors import BadRequest, Conflict, Forbidden, NotFound
-from ..models import Membership
+from ..idempotency import idempotent
+from ..models import Membership, User
 
 # The errors handlers raise, importable beside the decorators they use.
-__all__ = ["BadRequest", "Conflict", "Forbidden", "NotFound", "require_member"]
+__all__ = ["BadRequest", "Conflict", "Forbidden", "NotFound", "idempotent", "own_account", "require_member"]
 
 
 def threaded(handler):
@@ -47,3 +48,12 @@ def require_member(chat_id: int, user_id: int) -> None:
     if not Membership.select(Membership.id).where(Membership.chat == chat_id).exists():
         raise NotFound(f"chat {chat_id} does not exist")
     raise Forbidden(f"you are not a member of chat {chat_id}")
+
+
+def own_account(user: int, user_id: int) -> User:
+    """The account at user_id when it is the caller's own; 404 when there is none, 403 when it is someone else's."""
+    if user_id != user:
+        if User.get_or_none(User.id == user_id) is None:
+            raise NotFound(f"user {user_id} does not exist")
+        raise Forbidden("you can only change your own account")
+    return User.get_by_id(user)

@@ -6,9 +6,9 @@ import anyio
 from connexion.context import request
 from starlette.responses import JSONResponse
 
-from .. import ratelimit
+from .. import credentials, ratelimit
 from ..models import MAX_ID, Session, User, db, queries_are_local
-from . import BadRequest, hashes, writes
+from . import BadRequest, hashes, own_account, threaded, writes
 
 TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{16,128}")
 COOKIES = ("user_id", "token")
@@ -34,10 +34,15 @@ async def check_token_cookie(value: str, request) -> dict | None:
 
     def live() -> int | None:
         with db.connection_context():
-            return Session.live(user["sub"], value)
+            return Session.live(user["sub"], value, credentials.sessions.idle_timeout, credentials.sessions.max_age)
 
-    # A local SQLite lookup takes microseconds, less than a hop to the threadpool (BENCHMARKS.md).
-    session = live() if queries_are_local() else await anyio.to_thread.run_sync(live)
+    if queries_are_local():
+        # A local SQLite lookup takes microseconds, less than a hop to the threadpool (BENCHMARKS.md). The idle
+        # clock's occasional write must not wait for the write lock here, on the event loop: it is skipped instead.
+        with db.obj.never_waiting():
+            session = live()
+    else:
+        session = await anyio.to_thread.run_sync(live)
     if session is None:
         return None
     return {"sub": user["sub"], "token": value, "session": session}
@@ -69,8 +74,10 @@ def start_session(user_id: int, status: int) -> JSONResponse:
     """The response to a login or a registration: a new session in two cookies."""
     token = Session.start(user_id)
     response = JSONResponse({"status": "ok", "id": user_id}, status_code=status, headers={"Location": "/api/chats"})
-    response.set_cookie("user_id", str(user_id), **_cookie_options())
-    response.set_cookie("token", token, **_cookie_options())
+    # The cookies last as long as the session may: a browser drops them when it ends, however idle it was.
+    max_age = credentials.sessions.lifetime
+    response.set_cookie("user_id", str(user_id), max_age=max_age, **_cookie_options())
+    response.set_cookie("token", token, max_age=max_age, **_cookie_options())
     return response
 
 
@@ -92,7 +99,40 @@ def login(body: dict) -> JSONResponse:
 @writes
 def logout(user: int, token_info: dict) -> JSONResponse:
     Session.revoke(session_token(token_info))
+    return _logged_out()
+
+
+@threaded
+@writes
+def end_session(user: int, token_info: dict, all: bool = False) -> JSONResponse:  # noqa: A002 (the spec's name)
+    """Threaded: with all=true it deletes every session of the user, however many."""
+    if all:
+        Session.revoke_all(user)
+    else:
+        Session.revoke(session_token(token_info))
+    return _logged_out()
+
+
+def _logged_out() -> JSONResponse:
     response = JSONResponse({"status": "ok"}, headers={"Location": "/api/login"})
     for name in COOKIES:
         response.delete_cookie(name, **_cookie_options())
     return response
+
+
+@hashes
+@writes
+def change_password(user: int, user_id: int, body: dict, token_info: dict) -> dict:
+    """Rate-limited like a login: a wrong current password counts as a failed login for the name and the address,
+    and once either is over its limit the change is refused (429) before any password is hashed."""
+    account = own_account(user, user_id)
+    limits, address = ratelimit.rate_limits, client_address()
+    limits.check(limits.login_name, account.name)
+    limits.check(limits.login_address, address)
+    if not account.verify_password(body["current_password"]):
+        limits.count(limits.login_name, account.name)
+        limits.count(limits.login_address, address)
+        raise BadRequest("wrong password")
+    credentials.check_new_password(body["new_password"], account.name)
+    account.change_password(body["new_password"], keep_session=session_id(token_info))
+    return {"status": "ok"}

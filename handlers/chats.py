@@ -1,7 +1,7 @@
 """Chats: list yours, create, rename, leave, and mark read."""
 
 from ..models import Chat, Membership, Message
-from . import NotFound, require_member, threaded, writes
+from . import NotFound, idempotent, require_member, threaded, writes
 from .auth import session_id
 
 
@@ -11,6 +11,7 @@ def list_chats(user: int, limit: int = 100, before: str | None = None) -> dict:
 
 
 @writes
+@idempotent
 def create_chat(user: int, body: dict):
     chat = Chat.create_with_member(body["title"], user)
     return {"status": "ok", "id": chat.id}, 201, {"Location": f"/api/chats/{chat.id}"}

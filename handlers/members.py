@@ -1,7 +1,7 @@
 """Chat membership: list members and bring someone in."""
 
 from ..models import Membership, User
-from . import Conflict, NotFound, require_member, writes
+from . import Conflict, NotFound, idempotent, require_member, writes
 
 
 def list_members(user: int, chat_id: int) -> dict:
@@ -10,6 +10,7 @@ def list_members(user: int, chat_id: int) -> dict:
 
 
 @writes
+@idempotent
 def add_member(user: int, chat_id: int, body: dict):
     require_member(chat_id, user)
     newcomer = User.get_or_none(User.id == body["user_id"]) if "user_id" in body else User.by_name(body["name"])

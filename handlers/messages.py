@@ -1,7 +1,7 @@
 """Messages: read a chat's history, send, and delete your own."""
 
 from ..models import Message
-from . import Forbidden, NotFound, require_member, writes
+from . import Forbidden, NotFound, idempotent, require_member, writes
 
 
 def list_messages(user: int, chat_id: int, limit: int = 100, before: int | None = None, after: int | None = None):
@@ -10,6 +10,7 @@ def list_messages(user: int, chat_id: int, limit: int = 100, before: int | None 
 
 
 @writes
+@idempotent
 def send_message(user: int, chat_id: int, body: dict):
     message_id = Message.send(chat_id, user, body["content"])
     if message_id is None:

@@ -50,7 +50,7 @@ def server():
 
 def register(server, name: str) -> httpx.Client:
     client = httpx.Client(base_url=server.url, timeout=ORDINARY_TIMEOUT)
-    response = client.post("/api/user/0", data={"name": name, "password": "password123", "email": f"{name}@ex.com"})
+    response = client.post("/api/user/0", data={"name": name, "password": "long enough", "email": f"{name}@ex.com"})
     assert response.status_code == 201, response.text
     return client
 

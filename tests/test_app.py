@@ -30,7 +30,7 @@ def test_trailing_slash_is_not_found_not_a_redirect(alice, method):
 def test_head_is_not_allowed_and_does_not_run_the_get_handler(alice):
     response = alice.client.head("/api/logout")
     assert response.status_code == 405
-    assert response.headers["allow"] == "GET"
+    assert response.headers["allow"] == "GET, POST"
     assert alice.client.get("/api/chats").status_code == 200
 
 
@@ -136,10 +136,33 @@ def test_form_with_too_many_fields_is_bad_request(client, fields):
     assert "too many form fields: at most 20" in response.json()["error"]
 
 
-def test_form_with_twenty_fields_is_parsed(client):
-    body = "&".join(["x="] * 18) + "&name=alice&password=12345678"
+def test_form_with_twenty_fields_is_parsed_and_its_undeclared_fields_refused(client):
+    body = "&".join(f"x{n}=" for n in range(18)) + "&name=alice&password=12345678"
     response = client.post("/api/login", content=body, headers={"content-type": "application/x-www-form-urlencoded"})
-    assert response.json() == {"error": "wrong name or password"}
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("this operation takes no form field x0, x1, x10")
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/login", "name=alice&password=12345678&role=admin"),
+        ("/api/chats", "title=a&title=b"),
+        ("/api/login", "name=alice&name=alice&password=12345678"),
+    ],
+)
+def test_undeclared_or_repeated_form_field_is_bad_request(alice, path, body):
+    response = alice.client.post(path, content=body, headers={"content-type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 400
+    assert "form field" in response.json()["error"]
+    assert [chat["title"] for chat in alice.client.get("/api/chats").json()["chats"]] == []
+
+
+def test_password_sent_to_update_user_is_refused_and_changes_nothing(alice):
+    response = alice.client.put(f"/api/user/{alice.id}", data={"password": "another password"})
+    assert response.status_code == 400
+    assert response.json() == {"error": "this operation takes no form field password"}
+    assert alice.client.post("/api/login", data={"name": alice.name, "password": alice.password}).status_code == 200
 
 
 def test_rejected_password_is_neither_echoed_nor_logged(client, caplog):

@@ -6,7 +6,7 @@ from tests.conftest import new_client
 
 
 def test_register_sets_session_cookies_and_location(client):
-    response = client.post("/api/user/0", data={"name": "carol", "password": "password1", "email": "c@example.com"})
+    response = client.post("/api/user/0", data={"name": "carol", "password": "carol secret", "email": "c@example.com"})
     assert response.status_code == 201
     assert response.headers["location"] == "/api/chats"
     assert response.json() == {"status": "ok", "id": response.json()["id"]}
@@ -52,9 +52,10 @@ def test_login_each_time_creates_a_new_session(app, alice):
     assert alice.client.get("/api/chats").status_code == 200
 
 
-def test_logout_revokes_token_and_clears_cookies(app, alice):
+@pytest.mark.parametrize("method", ["GET", "POST"])  # the seed's GET, and POST /api/logout (end_session)
+def test_logout_revokes_token_and_clears_cookies(app, alice, method):
     token = alice.client.cookies["token"]
-    response = alice.client.get("/api/logout")
+    response = alice.client.request(method, "/api/logout")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
     assert response.headers["location"] == "/api/login"

@@ -30,7 +30,7 @@ MIN_ACKS_PER_RUN = 100  # acknowledged sends between one start of the server and
 PROGRESS_TIMEOUT_SECONDS = 20
 REQUEST_TIMEOUT_SECONDS = 10
 RETRY_PAUSE_SECONDS = 0.02
-PASSWORD = "password123"
+PASSWORD = "long enough"
 
 
 class RestartableServer:

@@ -99,7 +99,7 @@ def test_get_events_stream_opens_with_retry_headers_and_ready(people, server):
     with alice.stream() as stream:
         ready = stream.ready()
         assert stream.response.headers["content-type"].startswith("text/event-stream")
-        assert stream.response.headers["cache-control"] == "no-cache"
+        assert stream.response.headers["cache-control"] == "no-store"
         assert stream.response.headers["x-accel-buffering"] == "no"
         assert stream.retry == 3000
         assert ready.id == ready.data["last_event_id"]

@@ -38,8 +38,8 @@ def test_login_successes_do_not_count(app, alice):
 def test_login_per_address_limit_covers_many_names(app):
     client = new_client(app)
     for n in range(30):
-        assert client.post("/api/login", data={"name": f"nobody-{n}", "password": "password123"}).status_code == 400
-    response = client.post("/api/login", data={"name": "someone-else", "password": "password123"})
+        assert client.post("/api/login", data={"name": f"nobody-{n}", "password": "long enough"}).status_code == 400
+    response = client.post("/api/login", data={"name": "someone-else", "password": "long enough"})
     assert response.status_code == 429
     assert "from your address" in response.json()["error"]
 
@@ -47,9 +47,9 @@ def test_login_per_address_limit_covers_many_names(app):
 def test_register_user_eleventh_from_one_address_is_too_many_requests(app):
     client = new_client(app)
     for n in range(10):
-        form = {"name": f"user-{n}", "password": "password123", "email": f"u{n}@example.com"}
+        form = {"name": f"user-{n}", "password": "long enough", "email": f"u{n}@example.com"}
         assert client.post("/api/user/0", data=form).status_code == 201
-    response = client.post("/api/user/0", data={"name": "one-more", "password": "password123", "email": "x@ex.com"})
+    response = client.post("/api/user/0", data={"name": "one-more", "password": "long enough", "email": "x@ex.com"})
     assert response.status_code == 429
     assert int(response.headers["retry-after"]) >= 1
 
@@ -60,7 +60,7 @@ def test_rate_off_turns_a_limit_off(database_url, monkeypatch):
 
     client = new_client(create_app(database_url, validate_responses=True, password_profile="cheapest"))
     for n in range(12):
-        form = {"name": f"user-{n}", "password": "password123", "email": f"u{n}@example.com"}
+        form = {"name": f"user-{n}", "password": "long enough", "email": f"u{n}@example.com"}
         assert client.post("/api/user/0", data=form).status_code == 201
 
 

@@ -35,14 +35,14 @@ def http_client(server, **kwargs) -> httpx.Client:
 
 def register(server, name: str) -> httpx.Client:
     client = http_client(server)
-    response = client.post("/api/user/0", data={"name": name, "password": "password123", "email": f"{name}@ex.com"})
+    response = client.post("/api/user/0", data={"name": name, "password": "long enough", "email": f"{name}@ex.com"})
     assert response.status_code == 201, response.text
     return client
 
 
 def test_seed_session_over_http(server):
     alice = http_client(server)
-    registered = alice.post("/api/user/0", data={"name": "http-alice", "password": "password123", "email": "a@ex.com"})
+    registered = alice.post("/api/user/0", data={"name": "http-alice", "password": "long enough", "email": "a@ex.com"})
     assert registered.status_code == 201
     assert registered.headers["location"] == "/api/chats"
     assert {c.split("=")[0] for c in registered.headers.get_list("set-cookie")} == {"user_id", "token"}
@@ -73,7 +73,7 @@ def test_seed_session_over_http(server):
     assert denied.status_code == 401
     assert denied.headers["content-type"] == "application/json"
 
-    again = alice.post("/api/login", data={"name": "http-alice", "password": "password123"})
+    again = alice.post("/api/login", data={"name": "http-alice", "password": "long enough"})
     assert again.status_code == 200
     assert alice.get("/api/chats").status_code == 200
 
@@ -131,7 +131,7 @@ def test_https_server_sets_secure_cookies(tmp_path):
         live_server("--ssl-certfile", str(cert), "--ssl-keyfile", str(key)) as running,
         httpx.Client(base_url=running.url, verify=False) as client,
     ):
-        response = client.post("/api/user/0", data={"name": "tls-user", "password": "password123", "email": "t@ex.com"})
+        response = client.post("/api/user/0", data={"name": "tls-user", "password": "long enough", "email": "t@ex.com"})
     assert response.status_code == 201
     cookies = response.headers.get_list("set-cookie")
     assert len(cookies) == 2

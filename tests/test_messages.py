@@ -154,9 +154,17 @@ def test_non_member_is_forbidden_on_every_chat_operation(alice, make_user, make_
     assert len(alice.client.get(f"/api/chats/{chat_id}/members").json()["members"]) == 1
 
 
-@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "DELETE"])
-def test_unknown_chat_is_not_found(alice, method):
-    response = alice.client.request(method, "/api/chats/424242", data={"content": "x", "title": "x"}, params={"id": 1})
+@pytest.mark.parametrize(
+    ("method", "request_args"),
+    [
+        ("GET", {}),
+        ("POST", {"data": {"content": "x"}}),
+        ("PUT", {"data": {"title": "x"}}),
+        ("DELETE", {"params": {"id": 1}}),
+    ],
+)
+def test_unknown_chat_is_not_found(alice, method, request_args):
+    response = alice.client.request(method, "/api/chats/424242", **request_args)
     assert response.status_code == 404
 
 

@@ -17,6 +17,8 @@ from tests.conftest import write_lock_held_by_another_thread
 WRITERS = {
     "login",
     "logout",
+    "end_session",
+    "change_password",
     "register_user",
     "update_user",
     "delete_user",
@@ -30,7 +32,7 @@ WRITERS = {
 }
 READERS = {"get_user", "list_chats", "list_messages", "list_members", "get_events"}
 # They hash a password, or delete an unbounded number of rows.
-THREADED = {"login", "register_user", "leave_chat", "delete_user"}
+THREADED = {"login", "register_user", "change_password", "end_session", "leave_chat", "delete_user"}
 
 
 @pytest.fixture

@@ -48,7 +48,7 @@ def test_create_user_missing_email_is_bad_request(client):
 def test_get_user_by_id(alice, bob):
     response = alice.client.get(f"/api/user/{bob.id}")
     assert response.status_code == 200
-    assert response.json() == {"user": {"id": bob.id, "name": "bob", "email": "bob@example.com"}}
+    assert response.json() == {"user": {"id": bob.id, "name": "bob", "email": None}}
 
 
 def test_get_user_by_name_ignores_path_id(alice, bob):

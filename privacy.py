@@ -1,0 +1,37 @@
+"""Who sees a user's email: `--email-visibility` (CHAT_EMAIL_VISIBILITY).
+
+- `self`: only the user themself;
+- `contacts` (the default): also the people who share a chat with them, who could ask them anyway;
+- `all`: every logged-in user, as the seed API did, which lets anyone walk /api/user/1..N and harvest addresses.
+"""
+
+import os
+
+from .models import Membership
+
+CHOICES = ("self", "contacts", "all")
+DEFAULT = "contacts"
+
+visibility = DEFAULT
+
+
+def email_visibility(env=os.environ) -> str:
+    """The setting in the environment; ValueError for one that is not among CHOICES."""
+    value = env.get("CHAT_EMAIL_VISIBILITY", DEFAULT).strip().lower()
+    if value not in CHOICES:
+        raise ValueError(f"--email-visibility is one of {', '.join(CHOICES)}; not {value!r}")
+    return value
+
+
+def configure(env=os.environ) -> None:
+    global visibility
+    visibility = email_visibility(env)
+
+
+def shown_email(viewer_id: int, user_id: int, email: str) -> str | None:
+    """The email as this viewer may see it: the address, or None."""
+    if viewer_id == user_id or visibility == "all":
+        return email
+    if visibility == "contacts" and Membership.share_a_chat(viewer_id, user_id):
+        return email
+    return None

@@ -1,0 +1,36 @@
+"""The headers every response carries, whatever produced it: the API, an error, or Swagger UI."""
+
+# Nothing between client and server may keep a copy (sessions, history and emails are private); browsers must not
+# guess a content type other than the declared one; and no other site may frame a page of this server (Swagger UI's
+# "Try it out" buttons would otherwise be clickjacking targets).
+HEADERS = (
+    (b"cache-control", b"no-store"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+)
+_NAMES = {name for name, _ in HEADERS}
+
+
+def with_security_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The response headers with HEADERS in place of any the app set under the same names."""
+    return [*(header for header in headers if header[0].lower() not in _NAMES), *HEADERS]
+
+
+class SecurityHeaders:
+    """ASGI middleware that adds HEADERS to every HTTP response, error responses included (it sits outside
+    Connexion's exception handling)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": with_security_headers(list(message.get("headers", [])))}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

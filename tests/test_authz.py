@@ -1,0 +1,305 @@
+"""The authorization matrix: every operation in openapi/chat.yaml, sent by every kind of caller, and the status each
+must get. An operation added to the spec without a row here fails."""
+
+import datetime
+import functools
+import itertools
+import operator
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from chat_server import models
+from chat_server.app import create_app
+from tests.conftest import BASE, SPEC_DOC, Person, fresh_postgres, new_client
+
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+# The first five hold no live session of their own; the last three are logged in as themselves.
+ACTORS = ("anonymous", "forged", "other_user_id", "revoked", "expired", "non_member", "member", "owner")
+NO_SESSION = dict.fromkeys(ACTORS[:5], 401)
+
+# The target of every operation is the owner's chat, the owner's message in it, or the owner's account. The member
+# is in that chat but sent nothing; the non-member shares no chat with the owner.
+MATRIX = {
+    # Unsecured (`security: []`): cookies are ignored and the form decides; it is valid for everyone here.
+    "login": dict.fromkeys(ACTORS, 200),
+    "register_user": dict.fromkeys(ACTORS, 201),
+    # Each logged-in actor ends their own session.
+    "logout": {**NO_SESSION, "non_member": 200, "member": 200, "owner": 200},
+    "end_session": {**NO_SESSION, "non_member": 200, "member": 200, "owner": 200},
+    # The owner's account: only the owner may change it, whoever else shares a chat with them.
+    "change_password": {**NO_SESSION, "non_member": 403, "member": 403, "owner": 200},
+    "update_user": {**NO_SESSION, "non_member": 403, "member": 403, "owner": 200},
+    "delete_user": {**NO_SESSION, "non_member": 403, "member": 403, "owner": 200},
+    # A directory: anyone logged in finds anyone (who sees the email: GET_USER_EMAIL_SHOWN).
+    "get_user": {**NO_SESSION, "non_member": 200, "member": 200, "owner": 200},
+    # Not about the owner's chat at all: each actor's own list, new chat, or events.
+    "list_chats": {**NO_SESSION, "non_member": 200, "member": 200, "owner": 200},
+    "create_chat": {**NO_SESSION, "non_member": 201, "member": 201, "owner": 201},
+    "get_events": {**NO_SESSION, "non_member": 200, "member": 200, "owner": 200},
+    # The owner's chat: any member may, the creator has no more rights than others.
+    "list_messages": {**NO_SESSION, "non_member": 403, "member": 200, "owner": 200},
+    "send_message": {**NO_SESSION, "non_member": 403, "member": 201, "owner": 201},
+    "rename_chat": {**NO_SESSION, "non_member": 403, "member": 200, "owner": 200},
+    "leave_chat": {**NO_SESSION, "non_member": 403, "member": 200, "owner": 200},
+    "list_members": {**NO_SESSION, "non_member": 403, "member": 200, "owner": 200},
+    "add_member": {**NO_SESSION, "non_member": 403, "member": 201, "owner": 201},
+    "mark_read": {**NO_SESSION, "non_member": 403, "member": 200, "owner": 200},
+    # The owner's message: only its sender deletes it, not another member.
+    "delete_message": {**NO_SESSION, "non_member": 403, "member": 403, "owner": 200},
+}
+
+# get_user answers everyone logged in, but shows the email only to the user and to people who share a chat with them.
+GET_USER_EMAIL_SHOWN = {"non_member": False, "member": True, "owner": True}
+
+NEW_PASSWORD = "a brand new passphrase 42"
+LONG_AGO = datetime.datetime(2000, 1, 1)
+_fresh_names = itertools.count(1)
+
+
+@dataclass
+class Operation:
+    method: str
+    path: str
+    spec: dict
+    parameters: list[dict]
+
+
+@dataclass
+class Scene:
+    """What every cell starts from: the owner's chat with a member in it and the owner's message."""
+
+    app: object
+    owner: Person
+    member: Person
+    stranger: Person
+    chat_id: int
+    message_id: int
+    make_user: Callable[..., Person]
+
+
+@dataclass
+class Caller:
+    client: httpx.Client
+    password: str  # the password this caller would type as "current password": their own, or the one they claim
+
+
+def _resolve(node: dict) -> dict:
+    while "$ref" in node:
+        node = functools.reduce(operator.getitem, node["$ref"].removeprefix("#/").split("/"), SPEC_DOC)
+    return node
+
+
+def _spec_operations() -> list[tuple[str, Operation]]:
+    return [
+        (
+            operation["operationId"],
+            Operation(method.upper(), path, operation, [*item.get("parameters", []), *operation.get("parameters", [])]),
+        )
+        for path, item in SPEC_DOC["paths"].items()
+        for method, operation in item.items()
+        if method in HTTP_METHODS
+    ]
+
+
+OPERATIONS = dict(_spec_operations())
+
+
+# Required parameters, by name: the target of every operation is the owner's chat, message or account.
+PARAMETERS = {
+    "chat_id": lambda scene: scene.chat_id,
+    "user_id": lambda scene: scene.owner.id,
+    "id": lambda scene: scene.message_id,
+}
+
+# Asked for JSON without waiting, the events come as one answer at once instead of a stream.
+EXTRAS = {"get_events": {"headers": {"Accept": "application/json"}, "params": {"timeout": 0}}}
+
+
+def _new_user(scene: Scene, caller: Caller) -> dict:
+    name = f"newcomer{next(_fresh_names)}"
+    return {"name": name, "password": NEW_PASSWORD, "email": f"{name}@example.com"}
+
+
+# A valid form for each request body schema.
+BODIES = {
+    "Credentials": lambda scene, caller: {"name": scene.owner.name, "password": scene.owner.password},
+    "NewUser": _new_user,
+    "PasswordChange": lambda scene, caller: {"current_password": caller.password, "new_password": NEW_PASSWORD},
+    "UserChanges": lambda scene, caller: {"email": "x@example.com"},
+    "ChatTitle": lambda scene, caller: {"title": "t"},
+    "NewMessage": lambda scene, caller: {"content": "hi"},
+    "NewMember": lambda scene, caller: {"name": scene.make_user().name},
+    "ReadUpTo": lambda scene, caller: {"message_id": scene.message_id},
+}
+
+
+def build_request(operation_id: str, scene: Scene, caller: Caller) -> dict:
+    """The operation's request, as httpx.Client.request takes it: required parameters and a valid body."""
+    operation = OPERATIONS[operation_id]
+    extras = EXTRAS.get(operation_id, {})
+    path, params, headers = operation.path, dict(extras.get("params", {})), dict(extras.get("headers", {}))
+    for parameter in map(_resolve, operation.parameters):
+        if not parameter.get("required"):
+            continue
+        value = PARAMETERS[parameter["name"]](scene)
+        if parameter["in"] == "path":
+            path = path.replace("{" + parameter["name"] + "}", str(value))
+        elif parameter["in"] == "query":
+            params[parameter["name"]] = value
+        else:
+            headers[parameter["name"]] = str(value)
+    body = None
+    if "requestBody" in operation.spec:
+        schema = operation.spec["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]
+        body = BODIES[schema["$ref"].rsplit("/", 1)[-1]](scene, caller)
+    return {"method": operation.method, "url": BASE + path, "params": params, "headers": headers, "data": body}
+
+
+def cookie_client(app, user_id: int, token: str) -> httpx.Client:
+    return new_client(app, cookies={"user_id": str(user_id), "token": token})
+
+
+def logged_in_again(scene: Scene) -> httpx.Client:
+    """A second session of the owner's, in a client of its own."""
+    fresh = new_client(scene.app)
+    response = fresh.post("/api/login", data={"name": scene.owner.name, "password": scene.owner.password})
+    assert response.status_code == 200, response.text
+    return fresh
+
+
+def anonymous(scene: Scene) -> Caller:
+    return Caller(new_client(scene.app), scene.owner.password)
+
+
+def forged(scene: Scene) -> Caller:
+    return Caller(cookie_client(scene.app, scene.owner.id, secrets.token_urlsafe(32)), scene.owner.password)
+
+
+def other_user_id(scene: Scene) -> Caller:
+    """The stranger's live token, claiming to be the owner."""
+    token = scene.stranger.client.cookies["token"]
+    return Caller(cookie_client(scene.app, scene.owner.id, token), scene.owner.password)
+
+
+def revoked(scene: Scene) -> Caller:
+    session = logged_in_again(scene)
+    token = session.cookies["token"]
+    assert session.get("/api/logout").status_code == 200
+    return Caller(cookie_client(scene.app, scene.owner.id, token), scene.owner.password)
+
+
+def expired(scene: Scene) -> Caller:
+    """A session long past both its lifetime and its idle timeout."""
+    session = logged_in_again(scene)
+    token_hash = models.Session.hash_token(session.cookies["token"])
+    with models.db.connection_context(), models.db.atomic():
+        changed = (
+            models.Session.update(created_at=LONG_AGO, last_seen_at=LONG_AGO)
+            .where(models.Session.token_hash == token_hash)
+            .execute()
+        )
+    assert changed == 1
+    return Caller(session, scene.owner.password)
+
+
+ACTOR_SETUP: dict[str, Callable[[Scene], Caller]] = {
+    "anonymous": anonymous,
+    "forged": forged,
+    "other_user_id": other_user_id,
+    "revoked": revoked,
+    "expired": expired,
+    "non_member": lambda scene: Caller(scene.stranger.client, scene.stranger.password),
+    "member": lambda scene: Caller(scene.member.client, scene.member.password),
+    "owner": lambda scene: Caller(scene.owner.client, scene.owner.password),
+}
+
+
+def database_state() -> dict[str, list[tuple]]:
+    """Every row of every table, but the idle clock a refused request may still move."""
+    with models.db.connection_context():
+        return {
+            model.__name__: sorted(
+                model.select(*[f for f in model._meta.sorted_fields if f is not models.Session.last_seen_at])
+                .tuples()
+                .iterator(),
+                key=repr,
+            )
+            for model in models.MODELS
+        }
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def shared_app(request, tmp_path_factory):
+    """One app and database per backend for the whole matrix: building an app takes far longer than a cell's requests.
+
+    No cell touches another's state: each builds its own users, chat, message and sessions, and every request targets
+    only those. Registration is not rate-limited here, as every cell registers three or more people.
+    """
+    url = fresh_postgres() if request.param == "postgresql" else f"sqlite:///{tmp_path_factory.mktemp('authz')}/chat.db"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CHAT_REGISTER_RATE", "off")
+        application = create_app(url, validate_responses=True, password_profile="cheapest")
+    yield application
+    models.db.close_all()
+
+
+@pytest.fixture
+def app(shared_app):
+    """conftest's fixtures (make_user, client) use this app too."""
+    return shared_app
+
+
+@pytest.fixture
+def scene(app, make_user, make_chat, send) -> Scene:
+    owner = make_user(password="owner passphrase 42")
+    member = make_user(password="member passphrase 42")
+    stranger = make_user(password="stranger passphrase 42")
+    chat_id = make_chat(owner, "plans", members=(member,))
+    message_id = send(owner, chat_id, "hello")
+    return Scene(app, owner, member, stranger, chat_id, message_id, make_user)
+
+
+def test_matrix_has_a_row_for_every_operation_in_the_spec():
+    spec_ids = [operation_id for operation_id, _ in _spec_operations()]
+    assert len(spec_ids) == len(set(spec_ids)), "an operationId is used twice"
+    assert set(spec_ids) == set(MATRIX)
+    assert all(set(row) == set(ACTORS) for row in MATRIX.values())
+
+
+def test_matrix_refuses_every_secured_operation_without_a_live_session():
+    for operation_id, operation in OPERATIONS.items():
+        if operation.spec.get("security", SPEC_DOC["security"]):
+            assert {actor: MATRIX[operation_id][actor] for actor in NO_SESSION} == NO_SESSION, operation_id
+
+
+def test_matrix_answers_everyone_alike_on_unsecured_operations():
+    for operation_id, operation in OPERATIONS.items():
+        if not operation.spec.get("security", SPEC_DOC["security"]):
+            assert len(set(MATRIX[operation_id].values())) == 1, operation_id
+
+
+@pytest.mark.parametrize("actor", ACTORS)
+@pytest.mark.parametrize("operation_id", OPERATIONS)
+def test_operation_as_actor_gets_its_status(scene, operation_id, actor):
+    assert actor in MATRIX.get(operation_id, {}), f"MATRIX has no {operation_id} cell for {actor}"
+    expected = MATRIX[operation_id][actor]
+    caller = ACTOR_SETUP[actor](scene)
+    request = build_request(operation_id, scene, caller)
+    refused = expected in (401, 403)
+    before = database_state() if refused else None
+
+    response = caller.client.request(**request)
+
+    assert response.status_code == expected, response.text
+    if expected >= 400:
+        assert set(response.json()) == {"error"}
+    if refused:
+        assert database_state() == before, "a refused request changed the database"
+    if operation_id == "get_user" and expected == 200:
+        shown = GET_USER_EMAIL_SHOWN[actor]
+        assert response.json()["user"]["email"] == (f"{scene.owner.name}@example.com" if shown else None)
