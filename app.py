@@ -6,16 +6,18 @@ import contextlib
 import logging
 import os
 import resource
+import sys
 from importlib.metadata import version
 from pathlib import Path
 
 import connexion
+import peewee
 import uvicorn
 import yaml
 from connexion.middleware import MiddlewarePosition
 from connexion.resolver import Resolver
 
-from . import credentials, csrf, events, idempotency, models, privacy, ratelimit
+from . import credentials, csrf, events, idempotency, migrations, models, privacy, ratelimit, shutdown
 from .connections import DEFAULTS as CONNECTION_DEFAULTS
 from .connections import ConnectionLimits
 from .errors import map_errors
@@ -47,6 +49,8 @@ def create_app(
     database_url = database_url or os.environ.get("CHAT_DATABASE_URL", DEFAULT_DATABASE_URL)
     models.init_db(
         database_url,
+        # chat-server has migrated before starting the workers (or, with --no-migrate, they only check).
+        migrate=os.environ.get("CHAT_MIGRATE", "1") != "0",
         password_profile=password_profile or os.environ.get("CHAT_PASSWORD_PROFILE", "secure"),
         hash_concurrency=int(os.environ.get("CHAT_HASH_CONCURRENCY", DEFAULT_CONCURRENCY)),
     )
@@ -83,7 +87,9 @@ def create_app(
 
 @contextlib.asynccontextmanager
 async def background_work(app):
-    """What runs beside the requests while the server is up: pruning the event log and expired idempotency keys."""
+    """What runs beside the requests while the server is up: pruning the event log and expired idempotency keys,
+    and watching for the signal to stop (readiness turns 503)."""
+    shutdown.watch()
     pruning = [
         asyncio.create_task(events.prune_forever(), name="event pruning"),
         asyncio.create_task(idempotency.prune_forever(), name="idempotency key pruning"),
@@ -113,8 +119,49 @@ def positive_int(text: str) -> int:
     return value
 
 
+def prepare_schema(database_url: str, migrate: bool) -> None:
+    """Migrate once, before uvicorn starts the workers (whose create_app then finds nothing to do); with
+    --no-migrate, refuse a database that is behind rather than serve 500s."""
+    database = models.connect(database_url)
+    try:
+        if migrate:
+            print(migrations.describe(migrations.upgrade(database), database), flush=True)
+        else:
+            migrations.require_latest(database)
+    finally:
+        database.close_all()
+
+
+def migrate_command(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(
+        prog="chat-server migrate",
+        description="Bring the database's schema up to date, then exit. Safe beside running servers and from "
+        "several hosts at once: migrations take turns on a lock, and each runs once.",
+    )
+    parser.add_argument(
+        "--database",
+        default=os.environ.get("CHAT_DATABASE_URL", DEFAULT_DATABASE_URL),
+        help="sqlite:///path/to/file.db (default: %(default)s) or postgresql://user@host:5432/name (CHAT_DATABASE_URL)",
+    )
+    args = parser.parse_args(argv)
+    database = models.connect(args.database)
+    try:
+        print(migrations.describe(migrations.upgrade(database), database))
+    except peewee.OperationalError as exc:
+        parser.exit(1, f"chat-server migrate: {exc}\n")
+    finally:
+        database.close_all()
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="chat-server", description="Serve the chat API with uvicorn.")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["migrate"]:
+        migrate_command(argv[1:])
+        return
+    parser = argparse.ArgumentParser(
+        prog="chat-server",
+        description="Serve the chat API with uvicorn. `chat-server migrate` upgrades the database's schema only.",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
@@ -132,6 +179,13 @@ def main(argv: list[str] | None = None) -> None:
         "CHAT_DATABASE_URL",
         DEFAULT_DATABASE_URL,
         help="sqlite:///path/to/file.db (default: %(default)s) or postgresql://user@host:5432/name",
+    )
+    parser.add_argument(
+        "--no-migrate",
+        dest="migrate",
+        action="store_false",
+        help="do not upgrade the database's schema at start (run `chat-server migrate` yourself); refuse to start "
+        "if it is behind",
     )
     parser.add_argument("--workers", type=int, default=1)
     setting(
@@ -238,7 +292,11 @@ def main(argv: list[str] | None = None) -> None:
     allow_more_open_files(args.max_connections)
     if args.workers > 1 and args.rate_limit_storage.startswith("memory://"):
         log.warning("rate limits in memory:// are per worker; with --workers %d use redis://", args.workers)
-    models.init_db(args.database)
+    os.environ["CHAT_MIGRATE"] = "1" if args.migrate else "0"
+    try:
+        prepare_schema(args.database, args.migrate)
+    except (migrations.SchemaBehind, peewee.OperationalError) as exc:
+        parser.error(str(exc))
     uvicorn.run(
         f"{__name__}:create_app",
         factory=True,

@@ -3,11 +3,14 @@
 import contextlib
 import datetime
 import hashlib
+import itertools
 import json
 import logging
+import re
 import secrets
 import sqlite3
 import threading
+import weakref
 from time import perf_counter, sleep
 from urllib.parse import urlparse
 
@@ -30,14 +33,13 @@ from peewee import (
     TextField,
     Tuple,
     Value,
-    chunked,
     fn,
 )
 from playhouse.db_url import parse as parse_db_url
-from playhouse.migrate import SchemaMigrator, migrate
-from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
+from playhouse.pool import PooledSqliteDatabase
 
-from . import names
+from . import green, migrations, names
+from .green import GreenPostgresqlDatabase
 from .passwords import DEFAULT_CONCURRENCY, Passwords
 
 log = logging.getLogger("chat")
@@ -157,68 +159,23 @@ def connect(url: str):
         kwargs.setdefault("check_same_thread", False)
         return SqliteSerializedWrites(max_connections=64, stale_timeout=300, **kwargs)
     if scheme in ("postgres", "postgresql", "postgres+pool", "postgresql+pool"):
-        return PooledPostgresqlDatabase(max_connections=64, stale_timeout=300, **kwargs)
+        green.install()  # requests query on the event loop (green.py); threads still block as before
+        return GreenPostgresqlDatabase(max_connections=64, stale_timeout=300, **kwargs)
     raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:/// or postgresql://")
 
 
-def init_db(
-    url: str, create_tables: bool = True, password_profile: str = "secure", hash_concurrency: int | None = None
-):
+def init_db(url: str, migrate: bool = True, password_profile: str = "secure", hash_concurrency: int | None = None):
+    """Bind the models to the database at `url`, first bringing its schema up to date (migrations.py), or with
+    migrate=False refusing one that is behind (migrations.SchemaBehind)."""
     global passwords
     passwords = Passwords(password_profile, hash_concurrency or DEFAULT_CONCURRENCY)
     database = connect(url)
     db.initialize(database)
-    if create_tables:
-        with db.connection_context():
-            # Columns first: creating the tables of an older database also creates indexes on the new columns.
-            add_missing_columns()
-            backfill_name_keys()
-            db.create_tables(MODELS, safe=True)
+    if migrate:
+        migrations.upgrade(database)
+    else:
+        migrations.require_latest(database)
     return database
-
-
-def add_missing_columns() -> None:
-    """Bring a database made by an older version up to date: add the columns its tables lack."""
-    migrator = SchemaMigrator.from_database(db.obj)
-    existing = set(db.get_tables())
-    for model in MODELS:
-        table = model._meta.table_name
-        if table not in existing:
-            continue
-        present = {column.name for column in db.get_columns(table)}
-        missing = [field for field in model._meta.sorted_fields if field.column_name not in present]
-        if missing:
-            with db.atomic():
-                migrate(*(migrator.add_column(table, field.column_name, field) for field in missing))
-
-
-def backfill_name_keys() -> None:
-    """Key the names of users from before name keys, oldest account first.
-
-    An account whose name looks like an older one's keeps no key: it still logs in by its exact name, and the
-    warning names it so that someone can rename or delete one of the two (README, "Names").
-    """
-    if not User.table_exists():
-        return
-    pending = User.select(User.id, User.name).where(User.name_key.is_null()).order_by(User.id)
-    clashes = []
-    with db.atomic():
-        for batch in chunked(list(pending), 500):
-            keys = {user.id: names.lookup_key(user.name) for user in batch}
-            holders = dict(User.select(User.name_key, User.id).where(User.name_key.in_(set(keys.values()))).tuples())
-            keyed = []
-            for user in batch:
-                key = keys[user.id]
-                if key in holders:
-                    clashes.append(f"{user.id} looks like {holders[key]}")
-                elif key is not None:
-                    holders[key] = user.id
-                    user.name_key = key
-                    keyed.append(user)
-            if keyed:
-                User.bulk_update(keyed, fields=[User.name_key])
-    if clashes:
-        log.warning("user names that look like older ones (README, Names): %s", ", ".join(clashes))
 
 
 def queries_are_local() -> bool:
@@ -245,11 +202,18 @@ class Statement:
     On the hot paths building the SQL cost more than running these indexed lookups. The text still
     comes from Peewee, so it stays parametrized and right for SQLite and PostgreSQL alike; the
     parameters are passed in the order the built query binds them.
+
+    With `prepared`, PostgreSQL plans the statement once per connection (PREPARE, then EXECUTE): planning the
+    chat list took 1.2 ms of the server's time against 0.5 ms to run it. Only statements whose parameter types
+    PostgreSQL can infer from the columns they meet are prepared; a value in a SELECT list has no such column.
     """
 
-    def __init__(self, build):
+    _names = itertools.count(1)
+
+    def __init__(self, build, prepared: bool = False):
         self._build = build
         self._sql: dict[type, tuple[str, int]] = {}
+        self._name = f"chat_statement_{next(self._names)}" if prepared else None
 
     def execute(self, *params):
         database = db.obj
@@ -260,13 +224,41 @@ class Statement:
         sql, expected = compiled
         if len(params) != expected:
             raise TypeError(f"statement takes {expected} parameters, got {len(params)}")
+        if self._name is not None and isinstance(database, PostgresqlDatabase):
+            return self._execute_prepared(database, sql, params)
         return database.execute_sql(sql, params)
+
+    def _execute_prepared(self, database, sql: str, params: tuple):
+        connection = database.connection()
+        prepared = _PREPARED.setdefault(connection, set())
+        if self._name not in prepared:
+            types = [_PARAMETER_TYPES.get(type(value)) for value in params]
+            if None in types:  # a type this does not name (a NULL, say): plan it as any other query
+                return database.execute_sql(sql, params)
+            # The parameters are typed by their Python values, not inferred from the columns they meet: a cursor
+            # such as before=9223372036854775807 must stay a bigint beside an integer id column.
+            numbers = itertools.count(1)
+            numbered = re.sub(r"%s", lambda _: f"${next(numbers)}", sql).replace("%%", "%")
+            signature = f"({', '.join(types)})" if types else ""
+            # Once per connection, so not one of a request's queries (it does not go through execute_sql).
+            connection.cursor().execute(f"PREPARE {self._name}{signature} AS {numbered}")
+            prepared.add(self._name)
+        placeholders = ", ".join(["%s"] * len(params))
+        return database.execute_sql(
+            f"EXECUTE {self._name}({placeholders})" if params else f"EXECUTE {self._name}", params
+        )
 
     def rows(self, *params) -> list[tuple]:
         return self.execute(*params).fetchall()
 
     def first(self, *params) -> tuple | None:
         return self.execute(*params).fetchone()
+
+
+# PostgreSQL's types for the Python values prepared statements take.
+_PARAMETER_TYPES = {int: "bigint", str: "text", bool: "boolean", datetime.datetime: "timestamp"}
+# The statements each PostgreSQL connection has prepared, by connection.
+_PREPARED: "weakref.WeakKeyDictionary[object, set[str]]" = weakref.WeakKeyDictionary()
 
 
 class UTCDateTimeField(DateTimeField):
@@ -304,7 +296,7 @@ class User(BaseModel):
     id = NeverReusedIdField()
     name = CharField(max_length=64, unique=True)
     # What makes look-alike names one name (names.py); a key is up to KEY_EXPANSION times its name's length.
-    # NULL only for an account from before keys whose name looks like an older account's (backfill_name_keys).
+    # NULL only for an account from before keys whose name looks like an older account's (migrations.py).
     name_key = CharField(max_length=names.KEY_LENGTH, null=True, unique=True)
     email = CharField(max_length=254)
     password_hash = CharField(max_length=255)
@@ -1021,12 +1013,15 @@ _SESSION_USER = Statement(
         Session.token_hash == "",
         Session.created_at > utcnow(),
         fn.COALESCE(Session.last_seen_at, Session.created_at) > utcnow(),
-    )
+    ),
+    prepared=True,
 )
-_MEMBERSHIP = Statement(lambda: Membership.select(Membership.id).where(Membership.user == 0, Membership.chat == 0))
-_CHAT_LISTING = Statement(_chat_listing)
-_MESSAGES_NEWEST_FIRST = Statement(lambda: _messages_between(Message.id.desc()))
-_MESSAGES_OLDEST_FIRST = Statement(lambda: _messages_between(Message.id.asc()))
+_MEMBERSHIP = Statement(
+    lambda: Membership.select(Membership.id).where(Membership.user == 0, Membership.chat == 0), prepared=True
+)
+_CHAT_LISTING = Statement(_chat_listing, prepared=True)
+_MESSAGES_NEWEST_FIRST = Statement(lambda: _messages_between(Message.id.desc()), prepared=True)
+_MESSAGES_OLDEST_FIRST = Statement(lambda: _messages_between(Message.id.asc()), prepared=True)
 
 
 def _send_message():
@@ -1061,6 +1056,8 @@ _MOVE_READ_MARKER = Statement(
 _RECORD_EVENT = Statement(
     lambda: Event.insert(kind="", chat_id=0, user_id=0, session_id=0, data="", time=utcnow()).returning(Event.id)
 )
-_EVENTS_AFTER = Statement(lambda: Event.select(*ROW_FIELDS).where(Event.id > 0).order_by(Event.id).limit(1))
+_EVENTS_AFTER = Statement(
+    lambda: Event.select(*ROW_FIELDS).where(Event.id > 0).order_by(Event.id).limit(1), prepared=True
+)
 
 MODELS = [User, Session, Chat, Membership, Message, DeletedChat, Event, PrunedEvents, IdempotencyKey]

@@ -6,7 +6,7 @@ import inspect
 import anyio
 from connexion.context import context
 
-from . import events, models
+from . import events, green, models
 from .handlers import is_hashing, is_threaded, is_writer
 
 
@@ -19,8 +19,9 @@ def in_request_scope(handler, inline: bool):
 
     - `@hashes` handlers (login, register) wait on the event loop for a hashing turn, then run in the
       threadpool: a flood of logins never holds more pool threads than there are turns;
-    - `@threaded` handlers (they hash a password or delete without bound) and everything on
-      PostgreSQL, where a query is a network round trip, run in the threadpool;
+    - `@threaded` handlers (they hash a password or delete without bound) run in the threadpool;
+    - on PostgreSQL everything else runs on the event loop too, in a greenlet that waits for the
+      database's answers without blocking the loop (green.py);
     - `@writes` handlers run in the threadpool while another thread holds the write lock, since
       they would wait for it and stall every request; a read never waits for a writer in WAL mode;
     - any handler whose write transaction cannot start at once all the same (the lock was taken
@@ -33,7 +34,9 @@ def in_request_scope(handler, inline: bool):
 
         @functools.wraps(handler)
         async def run_async(**kwargs):
-            kwargs["user"] = context["token_info"]["user_id"]["sub"]
+            token_info = context.get("token_info")
+            if token_info:
+                kwargs["user"] = token_info["user_id"]["sub"]
             return await handler(**kwargs)
 
         return run_async
@@ -58,8 +61,15 @@ def in_request_scope(handler, inline: bool):
                 return await anyio.to_thread.run_sync(functools.partial(run, **kwargs))
 
         return run_in_its_turn
-    if not inline or is_threaded(handler):
+    if is_threaded(handler):
         return run
+    if not inline:
+
+        @functools.wraps(handler)
+        async def run_in_greenlet(**kwargs):
+            return await green.run(run, **kwargs)
+
+        return run_in_greenlet
     writes = is_writer(handler)
 
     @functools.wraps(handler)

@@ -2,11 +2,10 @@
 
 import re
 
-import anyio
 from connexion.context import request
 from starlette.responses import JSONResponse
 
-from .. import credentials, ratelimit
+from .. import credentials, green, ratelimit
 from ..models import MAX_ID, Session, User, db, queries_are_local
 from . import BadRequest, hashes, own_account, threaded, writes
 
@@ -42,7 +41,7 @@ async def check_token_cookie(value: str, request) -> dict | None:
         with db.obj.never_waiting():
             session = live()
     else:
-        session = await anyio.to_thread.run_sync(live)
+        session = await green.run(live)  # on the event loop, waiting for PostgreSQL without a thread
     if session is None:
         return None
     return {"sub": user["sub"], "token": value, "session": session}

@@ -3,6 +3,7 @@
     python load/benchmark.py throughput        # floor vs GET /api/chats, GET /api/chats/{id}?limit=20, send
     python load/benchmark.py growth            # p50/p99 of both reads at 10,000 and at 1,000,000 messages
     python load/benchmark.py scale-out         # two workers on SQLite; one and two on PostgreSQL (--postgres URL)
+    python load/benchmark.py postgres          # one worker: PostgreSQL against SQLite and the GET and POST floors
     python load/benchmark.py realtime          # event streams: delivery latency, memory per idle stream
     python load/benchmark.py all
 
@@ -174,6 +175,43 @@ def scale_out(args, workdir: Path) -> None:
     print("|---|---:|---:|---:|---:|")
     for label, r in rows:
         print(f"| {label} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']} |")
+
+
+def postgres_vs_sqlite(args, workdir: Path) -> None:
+    """One worker each, in one run: the GET and POST floors, then the three endpoints on SQLite and on PostgreSQL."""
+    floors = {}
+    cookie = "user_id=1; token=" + "A" * 43
+    for label, factory, path, form in (
+        ("GET", "connexion_async_floor", "/api/chats", ""),
+        ("POST", "connexion_post_floor", "/api/chats/1", "content=hello%20there"),
+    ):
+        with serve(floor_server(factory), "/api/openapi.json", workdir) as url:
+            wrk(url + path, cookie, post_form=form, duration=2, connections=args.connections)
+            floors[label] = wrk(
+                url + path, cookie, post_form=form, duration=args.duration, connections=args.connections
+            )
+    sqlite_url = f"sqlite:///{workdir / 'versus.db'}"
+    seed(sqlite_url, users=2, chats=10, messages=200, members_per_chat=2)
+    sqlite_rows = chat_endpoints(args, workdir, chat_server(sqlite_url))
+    reset_postgres(args.postgres)
+    seed(args.postgres, users=2, chats=10, messages=200, members_per_chat=2)
+    postgres_rows = chat_endpoints(args, workdir, chat_server(args.postgres))
+    print(f"\nPostgreSQL against SQLite: one uvicorn worker each, wrk -t1 -c{args.connections} -d{args.duration}s\n")
+    print("| Endpoint | floor req/s | SQLite req/s (vs floor) | PostgreSQL req/s (vs floor) | PostgreSQL / SQLite |")
+    print("|---|---:|---:|---:|---:|")
+    for (label, lite), (_, pg) in zip(sqlite_rows, postgres_rows, strict=True):
+        floor = floors["POST" if label.startswith("POST") else "GET"]["rps"]
+        print(
+            f"| {label} | {floor:,.0f} | {lite['rps']:,.0f} ({lite['rps'] / floor:.2f}) "
+            f"| {pg['rps']:,.0f} ({pg['rps'] / floor:.2f}) | {pg['rps'] / lite['rps']:.0%} |"
+        )
+    print("\n| Endpoint | SQLite p50 / p99 ms | PostgreSQL p50 / p99 ms | errors |")
+    print("|---|---:|---:|---:|")
+    for (label, lite), (_, pg) in zip(sqlite_rows, postgres_rows, strict=True):
+        print(
+            f"| {label} | {lite['p50']:.2f} / {lite['p99']:.2f} | {pg['p50']:.2f} / {pg['p99']:.2f} "
+            f"| {lite['errors'] + pg['errors']} |"
+        )
 
 
 def reset_postgres(url: str) -> None:
@@ -360,14 +398,14 @@ def counts(text: str) -> list[int]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("which", choices=["throughput", "growth", "scale-out", "realtime", "all"])
+    parser.add_argument("which", choices=["throughput", "growth", "scale-out", "postgres", "realtime", "all"])
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement (default %(default)s)")
     parser.add_argument("--connections", type=int, default=32, help="for throughput (default %(default)s)")
     parser.add_argument("--growth-connections", type=int, default=4, help="for growth (default %(default)s)")
     parser.add_argument(
         "--postgres",
         default="postgresql://postgres@127.0.0.1:5432/chat_bench",
-        help="for scale-out; its public schema is dropped (default %(default)s)",
+        help="for scale-out and postgres; its public schema is dropped (default %(default)s)",
     )
     realtime_options = parser.add_argument_group("realtime")
     realtime_options.add_argument(
@@ -399,6 +437,8 @@ def main(argv=None) -> None:
             growth(args, Path(tmp))
         if args.which in ("scale-out", "all"):
             scale_out(args, Path(tmp))
+        if args.which in ("postgres", "all"):
+            postgres_vs_sqlite(args, Path(tmp))
         if args.which in ("realtime", "all"):
             realtime(args, Path(tmp))
 

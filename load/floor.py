@@ -4,7 +4,9 @@
 schemes and cookie checks (all but the database lookup of the session), with a plain (sync) handler, which
 Connexion runs in its threadpool.
 `connexion_async_floor()` is the same with an `async def` handler, which runs on the event loop, as the chat
-handlers do on SQLite. `starlette_floor()` is bare Starlette serving the same JSON. All are uvicorn factories:
+handlers do on SQLite. `connexion_post_floor()` is the floor for writes: a send's form (`content`, validated by the
+chat API's own form validator) behind the same security, answered 201 by an `async def` handler with no database.
+`starlette_floor()` is bare Starlette serving the same JSON. All are uvicorn factories:
 
     uvicorn --factory load.floor:connexion_floor
 """
@@ -12,13 +14,16 @@ handlers do on SQLite. `starlette_floor()` is bare Starlette serving the same JS
 import copy
 
 import connexion
+import yaml
 from connexion.utils import get_function_from_name
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from chat_server.app import SPEC as CHAT_SPEC
 from chat_server.app import CookieApiKeyHandler
 from chat_server.handlers.auth import TOKEN_SHAPE, check_user_id_cookie
+from chat_server.validation import CACHED_VALIDATORS
 
 CHATS = {
     "chats": [
@@ -60,8 +65,27 @@ SPEC = {
                 "operationId": "load.floor.list_chats",
                 "responses": {"200": {"description": "chats", "content": {"application/json": {"schema": {}}}}},
             }
-        }
+        },
+        "/chats/{chat_id}": {
+            "post": {
+                "operationId": "load.floor.send_message",
+                "parameters": [
+                    {"name": "chat_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/x-www-form-urlencoded": {"schema": {"$ref": "#/components/schemas/NewMessage"}}
+                    },
+                },
+                "responses": {"201": {"description": "sent", "content": {"application/json": {"schema": {}}}}},
+            }
+        },
     },
+}
+# The send's form schema, exactly as the chat API declares it.
+SPEC["components"]["schemas"] = {
+    "NewMessage": yaml.safe_load(CHAT_SPEC.read_text())["components"]["schemas"]["NewMessage"]
 }
 
 
@@ -90,11 +114,15 @@ async def list_chats_async() -> dict:
     return CHATS
 
 
+async def send_message(chat_id: int, body: dict):
+    return {"status": "ok", "id": 1}, 201
+
+
 def _floor(operation_id: str) -> connexion.AsyncApp:
     app = connexion.AsyncApp(__name__, security_map={"apiKey": FloorApiKeyHandler})
     spec = copy.deepcopy(SPEC)
     spec["paths"]["/chats"]["get"]["operationId"] = operation_id
-    app.add_api(spec)
+    app.add_api(spec, strict_validation=True, validator_map=CACHED_VALIDATORS)
     return app
 
 
@@ -103,6 +131,11 @@ def connexion_floor() -> connexion.AsyncApp:
 
 
 def connexion_async_floor() -> connexion.AsyncApp:
+    return _floor("load.floor.list_chats_async")
+
+
+def connexion_post_floor() -> connexion.AsyncApp:
+    """The same app; its POST /api/chats/{chat_id} is the floor for a send."""
     return _floor("load.floor.list_chats_async")
 
 

@@ -2,6 +2,7 @@
 
 import contextlib
 import dataclasses
+import os
 import shutil
 import socket
 import subprocess
@@ -16,12 +17,14 @@ import httpx
 
 START_TIMEOUT_SECONDS = 30
 STOP_TIMEOUT_SECONDS = 10
+# Set to a running server's URL (`tox -e cluster` sets HAProxy's) to run the black-box tests against it instead.
+SERVER_URL_VARIABLE = "CHAT_TEST_SERVER_URL"
 
 
 @dataclass(frozen=True)
 class LiveServer:
     url: str
-    log_path: Path
+    log_path: Path | None = None
     database_path: Path | None = None
     process: subprocess.Popen | None = None
 
@@ -30,7 +33,13 @@ class LiveServer:
         return self.url + "/api"
 
     def log(self) -> str:
+        if self.log_path is None:
+            raise RuntimeError(f"the server at {self.url} was not started here, so its log is not here")
         return self.log_path.read_text(errors="replace")
+
+    @property
+    def started_here(self) -> bool:
+        return self.process is not None
 
 
 def chat_server_command() -> list[str]:
@@ -94,3 +103,18 @@ def live_server(*options: str) -> Iterator[LiveServer]:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
+
+
+def remote_server_url() -> str | None:
+    return os.environ.get(SERVER_URL_VARIABLE, "").rstrip("/") or None
+
+
+@contextlib.contextmanager
+def live_or_remote_server(*options: str) -> Iterator[LiveServer]:
+    """The server at CHAT_TEST_SERVER_URL when that is set (it must already run with the equivalent of `options`),
+    otherwise a fresh live_server(*options)."""
+    if url := remote_server_url():
+        yield LiveServer(url=url)
+        return
+    with live_server(*options) as running:
+        yield running

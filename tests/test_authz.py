@@ -28,6 +28,9 @@ MATRIX = {
     # Unsecured (`security: []`): cookies are ignored and the form decides; it is valid for everyone here.
     "login": dict.fromkeys(ACTORS, 200),
     "register_user": dict.fromkeys(ACTORS, 201),
+    # Health checks for load balancers: no session needed, none looked at.
+    "get_health": dict.fromkeys(ACTORS, 200),
+    "get_ready": dict.fromkeys(ACTORS, 200),
     # Each logged-in actor ends their own session.
     "logout": {**NO_SESSION, "non_member": 200, "member": 200, "owner": 200},
     "end_session": {**NO_SESSION, "non_member": 200, "member": 200, "owner": 200},

@@ -8,7 +8,7 @@ import unicodedata
 
 import pytest
 
-from chat_server import models, names
+from chat_server import migrations, models, names
 from chat_server.app import create_app
 from tests.conftest import SPEC_DOC, new_client
 
@@ -126,6 +126,7 @@ def test_init_db_keys_legacy_names_and_keeps_look_alike_duplicates(database_url,
     with models.db.connection_context():
         models.db.execute_sql("DROP INDEX user_name_key")
         models.db.execute_sql('ALTER TABLE "user" DROP COLUMN name_key')
+        models.db.execute_sql(f"DROP TABLE {migrations.TABLE}")  # made before versions were recorded
         legacy_id = models.User.insert(
             name="Alice", email="a@example.com", password_hash=models.passwords.hash("other horse")
         ).execute()

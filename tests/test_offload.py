@@ -30,7 +30,7 @@ WRITERS = {
     "add_member",
     "mark_read",
 }
-READERS = {"get_user", "list_chats", "list_messages", "list_members", "get_events"}
+READERS = {"get_user", "list_chats", "list_messages", "list_members", "get_events", "get_health", "get_ready"}
 # They hash a password, or delete an unbounded number of rows.
 THREADED = {"login", "register_user", "change_password", "end_session", "leave_chat", "delete_user"}
 

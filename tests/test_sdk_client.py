@@ -155,6 +155,8 @@ def test_generated_client_has_a_module_per_operation(sdk):
     operations = [
         "auth.login",
         "auth.logout",
+        "auth.end_session",
+        "auth.change_password",
         "users.register_user",
         "users.get_user",
         "users.update_user",
@@ -170,6 +172,8 @@ def test_generated_client_has_a_module_per_operation(sdk):
         "members.add_member",
         "chats.mark_read",
         "events.get_events",
+        "operations.get_health",
+        "operations.get_ready",
     ]
     for operation in operations:
         module = importlib.import_module(f"{PACKAGE}.api.{operation}")

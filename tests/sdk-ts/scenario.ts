@@ -165,7 +165,8 @@ const found = expectData(
   200,
   "get_user by name",
 );
-assert.deepEqual(found.user, { id: bob.id, name: "bob", email: "bob@example.com" });
+// A stranger sees no email (--email-visibility contacts, the default); a co-member does, below.
+assert.deepEqual(found.user, { id: bob.id, name: "bob", email: null });
 
 step("alice creates a chat and adds bob");
 const createdChat = await alice.session.api.POST("/chats", { body: { title: "general" }, ...FORM });
@@ -192,6 +193,12 @@ assert.deepEqual(members.members, [
   { id: alice.id, name: "alice" },
   { id: bob.id, name: "bob" },
 ]);
+const contact = expectData(
+  await alice.session.api.GET("/user/{user_id}", { params: { path: { user_id: bob.id } } }),
+  200,
+  "get_user of a co-member",
+);
+assert.equal(contact.user.email, "bob@example.com");
 
 step("alice and bob send messages both ways");
 const lines: [Person, string][] = [

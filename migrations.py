@@ -1,0 +1,339 @@
+"""Versioned schema migrations: a database records the ones it has run, and the rest run under a lock at start or
+through `chat-server migrate`, so that several workers or hosts starting at once take turns.
+
+Each migration is a function in STEPS; its position is its version and its name is its function's name. To change
+the schema, append a function with a docstring that says what it changes and why; never edit one that has shipped.
+A migration describes the tables as they were at its version with models of its own (frozen: models.py moves on)
+and only adds what is missing. That makes every step idempotent, so a database made by a version from before this
+table (by create_tables and models.add_missing_columns) is brought up to date by running all of them.
+"""
+
+import contextlib
+import datetime
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from peewee import (
+    SQL,
+    AutoField,
+    BigAutoField,
+    BigIntegerField,
+    CharField,
+    DateTimeField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    NodeList,
+    SqliteDatabase,
+    TextField,
+    chunked,
+    fn,
+)
+from playhouse.migrate import SchemaMigrator, make_index_name, migrate
+
+from . import names
+
+log = logging.getLogger("chat")
+TABLE = "schema_migration"
+LOCK_KEY = 0x63686D67  # "chmg": PostgreSQL's advisory lock for migrations
+
+
+class SchemaBehind(RuntimeError):
+    """The database lacks migrations this server needs, and it was told not to run them."""
+
+
+class Schema:
+    """What a migration works with: the database, and steps that do nothing when what they add is there."""
+
+    def __init__(self, database):
+        self.database = database
+        self.migrator = SchemaMigrator.from_database(database)
+
+    def create_tables(self, *tables: type[Model]) -> None:
+        """Create the tables that are missing, and whatever indexes of theirs are missing."""
+        self.database.bind(tables)
+        self.database.create_tables(tables, safe=True)
+
+    def add_column(self, table: str, column: str, field) -> None:
+        if column not in {existing.name for existing in self.database.get_columns(table)}:
+            migrate(self.migrator.add_column(table, column, field))
+
+    def add_index(self, table: str, columns: tuple[str, ...], unique: bool = False) -> None:
+        """Add the index under the name Peewee gives a model's index on these columns."""
+        if make_index_name(table, columns) not in {index.name for index in self.database.get_indexes(table)}:
+            migrate(self.migrator.add_index(table, columns, unique))
+
+
+class NeverReusedId(AutoField):
+    """A frozen copy of models.NeverReusedIdField: SQLite needs AUTOINCREMENT never to hand an id out twice."""
+
+    def ddl(self, ctx):
+        node = super().ddl(ctx)
+        if isinstance(self.model._meta.database, SqliteDatabase):
+            return NodeList((node, SQL("AUTOINCREMENT")))
+        return node
+
+
+class NeverReusedBigId(NeverReusedId):
+    field_type = BigAutoField.field_type
+
+
+def initial_schema(schema: Schema) -> None:
+    """Users, sessions, chats, memberships, messages and deleted chats, as they were before the event log."""
+
+    class User(Model):
+        id = NeverReusedId()
+        name = CharField(max_length=64, unique=True)
+        email = CharField(max_length=254)
+        password_hash = CharField(max_length=255)
+
+        class Meta:
+            table_name = "user"
+
+    class Session(Model):
+        user = ForeignKeyField(User, on_delete="CASCADE")
+        token_hash = CharField(max_length=64, unique=True)
+        created_at = DateTimeField()
+
+        class Meta:
+            table_name = "session"
+
+    class Chat(Model):
+        id = NeverReusedId()
+        title = CharField(max_length=200)
+        created_at = DateTimeField()
+
+        class Meta:
+            table_name = "chat"
+
+    class Membership(Model):
+        chat = ForeignKeyField(Chat, on_delete="CASCADE")
+        user = ForeignKeyField(User, on_delete="CASCADE")
+        joined_at = DateTimeField()
+
+        class Meta:
+            table_name = "membership"
+            indexes = ((("user", "chat"), True),)
+
+    class Message(Model):
+        id = NeverReusedId()
+        chat = ForeignKeyField(Chat, on_delete="CASCADE", index=False)
+        sender_id = IntegerField()
+        content = TextField()
+        time = DateTimeField()
+
+        class Meta:
+            table_name = "message"
+            indexes = ((("chat", "id"), False),)
+
+    class DeletedChat(Model):
+        chat = ForeignKeyField(Chat, primary_key=True, on_delete="CASCADE")
+
+        class Meta:
+            table_name = "deletedchat"
+
+    schema.create_tables(User, Session, Chat, Membership, Message, DeletedChat)
+
+
+def events_and_read_markers(schema: Schema) -> None:
+    """The event log that streams read (with the newest id pruning deleted), and each member's read marker."""
+
+    class Event(Model):
+        id = NeverReusedBigId()
+        kind = CharField(max_length=32)
+        chat_id = IntegerField(null=True)
+        user_id = IntegerField(null=True)
+        session_id = IntegerField(null=True)
+        data = TextField()
+        time = DateTimeField()
+
+        class Meta:
+            table_name = "event"
+            indexes = ((("chat_id", "id"), False), (("user_id", "id"), False))
+
+    class PrunedEvents(Model):
+        id = IntegerField(primary_key=True)
+        through = BigIntegerField()
+
+        class Meta:
+            table_name = "prunedevents"
+
+    schema.create_tables(Event, PrunedEvents)
+    schema.add_column("membership", "last_read_id", IntegerField(null=True))
+
+
+def accounts_and_idempotency_keys(schema: Schema) -> None:
+    """Look-alike names are one name (a unique key, filled in for older accounts first), sessions time out when
+    idle, and requests with an Idempotency-Key keep their responses."""
+    # names.KEY_LENGTH when this shipped: a key is up to 18 times the 64 characters of its name.
+    schema.add_column("user", "name_key", CharField(max_length=64 * 18, null=True))
+    key_legacy_names(schema.database)
+    schema.add_index("user", ("name_key",), unique=True)
+    schema.add_column("session", "last_seen_at", DateTimeField(null=True))
+
+    class IdempotencyKey(Model):
+        user_id = IntegerField()
+        key = CharField(max_length=128)
+        request_hash = CharField(max_length=64)
+        status = IntegerField(null=True)
+        body = TextField(null=True)
+        location = TextField(null=True)
+        created_at = DateTimeField()
+
+        class Meta:
+            table_name = "idempotencykey"
+            indexes = ((("user_id", "key"), True), (("created_at",), False))
+
+    schema.create_tables(IdempotencyKey)
+
+
+def key_legacy_names(database) -> None:
+    """Key the names of users from before name keys, oldest account first.
+
+    An account whose name looks like an older one's keeps no key: it still logs in by its exact name, and the
+    warning names it so that someone can rename or delete one of the two (README, "Names").
+    """
+
+    class User(Model):
+        id = AutoField()
+        name = CharField()
+        name_key = CharField(null=True)
+
+        class Meta:
+            table_name = "user"
+
+    database.bind([User])
+    pending = User.select(User.id, User.name).where(User.name_key.is_null()).order_by(User.id)
+    clashes = []
+    for batch in chunked(list(pending), 500):
+        keys = {user.id: names.lookup_key(user.name) for user in batch}
+        holders = dict(User.select(User.name_key, User.id).where(User.name_key.in_(set(keys.values()))).tuples())
+        keyed = []
+        for user in batch:
+            key = keys[user.id]
+            if key in holders:
+                clashes.append(f"{user.id} looks like {holders[key]}")
+            elif key is not None:
+                holders[key] = user.id
+                user.name_key = key
+                keyed.append(user)
+        if keyed:
+            User.bulk_update(keyed, fields=[User.name_key])
+    if clashes:
+        log.warning("user names that look like older ones (README, Names): %s", ", ".join(clashes))
+
+
+STEPS: list[Callable[[Schema], None]] = [
+    initial_schema,
+    events_and_read_markers,
+    accounts_and_idempotency_keys,
+]
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    apply: Callable[[Schema], None]
+
+    def __str__(self) -> str:
+        return f"{self.version} {self.name}"
+
+
+MIGRATIONS = [Migration(version, step.__name__.replace("_", " "), step) for version, step in enumerate(STEPS, 1)]
+LATEST = len(MIGRATIONS)
+
+
+def _history(database) -> type[Model]:
+    """The table of migrations run, bound to this database."""
+
+    class AppliedMigration(Model):
+        version = IntegerField(primary_key=True)
+        name = CharField(max_length=200)
+        applied_at = DateTimeField()
+
+        class Meta:
+            table_name = TABLE
+
+    database.bind([AppliedMigration])
+    return AppliedMigration
+
+
+def version(database) -> int:
+    """The newest migration the database has run; 0 for an empty one, or one from before this table."""
+    if not database.table_exists(TABLE):
+        return 0
+    history = _history(database)
+    return history.select(fn.MAX(history.version)).scalar() or 0
+
+
+@contextlib.contextmanager
+def _one_at_a_time(database):
+    """A transaction that no other process migrating the same database is inside at the same time."""
+    if isinstance(database, SqliteDatabase):
+        # BEGIN IMMEDIATE takes SQLite's one write lock; other processes wait for it (busy_timeout).
+        with database.atomic(lock_type="IMMEDIATE"):
+            yield
+        return
+    with database.atomic():
+        # PostgreSQL's DDL is transactional: the migration and its record commit together, and the lock with them.
+        database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+        yield
+
+
+def upgrade(database, to: int | None = None) -> list[Migration]:
+    """Run the migrations the database lacks, up to version `to` (default: all); the ones this call ran.
+
+    Each runs in its own transaction under the lock, after reading the version again: whoever waited for the lock
+    finds the work done. An up-to-date database costs two small reads and no lock.
+    """
+    target = LATEST if to is None else to
+    if not 0 <= target <= LATEST:
+        raise ValueError(f"no migration {target}: the versions are 1 to {LATEST}")
+    applied = []
+    with database.connection_context():
+        current = version(database)
+        if current > LATEST:
+            # A newer server migrated it (a rolling upgrade, or a rollback). Serve on, but say so: migrations that
+            # only add tables and columns leave this server's queries working.
+            log.warning("the database is at schema version %d, newer than this server's %d", current, LATEST)
+        if current >= target:
+            return applied
+        while True:
+            with _one_at_a_time(database):
+                history = _history(database)
+                history.create_table(safe=True)
+                current = version(database)
+                if current >= target:
+                    break
+                migration = MIGRATIONS[current]
+                migration.apply(Schema(database))
+                history.create(version=migration.version, name=migration.name, applied_at=_utcnow())
+            log.info("applied migration %s", migration)
+            applied.append(migration)
+    return applied
+
+
+def require_latest(database) -> None:
+    """Refuse a database this server's queries would fail on, with what to do about it."""
+    with database.connection_context():
+        current = version(database)
+    if current < LATEST:
+        raise SchemaBehind(
+            f"the database is at schema version {current} and this server needs version {LATEST}: "
+            "run `chat-server migrate`, or start without --no-migrate"
+        )
+
+
+def describe(applied: list[Migration], database) -> str:
+    """What a run did, for the command line."""
+    if not applied:
+        with database.connection_context():
+            return f"up to date at version {version(database)}"
+    plural = "" if len(applied) == 1 else "s"
+    return f"applied {len(applied)} migration{plural}: " + ", ".join(map(str, applied))
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)

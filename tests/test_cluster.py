@@ -1,0 +1,322 @@
+"""Several hosts: two chat-server processes over one PostgreSQL database behind HAProxy (tests/cluster.py), used
+only through the proxy. HAProxy names the backend that answered in `X-Served-By`, which is how these tests prove
+that work landed on both hosts and that what one host stored, the other one serves."""
+
+import itertools
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg2
+import pytest
+
+from tests.cluster import HAPROXY, POSTGRES_URL, REDIS_URL, Cluster, answers, fresh_database, running_cluster
+from tests.sse import Stream
+
+pytestmark = pytest.mark.cluster
+
+ROOT = Path(__file__).resolve().parent.parent
+BACKENDS = {"a", "b"}
+GUESSES_ALLOWED = 3
+OPTIONS = (
+    # Rate-limit counts shared by both hosts; test_live_http registers many users from 127.0.0.1, and the address
+    # limit on failed logins would carry over between runs in Redis.
+    *("--rate-limit-storage", REDIS_URL, "--register-rate", "off", "--login-address-rate", "off"),
+    *("--login-rate", f"{GUESSES_ALLOWED}/60"),
+    # A heartbeat well inside HAProxy's 30 s server timeout keeps idle streams open through the proxy.
+    *("--event-heartbeat", "1"),
+)
+BLACK_BOX_TIMEOUT_SECONDS = 120
+RETRY_PAUSE_SECONDS = 0.05
+
+
+def require(available: bool, reason: str) -> None:
+    """Skip when a part is missing, except in `tox -e cluster` under CI, which sets CHAT_REQUIRE_CLUSTER from CI."""
+    if available:
+        return
+    if os.environ.get("CHAT_REQUIRE_CLUSTER"):
+        pytest.fail(f"{reason} (CHAT_REQUIRE_CLUSTER is set, so this is not skipped)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def cluster():
+    require(HAPROXY.exists(), f"{HAPROXY} is missing; run tests/install_haproxy.sh or `tox -e cluster`")
+    require(answers("127.0.0.1", 6379), "no Redis on 127.0.0.1:6379 to share rate-limit counts")
+    try:
+        database_url = fresh_database()
+    except psycopg2.OperationalError as exc:
+        require(False, f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc}")
+    with running_cluster(database_url, *OPTIONS) as running:
+        yield running
+
+
+@pytest.fixture
+def clients():
+    """HTTP clients and streams a test opened, closed after it."""
+    opened: list = []
+    yield opened
+    for client in opened:
+        client.close()
+
+
+@dataclass
+class User:
+    id: int
+    name: str
+    client: httpx.Client
+
+    @property
+    def cookies(self) -> dict:
+        return dict(self.client.cookies)
+
+    def send(self, chat_id: int, content: str, key: str | None = None) -> httpx.Response:
+        headers = {"Idempotency-Key": key} if key else {}
+        return self.client.post(f"/chats/{chat_id}", data={"content": content}, headers=headers)
+
+    def history(self, chat_id: int) -> httpx.Response:
+        return self.client.get(f"/chats/{chat_id}", params={"limit": 1000})
+
+    def new_chat(self, *members: "User") -> int:
+        chat_id = self.client.post("/chats", data={"title": f"chat of {self.name}"}).json()["id"]
+        for member in members:
+            assert self.client.post(f"/chats/{chat_id}/members", data={"user_id": member.id}).status_code == 201
+        return chat_id
+
+
+def register(cluster: Cluster, clients: list) -> User:
+    # Unique across runs: the failed-login counts in Redis outlive the database.
+    name = f"host-{uuid.uuid4().hex[:12]}"
+    client = httpx.Client(base_url=cluster.api_url, timeout=10)
+    clients.append(client)
+    response = client.post("/user/0", data={"name": name, "password": "long enough", "email": f"{name}@example.com"})
+    assert response.status_code == 201, response.text
+    return User(response.json()["id"], name, client)
+
+
+def served_by(response: httpx.Response) -> str:
+    return response.headers["x-served-by"]
+
+
+def via(backend: str, request) -> httpx.Response:
+    """Repeat a read until the backend named answers it; round-robin makes that the first or second try."""
+    for _ in range(10):
+        response = request()
+        if served_by(response) == backend:
+            return response
+    raise AssertionError(f"10 requests in a row did not reach backend {backend}")
+
+
+def message_ids(response: httpx.Response) -> list[int]:
+    assert response.status_code == 200, response.text
+    return [message["id"] for message in response.json()["messages"]]
+
+
+def streams_on_each_backend(cluster: Cluster, user: User, clients: list) -> dict[str, Stream]:
+    """Open streams through the proxy until there is one on every backend; each has replayed and gone live."""
+    streams: dict[str, Stream] = {}
+    for _ in range(10):
+        stream = Stream(cluster.api_url, user.cookies)
+        clients.append(stream)
+        assert stream.response.status_code == 200
+        stream.ready()
+        streams.setdefault(served_by(stream.response), stream)
+        if set(streams) == BACKENDS:
+            return streams
+    raise AssertionError("10 streams in a row landed on one backend")
+
+
+def streamed_message_ids(stream: Stream, wanted: set[int], already: list[int] = ()) -> list[int]:
+    """Every message id the stream hands out, after `already`, until all of `wanted` have come."""
+    received = list(already)
+    while not wanted <= set(received):
+        event = stream.next()
+        if event.kind == "message.created":
+            received.append(event.data["message"]["id"])
+    return received
+
+
+def test_black_box_api_tests_pass_through_the_proxy(cluster, tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--basetemp={tmp_path}", "tests/test_live_http.py"],
+        cwd=ROOT,
+        env={**os.environ, "CHAT_TEST_SERVER_URL": cluster.url},
+        capture_output=True,
+        text=True,
+        timeout=BLACK_BOX_TIMEOUT_SECONDS,
+    )
+    assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:]
+    answered = {name: int(row["hrsp_2xx"]) for name, row in cluster.stats().items()}
+    assert all(count > 0 for count in answered.values()), answered
+
+
+def test_users_on_different_backends_read_each_others_messages(cluster, clients):
+    owner, *others = [register(cluster, clients) for _ in range(4)]
+    chat_id = owner.new_chat(*others)
+    users = [owner, *others]
+
+    def chat(user: User) -> list[tuple[int, str, str]]:
+        """Read, then answer, eight times; (message id, backend that stored it, backend of the read before)."""
+        sent = []
+        for turn in range(8):
+            read = user.history(chat_id)
+            assert read.status_code == 200, read.text
+            response = user.send(chat_id, f"{user.name} turn {turn}")
+            assert response.status_code == 201, response.text
+            sent.append((response.json()["id"], served_by(response), served_by(read)))
+        return sent
+
+    with ThreadPoolExecutor(len(users)) as pool:
+        sent = [entry for entries in pool.map(chat, users) for entry in entries]
+    assert {backend for _, backend, _ in sent} == BACKENDS
+    assert {backend for _, _, backend in sent} == BACKENDS
+    everything = sorted(message_id for message_id, _, _ in sent)
+    for reader, backend in itertools.product(users, sorted(BACKENDS)):
+        assert message_ids(via(backend, lambda reader=reader: reader.history(chat_id))) == everything
+
+
+def test_failed_logins_are_counted_across_both_backends_in_redis(cluster, clients):
+    victim = register(cluster, clients)
+    with httpx.Client(base_url=cluster.api_url, timeout=10) as guesser:
+        guess = {"name": victim.name}
+        guesses = [
+            guesser.post("/login", data={**guess, "password": f"wrong guess {n}"}) for n in range(GUESSES_ALLOWED)
+        ]
+        refused = guesser.post("/login", data={**guess, "password": "one more guess"})
+    assert [response.status_code for response in guesses] == [400] * GUESSES_ALLOWED
+    assert {served_by(response) for response in guesses} == BACKENDS
+    assert refused.status_code == 429
+
+
+def test_get_events_stream_on_each_backend_sees_every_message_sent_through_both(cluster, clients):
+    sender, reader = register(cluster, clients), register(cluster, clients)
+    chat_id = sender.new_chat(reader)
+    streams = streams_on_each_backend(cluster, reader, clients)
+    responses = [sender.send(chat_id, f"message {n}") for n in range(20)]
+    assert [response.status_code for response in responses] == [201] * 20
+    assert {served_by(response) for response in responses} == BACKENDS
+    sent = [response.json()["id"] for response in responses]
+    for stream in streams.values():
+        assert streamed_message_ids(stream, set(sent)) == sent
+
+
+@dataclass(frozen=True)
+class Attempt:
+    what: str
+    started: float
+    finished: float
+    status: int | None  # None: the request got no answer at all
+    backend: str | None
+    replayed: bool = False
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status in (200, 201)
+
+
+class Traffic:
+    """Users chatting in one chat as fast as they can: send, then read. Each send carries an Idempotency-Key and is
+    retried with it until a 201 acknowledges it, so a send whose answer was lost when a host died is stored once."""
+
+    def __init__(self, chat_id: int):
+        self.chat_id = chat_id
+        self.attempts: list[Attempt] = []
+        self.acknowledged: dict[str, int] = {}
+        self.stop = threading.Event()
+
+    def chat(self, user: User) -> None:
+        for turn in itertools.count():
+            if self.stop.is_set():
+                return
+            key = f"{user.name}-{turn}"
+            self.acknowledged[key] = self._send_until_acknowledged(user, key, f"{user.name} says {turn}")
+            self._attempt("read", lambda: user.client.get(f"/chats/{self.chat_id}", params={"limit": 10}))
+
+    def _send_until_acknowledged(self, user: User, key: str, content: str) -> int:
+        for _ in range(100):
+            response = self._attempt("send", lambda: user.send(self.chat_id, content, key))
+            if response is not None and response.status_code == 201:
+                return response.json()["id"]
+            time.sleep(RETRY_PAUSE_SECONDS)
+        answer = "no answer" if response is None else f"{response.status_code} {response.text}"
+        raise AssertionError(f"the send {key} was never acknowledged; the last try got {answer}")
+
+    def _attempt(self, what: str, request) -> httpx.Response | None:
+        started = time.monotonic()
+        try:
+            response = request()
+        except httpx.TransportError:
+            self.attempts.append(Attempt(what, started, time.monotonic(), None, None))
+            return None
+        replayed = response.headers.get("idempotent-replayed") == "true"
+        backend = response.headers.get("x-served-by")
+        self.attempts.append(Attempt(what, started, time.monotonic(), response.status_code, backend, replayed))
+        return response
+
+    def wait_for(self, acknowledged: int, workers: list[Future], timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.acknowledged) < acknowledged:
+            for worker in workers:
+                if worker.done():
+                    worker.result()  # raises what went wrong in it
+                    raise AssertionError("a user stopped chatting")
+            assert time.monotonic() < deadline, f"only {len(self.acknowledged)} sends acknowledged in {timeout} s"
+            time.sleep(0.02)
+
+
+def test_kill_a_backend_mid_scenario_loses_no_acknowledged_message_and_no_event(cluster, clients):
+    reader, *senders = [register(cluster, clients) for _ in range(4)]
+    chat_id = senders[0].new_chat(reader, *senders[1:])
+    streams = streams_on_each_backend(cluster, reader, clients)
+    traffic = Traffic(chat_id)
+    with ThreadPoolExecutor(len(senders)) as pool:
+        workers = [pool.submit(traffic.chat, sender) for sender in senders]
+        traffic.wait_for(30, workers)
+        killed_at = time.monotonic()
+        cluster.kill("a")
+        down_at = cluster.wait_for_status("a", "DOWN")
+        traffic.wait_for(len(traffic.acknowledged) + 60, workers)
+        traffic.stop.set()
+        for worker in workers:
+            worker.result()
+
+    after_down = [attempt for attempt in traffic.attempts if attempt.started > down_at]
+    assert len(after_down) >= 60
+    assert [attempt for attempt in after_down if not attempt.succeeded or attempt.backend != "b"] == []
+
+    acknowledged = sorted(traffic.acknowledged.values())
+    assert message_ids(reader.history(chat_id)) == acknowledged  # each once: retries stored nothing new
+
+    assert streams["a"].ended.wait(10), "the stream on the killed backend is still open"
+    before_kill = [event for event in streams["a"].drain() if event.id is not None]
+    resumed = Stream(cluster.api_url, reader.cookies, last_event_id=before_kill[-1].id)
+    clients.append(resumed)
+    assert served_by(resumed.response) == "b"
+    already = [event.data["message"]["id"] for event in before_kill if event.kind == "message.created"]
+    assert sorted(streamed_message_ids(resumed, set(acknowledged), already)) == acknowledged
+    assert sorted(streamed_message_ids(streams["b"], set(acknowledged))) == acknowledged
+
+    report_the_kill(traffic.attempts, killed_at, down_at)
+
+
+def report_the_kill(attempts: list[Attempt], killed_at: float, down_at: float) -> None:
+    """What the kill cost, for `pytest -rP`: the requests in flight or sent before HAProxy noticed."""
+    in_flight = [a for a in attempts if a.started < killed_at < a.finished]
+    window = [a for a in attempts if killed_at <= a.started <= down_at]
+    after = [a for a in attempts if a.started > down_at]
+    failures = [(a.what, a.status, a.backend) for a in attempts if not a.succeeded]
+    print(
+        f"HAProxy marked the killed backend DOWN {down_at - killed_at:.3f} s after SIGKILL. "
+        f"In flight at the kill: {len(in_flight)} requests, {sum(not a.succeeded for a in in_flight)} failed. "
+        f"Started before it was marked down: {len(window)}, {sum(not a.succeeded for a in window)} failed. "
+        f"After: {len(after)}, {sum(not a.succeeded for a in after)} failed. "
+        f"Sends answered from the idempotency record on retry: {sum(a.replayed for a in attempts)}. "
+        f"Every failure (what, status or None for no answer, backend): {failures}"
+    )

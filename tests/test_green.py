@@ -1,0 +1,78 @@
+"""PostgreSQL on the event loop (green.py): a request waiting for PostgreSQL does not hold up the others."""
+
+import threading
+
+import httpx
+import psycopg2
+import pytest
+
+from chat_server.models import EVENT_LOCK_KEY
+
+from .conftest import fresh_postgres
+from .live_server import live_server
+
+
+def waiting_for_advisory_lock(admin) -> bool:
+    with admin.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+        return cursor.fetchone()[0] > 0
+
+
+@pytest.mark.postgres
+def test_a_request_waiting_for_postgresql_leaves_the_event_loop_to_the_others():
+    url = fresh_postgres()
+    with live_server("--database", url) as server, httpx.Client(base_url=server.api_url, timeout=30) as alice:
+        form = {"name": "alice", "password": "correct horse", "email": "alice@example.com"}
+        assert alice.post("/user/0", data=form).status_code == 201
+        chat_id = alice.post("/chats", data={"title": "general"}).json()["id"]
+        admin = psycopg2.connect(url)
+        admin.autocommit = True
+        try:
+            with admin.cursor() as cursor:
+                # Every send records its event under this lock (models.Event.record): hold it, and a send waits.
+                cursor.execute("SELECT pg_advisory_lock(%s)", (EVENT_LOCK_KEY,))
+            answers = []
+            sender = threading.Thread(
+                target=lambda: answers.append(alice.post(f"/chats/{chat_id}", data={"content": "held up"}))
+            )
+            sender.start()
+            for _ in range(200):
+                if waiting_for_advisory_lock(admin):
+                    break
+                sender.join(0.05)
+            assert waiting_for_advisory_lock(admin), "the send never reached the lock"
+            # The one worker's event loop still serves everyone else meanwhile.
+            with httpx.Client(base_url=server.api_url, cookies=alice.cookies, timeout=5) as other:
+                assert other.get("/chats").status_code == 200
+                assert other.get("/health").status_code == 200
+                assert other.get("/ready").status_code == 200
+            assert sender.is_alive() and not answers
+            with admin.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", (EVENT_LOCK_KEY,))
+            sender.join(30)
+            assert [answer.status_code for answer in answers] == [201]
+            history = alice.get(f"/chats/{chat_id}").json()["messages"]
+            assert [message["content"] for message in history] == ["held up"]
+        finally:
+            admin.close()
+
+
+def test_turns_pass_to_waiters_and_survive_a_cancelled_waiter():
+    import asyncio
+
+    from chat_server.green import Turns
+
+    async def scenario():
+        turns = Turns(1)
+        await turns.acquire()
+        first = asyncio.ensure_future(turns.acquire())
+        second = asyncio.ensure_future(turns.acquire())
+        await asyncio.sleep(0)
+        first.cancel()  # gives up while waiting: its place in the queue goes
+        turns.release()  # the turn passes to the second waiter
+        await asyncio.wait_for(second, 5)
+        assert first.cancelled()
+        turns.release()
+        await asyncio.wait_for(turns.acquire(), 5)  # and back to a free turn once nobody waits
+
+    asyncio.run(scenario())
