@@ -4,6 +4,7 @@
     python load/benchmark.py growth            # p50/p99 of both reads at 10,000 and at 1,000,000 messages
     python load/benchmark.py scale-out         # two workers on SQLite; one and two on PostgreSQL (--postgres URL)
     python load/benchmark.py postgres          # one worker: PostgreSQL against SQLite and the GET and POST floors
+    python load/benchmark.py cluster           # two hosts over PostgreSQL behind HAProxy (tests/cluster.py)
     python load/benchmark.py realtime          # event streams: delivery latency, memory per idle stream
     python load/benchmark.py all
 
@@ -143,20 +144,40 @@ def wrk(url: str, cookie: str = "", *, post_form: str = "", duration: int, conne
 
 def chat_endpoints(args, workdir: Path, command: list[str], suffix: str = "") -> list[tuple[str, dict]]:
     """wrk against the three measured endpoints of a chat-server seeded with 10 chats x 20 messages."""
-    rows = []
     with serve(command, "/api/openapi.json", workdir) as url:
-        cookie = login(url)
-        chat = first_chat(url, cookie)
-        targets = [
-            ("GET /api/chats (10 chats x 20 messages)", f"{url}/api/chats", ""),
-            ("GET /api/chats/{id}?limit=20", f"{url}/api/chats/{chat}?limit=20", ""),
-            ("POST /api/chats/{id} (send)", f"{url}/api/chats/{chat}", "content=hello%20there"),
-        ]
-        for label, target, form in targets:
-            wrk(target, cookie, post_form=form, duration=2, connections=args.connections)
-            result = wrk(target, cookie, post_form=form, duration=args.duration, connections=args.connections)
-            rows.append((label + suffix, result))
+        return endpoints_at(args, url, suffix)
+
+
+def endpoints_at(args, url: str, suffix: str = "") -> list[tuple[str, dict]]:
+    rows = []
+    cookie = login(url)
+    chat = first_chat(url, cookie)
+    targets = [
+        ("GET /api/chats (10 chats x 20 messages)", f"{url}/api/chats", ""),
+        ("GET /api/chats/{id}?limit=20", f"{url}/api/chats/{chat}?limit=20", ""),
+        ("POST /api/chats/{id} (send)", f"{url}/api/chats/{chat}", "content=hello%20there"),
+    ]
+    for label, target, form in targets:
+        wrk(target, cookie, post_form=form, duration=2, connections=args.connections)
+        result = wrk(target, cookie, post_form=form, duration=args.duration, connections=args.connections)
+        rows.append((label + suffix, result))
     return rows
+
+
+def cluster(args, workdir: Path) -> None:
+    """The same endpoints through HAProxy in front of two chat-server hosts (one worker each) over PostgreSQL."""
+    sys.path.insert(0, str(ROOT))
+    from tests.cluster import running_cluster
+
+    reset_postgres(args.postgres)
+    seed(args.postgres, users=2, chats=10, messages=200, members_per_chat=2)
+    with running_cluster(args.postgres, "--no-access-log") as hosts:
+        rows = endpoints_at(args, hosts.url, ", 2 hosts behind HAProxy")
+    print(f"\nCluster: wrk -t1 -c{args.connections} -d{args.duration}s through HAProxy\n")
+    print("| Endpoint | req/s | p50 ms | p99 ms | errors |")
+    print("|---|---:|---:|---:|---:|")
+    for label, r in rows:
+        print(f"| {label} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']} |")
 
 
 def scale_out(args, workdir: Path) -> None:
@@ -398,14 +419,16 @@ def counts(text: str) -> list[int]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("which", choices=["throughput", "growth", "scale-out", "postgres", "realtime", "all"])
+    parser.add_argument(
+        "which", choices=["throughput", "growth", "scale-out", "postgres", "cluster", "realtime", "all"]
+    )
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement (default %(default)s)")
     parser.add_argument("--connections", type=int, default=32, help="for throughput (default %(default)s)")
     parser.add_argument("--growth-connections", type=int, default=4, help="for growth (default %(default)s)")
     parser.add_argument(
         "--postgres",
         default="postgresql://postgres@127.0.0.1:5432/chat_bench",
-        help="for scale-out and postgres; its public schema is dropped (default %(default)s)",
+        help="for scale-out, postgres and cluster; its public schema is dropped (default %(default)s)",
     )
     realtime_options = parser.add_argument_group("realtime")
     realtime_options.add_argument(
@@ -439,6 +462,8 @@ def main(argv=None) -> None:
             scale_out(args, Path(tmp))
         if args.which in ("postgres", "all"):
             postgres_vs_sqlite(args, Path(tmp))
+        if args.which in ("cluster", "all"):
+            cluster(args, Path(tmp))
         if args.which in ("realtime", "all"):
             realtime(args, Path(tmp))
 
