@@ -104,8 +104,10 @@ class GreenPostgresqlDatabase(PooledPostgresqlDatabase):
     @property
     def _state(self) -> _ConnectionState:
         current = getcurrent()
-        states = current.database_states if isinstance(current, RequestGreenlet) else self._thread_states
-        key = id(self) if states is not self._thread_states else current
+        if isinstance(current, RequestGreenlet):
+            states, key = current.database_states, id(self)
+        else:
+            states, key = self._thread_states, current
         state = states.get(key)
         if state is None:
             state = states[key] = _ConnectionState()

@@ -204,7 +204,7 @@ def postgres_vs_sqlite(args, workdir: Path) -> None:
     cookie = "user_id=1; token=" + "A" * 43
     for label, factory, path, form in (
         ("GET", "connexion_async_floor", "/api/chats", ""),
-        ("POST", "connexion_post_floor", "/api/chats/1", "content=hello%20there"),
+        ("POST", "connexion_async_floor", "/api/chats/1", "content=hello%20there"),
     ):
         with serve(floor_server(factory), "/api/openapi.json", workdir) as url:
             wrk(url + path, cookie, post_form=form, duration=2, connections=args.connections)

@@ -4,8 +4,9 @@
 schemes and cookie checks (all but the database lookup of the session), with a plain (sync) handler, which
 Connexion runs in its threadpool.
 `connexion_async_floor()` is the same with an `async def` handler, which runs on the event loop, as the chat
-handlers do on SQLite. `connexion_post_floor()` is the floor for writes: a send's form (`content`, validated by the
-chat API's own form validator) behind the same security, answered 201 by an `async def` handler with no database.
+handlers do on SQLite. Both apps also serve the floor for writes, `POST /api/chats/{chat_id}`: a send's form
+(`content`, validated by the chat API's own form validator) behind the same security, answered 201 by an
+`async def` handler with no database.
 `starlette_floor()` is bare Starlette serving the same JSON. All are uvicorn factories:
 
     uvicorn --factory load.floor:connexion_floor
@@ -131,11 +132,6 @@ def connexion_floor() -> connexion.AsyncApp:
 
 
 def connexion_async_floor() -> connexion.AsyncApp:
-    return _floor("load.floor.list_chats_async")
-
-
-def connexion_post_floor() -> connexion.AsyncApp:
-    """The same app; its POST /api/chats/{chat_id} is the floor for a send."""
     return _floor("load.floor.list_chats_async")
 
 
