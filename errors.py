@@ -36,6 +36,10 @@ class BadRequest(ApiError):
     status = 400
 
 
+class Unauthorized(ApiError):
+    status = 401
+
+
 class Forbidden(ApiError):
     status = 403
 
@@ -81,15 +85,30 @@ def client_message(text: str) -> str:
     return first[:80] + " ... " + first[-(MAX_ERROR_CHARS - 85) :]
 
 
+async def session_first(request: ConnexionRequest, status: int) -> ConnexionResponse | None:
+    """A 401 instead of another client error when the request's session, not yet checked, turns out not to be live.
+
+    The session is checked right before the handler (session_check.py); a request refused before that, by
+    validation say, is checked here, so a forged or ended session gets 401 whatever else was wrong with it.
+    """
+    from .session_check import SESSION_ENDED, refused_session  # it needs the models, which need this module
+
+    if status != 401 and 400 <= status < 500 and await refused_session(request.context.get("token_info")):
+        return error_response(401, SESSION_ENDED)
+    return None
+
+
 async def on_api_error(request: ConnexionRequest, exc: ApiError) -> ConnexionResponse:
-    return error_response(exc.status, exc.message, exc.headers)
+    return await session_first(request, exc.status) or error_response(exc.status, exc.message, exc.headers)
 
 
 async def on_problem(request: ConnexionRequest, exc: ProblemException) -> ConnexionResponse:
     if exc.status >= 500:
         log.error("%s %s failed: %s %s", request.method, request.url.path, exc.title, exc.detail)
         return error_response(500, "internal server error")
-    return error_response(exc.status, client_message(exc.detail or exc.title or "bad request"))
+    return await session_first(request, exc.status) or error_response(
+        exc.status, client_message(exc.detail or exc.title or "bad request")
+    )
 
 
 async def on_bad_form(request: ConnexionRequest, exc: MultiPartException) -> ConnexionResponse:

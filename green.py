@@ -19,7 +19,6 @@ import contextlib
 import contextvars
 import select
 import threading
-import weakref
 
 import psycopg2.extensions
 from greenlet import getcurrent, greenlet
@@ -76,25 +75,19 @@ _turns = Turns(LIMIT)
 
 
 class RequestGreenlet(greenlet):
-    """A greenlet that runs one request's database work for `run()`; psycopg2 waits in it cooperatively.
-
-    It carries its own Peewee connection state for each database it uses (GreenPostgresqlDatabase._state).
-    """
-
-    def __init__(self, run):
-        super().__init__(run)
-        self.database_states: dict[int, _ConnectionState] = {}
+    """A greenlet that runs one request's database work for `run()`; psycopg2 waits in it cooperatively."""
 
 
 class GreenPostgresqlDatabase(PooledPostgresqlDatabase):
     """Peewee's pooled PostgreSQL database with its connection state per greenlet, not per thread.
 
     Each request greenlet gets a pooled connection and transactions of its own. Every thread runs in its own
-    main greenlet, so threads still get a state each, as with Peewee's threading.local.
+    main greenlet, so threads still get a state each, as with Peewee's threading.local. The states live on the
+    greenlets themselves (`peewee_states`, by database), so they go when their greenlet does; Peewee reads its
+    state a dozen times a query, so this lookup is kept short.
     """
 
     def __init__(self, *args, **kwargs):
-        self._thread_states = weakref.WeakKeyDictionary()
         super().__init__(*args, **kwargs)
         # Peewee guards the (per-thread) state with a lock held across opening a connection. A greenlet waiting
         # for PostgreSQL inside it would block every other greenlet of its thread for good: the lock is not
@@ -104,13 +97,13 @@ class GreenPostgresqlDatabase(PooledPostgresqlDatabase):
     @property
     def _state(self) -> _ConnectionState:
         current = getcurrent()
-        if isinstance(current, RequestGreenlet):
-            states, key = current.database_states, id(self)
-        else:
-            states, key = self._thread_states, current
-        state = states.get(key)
-        if state is None:
-            state = states[key] = _ConnectionState()
+        try:
+            return current.peewee_states[self]
+        except AttributeError:
+            current.peewee_states = {}
+        except KeyError:
+            pass
+        state = current.peewee_states[self] = _ConnectionState()
         return state
 
     @_state.setter

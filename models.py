@@ -29,6 +29,7 @@ from peewee import (
     NodeList,
     OperationalError,
     PostgresqlDatabase,
+    Select,
     SqliteDatabase,
     TextField,
     Tuple,
@@ -41,6 +42,7 @@ from playhouse.pool import PooledSqliteDatabase
 from . import green, migrations, names
 from .green import GreenPostgresqlDatabase
 from .passwords import DEFAULT_CONCURRENCY, Passwords
+from .roundtrips import FewerRoundTrips
 
 log = logging.getLogger("chat")
 db = DatabaseProxy()
@@ -148,6 +150,11 @@ class SqliteSerializedWrites(PooledSqliteDatabase):
         sleep(max(batch_seconds, 0.001))
 
 
+class PostgresqlOnTheLoop(FewerRoundTrips, GreenPostgresqlDatabase):
+    """Pooled PostgreSQL whose requests wait for it on the event loop (green.py), in transactions that take fewer
+    round trips (roundtrips.py)."""
+
+
 def connect(url: str):
     """Build the database for a URL: sqlite:///path or postgresql://user@host/name."""
     scheme = urlparse(url).scheme
@@ -160,7 +167,7 @@ def connect(url: str):
         return SqliteSerializedWrites(max_connections=64, stale_timeout=300, **kwargs)
     if scheme in ("postgres", "postgresql", "postgres+pool", "postgresql+pool"):
         green.install()  # requests query on the event loop (green.py); threads still block as before
-        return GreenPostgresqlDatabase(max_connections=64, stale_timeout=300, **kwargs)
+        return PostgresqlOnTheLoop(max_connections=64, stale_timeout=300, **kwargs)
     raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:/// or postgresql://")
 
 
@@ -215,15 +222,23 @@ class Statement:
         self._sql: dict[type, tuple[str, int]] = {}
         self._name = f"chat_statement_{next(self._names)}" if prepared else None
 
-    def execute(self, *params):
-        database = db.obj
+    def sql(self, database, params: tuple) -> str:
+        """The statement's SQL for this database, checking that `params` fill it."""
         compiled = self._sql.get(type(database))
         if compiled is None:
-            sql, sample = self._build().sql()
-            compiled = self._sql[type(database)] = (sql, len(sample))
+            built = self._build()
+            # A list of queries runs as one string of statements: one round trip (roundtrips.py says why).
+            queries = built if isinstance(built, list) else [built]
+            parts = [database.get_sql_context().sql(query).query() for query in queries]
+            compiled = self._sql[type(database)] = ("; ".join(sql for sql, _ in parts), sum(len(p) for _, p in parts))
         sql, expected = compiled
         if len(params) != expected:
             raise TypeError(f"statement takes {expected} parameters, got {len(params)}")
+        return sql
+
+    def execute(self, *params):
+        database = db.obj
+        sql = self.sql(database, params)
         if self._name is not None and isinstance(database, PostgresqlDatabase):
             return self._execute_prepared(database, sql, params)
         return database.execute_sql(sql, params)
@@ -631,19 +646,19 @@ class Message(BaseModel):
         read marker to it; its id, else None.
 
         A chat's messages are timed in id order. SQLite's write transactions run one at a time, so the time is
-        taken once this one has begun; on PostgreSQL sends to the chat take turns (_LOCK_CHAT_TO_SEND) and the
+        taken once this one has begun; on PostgreSQL sends to the chat take turns (_send_message) and the
         database's clock times the row as it is inserted.
         """
         with db.atomic():
             if isinstance(db.obj, PostgresqlDatabase):
-                _LOCK_CHAT_TO_SEND.execute(chat_id)
-                row = _SEND_MESSAGE.first(chat_id, sender_id, content, sender_id, chat_id)
+                row = _SEND_MESSAGE.first(chat_id, chat_id, sender_id, content, sender_id, chat_id, sender_id, chat_id)
             else:
                 row = _SEND_MESSAGE.first(chat_id, sender_id, content, utcnow(), sender_id, chat_id)
+                if row is not None:
+                    _MOVE_READ_MARKER.execute(row[0], sender_id, chat_id, row[0])
             if row is None:
                 return None
             message_id, time = row
-            _MOVE_READ_MARKER.execute(message_id, sender_id, chat_id, message_id)
             message = {"id": message_id, "content": content, "sender_id": sender_id, "time": rfc3339(time)}
             Event.record(MESSAGE_CREATED, chat_id, {"chat_id": chat_id, "message": message})
         return message_id
@@ -654,12 +669,13 @@ class Message(BaseModel):
             Event.record(MESSAGE_DELETED, self.chat_id, {"chat_id": self.chat_id, "message_id": self.id})
 
     @classmethod
-    def page(cls, chat_id: int, limit: int, before: int | None, after: int | None) -> list[dict]:
-        """At most `limit` messages with ids between the cursors, oldest first.
+    def page(cls, chat_id: int, reader_id: int, limit: int, before: int | None, after: int | None) -> list[dict]:
+        """At most `limit` messages with ids between the cursors, oldest first; none unless the reader is a member.
 
         Catching up (only `after`) takes the oldest ones past the cursor; everything else the newest.
         """
-        bounds = (chat_id, 0 if after is None else after, MAX_ID if before is None else before, limit)
+        lowest, highest = 0 if after is None else after, MAX_ID if before is None else before
+        bounds = (chat_id, lowest, highest, reader_id, chat_id, limit)
         if after is not None and before is None:
             rows = _MESSAGES_OLDEST_FIRST.rows(*bounds)
         else:
@@ -732,19 +748,20 @@ class Event(BaseModel):
         """Insert events; call it last in the transaction, after every other write."""
         if not events:
             return
-        postgres = isinstance(db.obj, PostgresqlDatabase)
-        if postgres:
-            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (EVENT_LOCK_KEY,))
-        time = utcnow()
+        database, time = db.obj, utcnow()
         rows = [{**event, "data": json.dumps(event["data"], ensure_ascii=False), "time": time} for event in events]
-        if len(rows) == 1:  # every send: the statement is built once
-            (row,) = rows
-            values = (row["kind"], row["chat_id"], row.get("user_id"), row.get("session_id"), row["data"], time)
-            (newest,) = _RECORD_EVENT.first(*values)
+        if isinstance(database, PostgresqlDatabase):
+            # In the COMMIT's round trip (roundtrips.py): take the event lock, insert, notify the newest id.
+            if len(rows) == 1:  # every send: the statement is built once
+                values = _event_values(rows[0])
+                database.at_commit(_RECORD_EVENT_AND_NOTIFY.sql(database, values), values)
+            else:
+                for query in _record_and_notify(cls.insert_many(rows)):
+                    database.at_commit(*database.get_sql_context().sql(query).query())
+        elif len(rows) == 1:
+            _RECORD_EVENT.execute(*_event_values(rows[0]))
         else:
-            newest = max(event_id for (event_id,) in cls.insert_many(rows).returning(cls.id).tuples().execute())
-        if postgres:
-            db.execute_sql("SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, str(newest)))
+            cls.insert_many(rows).execute()
         _recorded.pending = True
 
     @staticmethod
@@ -922,9 +939,12 @@ def _one_purge_at_a_time() -> None:
 
 
 def _messages_between(order):
+    # Only for a member: the membership is checked once in the same query (no correlation, so SQLite evaluates it
+    # once and PostgreSQL plans it as a one-time filter), saving the request a query (handlers/messages.py).
+    member = Membership.select(Membership.id).where(Membership.user == 0, Membership.chat == 0)
     return (
         Message.select(Message.id, Message.content, Message.sender_id, Message.time)
-        .where(Message.chat == 0, Message.id > 0, Message.id < 0)
+        .where(Message.chat == 0, Message.id > 0, Message.id < 0, fn.EXISTS(member))
         .order_by(order)
         .limit(1)
     )
@@ -1025,26 +1045,45 @@ _MESSAGES_OLDEST_FIRST = Statement(lambda: _messages_between(Message.id.asc()), 
 
 
 def _send_message():
-    """The insert of a send, which returns the id and the time: SQLite is given the time, PostgreSQL reads its clock."""
-    if isinstance(db.obj, PostgresqlDatabase):
-        time = fn.timezone(SQL("'UTC'"), fn.clock_timestamp())
-    else:
-        time = Value(utcnow())
-    return Message.insert_from(
+    """The insert of a send, which returns the id and the time.
+
+    SQLite is given the time, and the read marker moves in a statement of its own. PostgreSQL reads its clock and
+    does it all in one round trip: it first locks the chat's row, so that sends to one chat take turns and their
+    times follow their ids, then inserts and moves the marker (a data-modifying WITH). The lock is a statement of
+    its own: in an INSERT ... SELECT ... FOR NO KEY UPDATE the clock may be read before the lock is granted.
+
+    NO KEY UPDATE is the mode an UPDATE of the title takes. It lets through the FOR KEY SHARE that the foreign
+    keys of new messages and memberships take on the chat, and every plain read; it queues only with renames and
+    leaves (FOR NO KEY UPDATE) and adds (FOR SHARE), short one-chat transactions like a send, and with the purge's
+    delete. As each send's first lock it cannot close a cycle with leave_some's chats in id order.
+    """
+    postgres = isinstance(db.obj, PostgresqlDatabase)
+    time = fn.timezone(SQL("'UTC'"), fn.clock_timestamp()) if postgres else Value(utcnow())
+    insert = Message.insert_from(
         Membership.select(Value(0), Value(0), Value(""), time).where(Membership.user == 0, Membership.chat == 0),
         [Message.chat, Message.sender_id, Message.content, Message.time],
     ).returning(Message.id, Message.time)
+    if not postgres:
+        return insert
+    lock = Chat.select(Chat.id).where(Chat.id == 0).for_update("FOR NO KEY UPDATE")
+    sent = insert.cte("sent")
+    marked = (
+        Membership.update(last_read_id=sent.c.id)
+        .from_(sent)
+        .where(
+            Membership.user == 0,
+            Membership.chat == 0,
+            Membership.last_read_id.is_null() | (Membership.last_read_id < sent.c.id),
+        )
+        .cte("marked")
+    )
+    return [lock, sent.select_from(sent.c.id, sent.c.time).with_cte(sent, marked)]
 
 
+# Parameters: on SQLite the chat, sender, content, time, sender, chat; on PostgreSQL (_send_message says why)
+# the chat to lock, then the chat, sender, content, sender, chat of the insert, then the sender and chat whose
+# read marker moves.
 _SEND_MESSAGE = Statement(_send_message)
-# PostgreSQL: a send locks its chat's row first, so sends to one chat take turns and their times follow their ids.
-# A statement of its own: in an INSERT ... SELECT ... FOR NO KEY UPDATE the clock may be read before the lock is
-# granted. NO KEY UPDATE is the mode an UPDATE of the title takes. It lets through the FOR KEY SHARE that the
-# foreign keys of new messages and memberships take on the chat, and every plain read; it queues only with
-# renames and leaves (FOR NO KEY UPDATE) and adds (FOR SHARE), short one-chat transactions like a send, and with
-# the purge's delete. Sends were already serialized from their event to their commit (Event.record's lock), so
-# this costs little, and as each send's first lock it cannot close a cycle with leave_some's chats in id order.
-_LOCK_CHAT_TO_SEND = Statement(lambda: Chat.select(Chat.id).where(Chat.id == 0).for_update("FOR NO KEY UPDATE"))
 
 _MOVE_READ_MARKER = Statement(
     lambda: Membership.update(last_read_id=0).where(
@@ -1053,9 +1092,26 @@ _MOVE_READ_MARKER = Statement(
         Membership.last_read_id.is_null() | (Membership.last_read_id < 0),
     )
 )
-_RECORD_EVENT = Statement(
-    lambda: Event.insert(kind="", chat_id=0, user_id=0, session_id=0, data="", time=utcnow()).returning(Event.id)
-)
+
+
+def _event_values(row: dict) -> tuple:
+    return (row["kind"], row["chat_id"], row.get("user_id"), row.get("session_id"), row["data"], row["time"])
+
+
+def _record_and_notify(insert) -> list:
+    """PostgreSQL: take the event lock, run the insert, and notify the streams of the newest id, as two statements.
+
+    The lock is held from here to the commit, so event ids become visible in id order (Event).
+    """
+    recorded = insert.returning(Event.id).cte("recorded")
+    # The channel and the lock's key are constants of this module, written into the SQL.
+    notify = recorded.select_from(fn.pg_notify(SQL(f"'{EVENTS_CHANNEL}'"), fn.MAX(recorded.c.id).cast("text")))
+    return [Select(columns=[fn.pg_advisory_xact_lock(SQL(str(EVENT_LOCK_KEY)))]), notify]
+
+
+_EVENT_PLACEHOLDER = {"kind": "", "chat_id": 0, "user_id": 0, "session_id": 0, "data": ""}
+_RECORD_EVENT = Statement(lambda: Event.insert(**_EVENT_PLACEHOLDER, time=utcnow()))
+_RECORD_EVENT_AND_NOTIFY = Statement(lambda: _record_and_notify(Event.insert(**_EVENT_PLACEHOLDER, time=utcnow())))
 _EVENTS_AFTER = Statement(
     lambda: Event.select(*ROW_FIELDS).where(Event.id > 0).order_by(Event.id).limit(1), prepared=True
 )

@@ -6,14 +6,14 @@ import inspect
 import anyio
 from connexion.context import context
 
-from . import events, green, models
+from . import events, green, models, session_check
+from .errors import Unauthorized
 from .handlers import is_hashing, is_threaded, is_writer
 
 
 def in_request_scope(handler, inline: bool):
-    """Wrap a handler so it runs with a pooled connection and, on secured operations, the current user.
-
-    The session itself was checked by the token cookie's security function, before validation.
+    """Wrap a handler so it runs with a pooled connection and, on secured operations, the current user, whose
+    session is checked first, with that same connection (session_check.py).
     With `inline` (SQLite) the handler runs on the event loop: a local query takes microseconds, less
     than a hop to the threadpool (see BENCHMARKS.md). What it does decides where it runs:
 
@@ -36,7 +36,9 @@ def in_request_scope(handler, inline: bool):
         async def run_async(**kwargs):
             token_info = context.get("token_info")
             if token_info:
-                kwargs["user"] = token_info["user_id"]["sub"]
+                if await session_check.refused_session(token_info):
+                    raise Unauthorized(session_check.SESSION_ENDED)
+                kwargs["user"] = session_check.claimed_user(token_info)
             return await handler(**kwargs)
 
         return run_async
@@ -46,8 +48,8 @@ def in_request_scope(handler, inline: bool):
         try:
             with models.db.connection_context():
                 token_info = context.get("token_info")
-                if token_info:
-                    kwargs["user"] = token_info["user_id"]["sub"]
+                if token_info:  # the session is checked here, in the handler's own hop (session_check.py)
+                    kwargs["user"] = session_check.claimed_user(token_info)
                 return handler(**kwargs)
         finally:
             if models.Event.recorded_since_asked():

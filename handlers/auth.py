@@ -5,12 +5,14 @@ import re
 from connexion.context import request
 from starlette.responses import JSONResponse
 
-from .. import credentials, green, ratelimit
-from ..models import MAX_ID, Session, User, db, queries_are_local
+from .. import credentials, ratelimit
+from ..models import MAX_ID, Session, User
+from ..session_check import SessionClaim, claim_of
 from . import BadRequest, hashes, own_account, threaded, writes
 
 TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{16,128}")
 COOKIES = ("user_id", "token")
+TOKEN_COOKIES = ("token", "access_token")  # the spec's two names for the session token
 MAX_ID_DIGITS = len(str(MAX_ID))
 
 
@@ -21,43 +23,28 @@ def check_user_id_cookie(value: str) -> dict | None:
     return {"sub": int(value)}
 
 
-async def check_token_cookie(value: str, request) -> dict | None:
-    """The session check: the token must be a live session of the user the user_id cookie names.
-
-    It runs before request validation, so a revoked or forged session gets 401 whatever else is
-    wrong with the request.
-    """
+def check_token_cookie(value: str, request) -> dict | None:
+    """The session cookies' shape; the database says whether they are a live session later, in the handler's own
+    hop, or before any other error the request gets (session_check.py). Both token cookies are tried, in order."""
     user = check_user_id_cookie(request.cookies.get("user_id", ""))
     if user is None or not TOKEN_SHAPE.fullmatch(value):
         return None
-
-    def live() -> int | None:
-        with db.connection_context():
-            return Session.live(user["sub"], value, credentials.sessions.idle_timeout, credentials.sessions.max_age)
-
-    if queries_are_local():
-        # A local SQLite lookup takes microseconds, less than a hop to the threadpool (BENCHMARKS.md). The idle
-        # clock's occasional write must not wait for the write lock here, on the event loop: it is skipped instead.
-        with db.obj.never_waiting():
-            session = live()
-    else:
-        session = await green.run(live)  # on the event loop, waiting for PostgreSQL without a thread
-    if session is None:
-        return None
-    return {"sub": user["sub"], "token": value, "session": session}
-
-
-def _token_scheme(token_info: dict) -> dict:
-    return token_info.get("token") or token_info["access_token"]
+    tokens = [value]
+    for name in TOKEN_COOKIES:
+        other = request.cookies.get(name)
+        if other is not None and other not in tokens and TOKEN_SHAPE.fullmatch(other):
+            tokens.append(other)
+    return {"sub": user["sub"], "claim": SessionClaim(user["sub"], tokens)}
 
 
 def session_token(token_info: dict) -> str:
-    return _token_scheme(token_info)["token"]
+    """The token of the request's live session (checked before any handler runs)."""
+    return claim_of(token_info).token
 
 
 def session_id(token_info: dict) -> int:
     """The id of the request's session, which event streams and read markers use to tell devices apart."""
-    return _token_scheme(token_info)["session"]
+    return claim_of(token_info).session_id
 
 
 def client_address() -> str:

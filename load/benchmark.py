@@ -236,9 +236,10 @@ def postgres_vs_sqlite(args, workdir: Path) -> None:
 
 
 def reset_postgres(url: str) -> None:
-    """Empty the benchmark's PostgreSQL database: its public schema is dropped and made anew."""
+    """Empty the benchmark's PostgreSQL database, created if missing: its public schema is dropped and made anew."""
     from playhouse.db_url import connect
 
+    create_postgres_database(url)
     database = connect(url)
     with database:
         database.execute_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
@@ -366,7 +367,6 @@ def realtime(args, workdir: Path) -> None:
         database = f"sqlite:///{workdir / f'realtime-{streams}.db'}"
         results.append(realtime_scenario(args, workdir, database, 1, streams))
     for streams in args.pg_streams:
-        create_postgres_database(args.realtime_postgres)
         reset_postgres(args.realtime_postgres)
         results.append(realtime_scenario(args, workdir, args.realtime_postgres, 2, streams))
     print(

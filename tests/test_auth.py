@@ -104,6 +104,15 @@ def test_access_token_cookie_is_accepted_as_alias(app, alice):
     assert aliased.get("/api/chats").status_code == 200
 
 
+def test_a_live_access_token_beside_a_forged_token_is_accepted(app, alice):
+    both = new_client(app, cookies={"user_id": str(alice.id), "token": "A" * 43})
+    both.cookies.set("access_token", alice.client.cookies["token"])
+    assert both.get("/api/chats").status_code == 200
+    # Logging out through it ends the live session, the one it was let in with.
+    assert both.post("/api/logout").status_code == 200
+    assert alice.client.get("/api/chats").status_code == 401
+
+
 def test_malformed_unrelated_cookie_does_not_break_auth(app, alice):
     cookie_header = f"ga=a b; user_id={alice.id}; token={alice.client.cookies['token']}"
     response = new_client(app).get("/api/chats", headers={"Cookie": cookie_header})

@@ -95,8 +95,17 @@ def test_list_messages_limit_1000_is_accepted(alice, history):
 
 def test_list_messages_query_count_does_not_grow(alice, history):
     chat_id, _ = history
-    with assert_query_count(3):  # session, membership, page
+    with assert_query_count(2):  # session, then the page, which checks the membership itself
         assert len(alice.client.get(f"/api/chats/{chat_id}", params={"limit": 1000}).json()["messages"]) == 10
+
+
+def test_list_messages_explains_an_empty_page(alice, bob, history):
+    chat_id, ids = history
+    # Past the newest message a member gets an empty page; a stranger gets 403 and an unknown chat 404 all the same.
+    assert alice.client.get(f"/api/chats/{chat_id}", params={"after": ids[-1]}).json() == {"messages": []}
+    assert bob.client.get(f"/api/chats/{chat_id}", params={"after": ids[-1]}).status_code == 403
+    assert bob.client.get(f"/api/chats/{chat_id}").status_code == 403
+    assert alice.client.get("/api/chats/999999").status_code == 404
 
 
 def test_delete_message_own(alice, history):
