@@ -276,6 +276,12 @@ _PARAMETER_TYPES = {int: "bigint", str: "text", bool: "boolean", datetime.dateti
 _PREPARED: "weakref.WeakKeyDictionary[object, set[str]]" = weakref.WeakKeyDictionary()
 
 
+# Session.lookup's parameters: a token's hash, the oldest created_at and the oldest last request a live session has.
+SessionLookup = tuple[str, datetime.datetime, datetime.datetime]
+# A live session found by a hot read: its id and its last request (a datetime, or SQLite's text form of one).
+LiveSession = tuple[int, datetime.datetime | str]
+
+
 class UTCDateTimeField(DateTimeField):
     """Naive UTC datetimes; SQLite's text form is read with fromisoformat, far cheaper than strptime."""
 
@@ -427,13 +433,25 @@ class Session(BaseModel):
         A session is live until it has been `idle` without a request, or `lifetime` after login; one query
         tells, and a second, at most once a minute (SEEN_EVERY), moves its idle clock forward.
         """
-        now = utcnow()
-        row = _SESSION_USER.first(cls.hash_token(token), now - lifetime, now - idle)
+        row = _SESSION_USER.first(*cls.lookup(token, idle, lifetime))
         if row is None or row[0] != user_id:
             return None
-        if cls.last_seen_at.python_value(row[2]) < now - cls.SEEN_EVERY:
-            cls._seen(row[1], now)
+        cls.confirm(row[1], row[2])
         return row[1]
+
+    @classmethod
+    def lookup(cls, token: str, idle: datetime.timedelta, lifetime: datetime.timedelta) -> "SessionLookup":
+        """What finds this token's session if it is live: its hash, and the oldest created_at and last request a
+        live session has. The hot reads take it too, and check the session in their own query."""
+        now = utcnow()
+        return cls.hash_token(token), now - lifetime, now - idle
+
+    @classmethod
+    def confirm(cls, session_id: int, seen: datetime.datetime | str) -> None:
+        """A request of this live session arrived: move its idle clock if it is a minute behind (SEEN_EVERY)."""
+        now = utcnow()
+        if cls.last_seen_at.python_value(seen) < now - cls.SEEN_EVERY:
+            cls._seen(session_id, now)
 
     @classmethod
     def _seen(cls, session_id: int, now: datetime.datetime) -> None:
@@ -507,14 +525,19 @@ class Chat(BaseModel):
         in_batches(_purge_step)
 
     @classmethod
-    def listing_for(cls, user_id: int, limit: int = 100, before: str | None = None) -> tuple[list[dict], str | None]:
-        """A page of the user's chats with their newest message, newest activity first, in one query.
+    def listing_for(
+        cls, user_id: int, session: "SessionLookup", limit: int = 100, before: str | None = None
+    ) -> tuple[list[dict], str | None, "LiveSession | None"]:
+        """A page of the user's chats with their newest message, newest activity first, in one query that also
+        checks the user's session (Session.lookup).
 
         The page starts right after the chat that `before` names and ends with the cursor of the page after
-        it, or None when no chat is left.
+        it, or None when no chat is left. The session's (id, last seen) comes with it, or None when the query
+        found no row: either the session is not live, or the page is empty (Session.live tells which).
         """
         start = LISTING_START if before is None else listing_position(before)
-        rows = _CHAT_LISTING.rows(user_id, *start, limit + 1)
+        rows = _CHAT_LISTING.rows(*session, user_id, user_id, *start, limit + 1)
+        live = (rows[0][-2], rows[0][-1]) if rows else None
         more = len(rows) > limit
         del rows[limit:]
         chats = [
@@ -527,9 +550,9 @@ class Chat(BaseModel):
                 "last_read_id": last_read_id,
                 "unread_count": unread,
             }
-            for chat_id, title, content, time, sender_id, last_read_id, unread, _activity in rows
+            for chat_id, title, content, time, sender_id, last_read_id, unread, _activity, _session, _seen in rows
         ]
-        return chats, (listing_cursor(rows[-1][-1], rows[-1][0]) if more else None)
+        return chats, (listing_cursor(rows[-1][7], rows[-1][0]) if more else None), live
 
 
 class Membership(BaseModel):
@@ -669,22 +692,26 @@ class Message(BaseModel):
             Event.record(MESSAGE_DELETED, self.chat_id, {"chat_id": self.chat_id, "message_id": self.id})
 
     @classmethod
-    def page(cls, chat_id: int, reader_id: int, limit: int, before: int | None, after: int | None) -> list[dict]:
-        """At most `limit` messages with ids between the cursors, oldest first; none unless the reader is a member.
+    def page(
+        cls, chat_id: int, reader_id: int, session: "SessionLookup", limit: int, before: int | None, after: int | None
+    ) -> tuple[list[dict], "LiveSession | None"]:
+        """At most `limit` messages with ids between the cursors, oldest first; none unless the reader is a member
+        with a live session (Session.lookup), whose (id, last seen) comes with them, as in Chat.listing_for.
 
         Catching up (only `after`) takes the oldest ones past the cursor; everything else the newest.
         """
         lowest, highest = 0 if after is None else after, MAX_ID if before is None else before
-        bounds = (chat_id, lowest, highest, reader_id, chat_id, limit)
+        bounds = (*session, reader_id, chat_id, lowest, highest, reader_id, chat_id, limit)
         if after is not None and before is None:
             rows = _MESSAGES_OLDEST_FIRST.rows(*bounds)
         else:
             rows = _MESSAGES_NEWEST_FIRST.rows(*bounds)
             rows.reverse()
-        return [
+        messages = [
             {"id": message_id, "content": content, "sender_id": sender_id, "time": rfc3339(time)}
-            for message_id, content, sender_id, time in rows
+            for message_id, content, sender_id, time, _session, _seen in rows
         ]
+        return messages, ((rows[0][-2], rows[0][-1]) if rows else None)
 
 
 class DeletedChat(BaseModel):
@@ -938,12 +965,23 @@ def _one_purge_at_a_time() -> None:
         db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (PURGE_LOCK_KEY,))
 
 
+def _live_session(user):
+    """The join condition that finds the user's live session (parameters: Session.lookup's three, then `user`)."""
+    seen = fn.COALESCE(Session.last_seen_at, Session.created_at)
+    return (Session.token_hash == "") & (Session.created_at > utcnow()) & (seen > utcnow()) & (Session.user == user)
+
+
+_SESSION_SEEN = fn.COALESCE(Session.last_seen_at, Session.created_at)
+
+
 def _messages_between(order):
-    # Only for a member: the membership is checked once in the same query (no correlation, so SQLite evaluates it
-    # once and PostgreSQL plans it as a one-time filter), saving the request a query (handlers/messages.py).
+    # Only for a member with a live session, both checked in this query: the session as a join (one row at most,
+    # by its unique hash), the membership once (no correlation, so SQLite evaluates it once and PostgreSQL plans
+    # it as a one-time filter). A request then makes this one query (handlers/messages.py).
     member = Membership.select(Membership.id).where(Membership.user == 0, Membership.chat == 0)
     return (
-        Message.select(Message.id, Message.content, Message.sender_id, Message.time)
+        Message.select(Message.id, Message.content, Message.sender_id, Message.time, Session.id, _SESSION_SEEN)
+        .join(Session, on=_live_session(0))
         .where(Message.chat == 0, Message.id > 0, Message.id < 0, fn.EXISTS(member))
         .order_by(order)
         .limit(1)
@@ -985,7 +1023,10 @@ def _chat_listing():
             activity.alias("activity"),
             Membership.last_read_id,
             Membership.user,
+            Session.id.alias("session_id"),
+            _SESSION_SEEN.alias("seen"),
         )
+        .join(Session, on=_live_session(0))  # the caller's live session, checked here too (Message.page says why)
         .join(Membership, on=(Membership.chat == Chat.id))
         .join(newest_row, JOIN.LEFT_OUTER, on=(newest_row.id == newest))
         .where(Membership.user == 0, Tuple(activity, Chat.id) <= Tuple(*LISTING_START))
@@ -1016,6 +1057,8 @@ def _chat_listing():
             page.c.last_read_id,
             unread,
             page.c.activity,
+            page.c.session_id,
+            page.c.seen,
         )
         .from_(page)
         .join(last, JOIN.LEFT_OUTER, on=(last.id == page.c.last_id))

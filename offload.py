@@ -49,7 +49,7 @@ def in_request_scope(handler, inline: bool):
             with models.db.connection_context():
                 token_info = context.get("token_info")
                 if token_info:  # the session is checked here, in the handler's own hop (session_check.py)
-                    kwargs["user"] = session_check.claimed_user(token_info)
+                    return session_check.run_checking_session(handler, token_info, kwargs)
                 return handler(**kwargs)
         finally:
             if models.Event.recorded_since_asked():

@@ -1,12 +1,15 @@
 """Chats: list yours, create, rename, leave, and mark read."""
 
 from ..models import Chat, Membership, Message
+from ..session_check import SessionClaim, checks_session
 from . import NotFound, idempotent, require_member, threaded, writes
 from .auth import session_id
 
 
-def list_chats(user: int, limit: int = 100, before: str | None = None) -> dict:
-    chats, next_cursor = Chat.listing_for(user, limit, before)
+@checks_session
+def list_chats(claim: SessionClaim, limit: int = 100, before: str | None = None) -> dict:
+    chats, next_cursor, found = Chat.listing_for(claim.user_id, claim.lookup(), limit, before)
+    claim.settle(found)
     return {"chats": chats, "next_cursor": next_cursor}
 
 

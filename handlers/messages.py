@@ -1,13 +1,18 @@
 """Messages: read a chat's history, send, and delete your own."""
 
 from ..models import Message
+from ..session_check import SessionClaim, checks_session
 from . import Forbidden, NotFound, idempotent, require_member, writes
 
 
-def list_messages(user: int, chat_id: int, limit: int = 100, before: int | None = None, after: int | None = None):
-    messages = Message.page(chat_id, user, limit, before, after)
+@checks_session
+def list_messages(
+    claim: SessionClaim, chat_id: int, limit: int = 100, before: int | None = None, after: int | None = None
+):
+    messages, found = Message.page(chat_id, claim.user_id, claim.lookup(), limit, before, after)
+    claim.settle(found)
     if not messages:  # the page holds nothing, or the reader may not see it: which one, require_member tells
-        require_member(chat_id, user)
+        require_member(chat_id, claim.user_id)
     return {"messages": messages}
 
 

@@ -3,7 +3,7 @@
     python load/benchmark.py throughput        # floor vs GET /api/chats, GET /api/chats/{id}?limit=20, send
     python load/benchmark.py growth            # p50/p99 of both reads at 10,000 and at 1,000,000 messages
     python load/benchmark.py scale-out         # two workers on SQLite; one and two on PostgreSQL (--postgres URL)
-    python load/benchmark.py postgres          # one worker: PostgreSQL against SQLite and the GET and POST floors
+    python load/benchmark.py postgres          # one worker: PostgreSQL against SQLite and the floors, in rounds
     python load/benchmark.py cluster           # two hosts over PostgreSQL behind HAProxy (tests/cluster.py)
     python load/benchmark.py realtime          # event streams: delivery latency, memory per idle stream
     python load/benchmark.py all
@@ -27,6 +27,7 @@ import math
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -199,40 +200,72 @@ def scale_out(args, workdir: Path) -> None:
 
 
 def postgres_vs_sqlite(args, workdir: Path) -> None:
-    """One worker each, in one run: the GET and POST floors, then the three endpoints on SQLite and on PostgreSQL."""
-    floors = {}
-    cookie = "user_id=1; token=" + "A" * 43
-    for label, factory, path, form in (
-        ("GET", "connexion_async_floor", "/api/chats", ""),
-        ("POST", "connexion_async_floor", "/api/chats/1", "content=hello%20there"),
-    ):
-        with serve(floor_server(factory), "/api/openapi.json", workdir) as url:
-            wrk(url + path, cookie, post_form=form, duration=2, connections=args.connections)
-            floors[label] = wrk(
-                url + path, cookie, post_form=form, duration=args.duration, connections=args.connections
-            )
+    """One worker each, in one run: the GET and POST floors, SQLite and PostgreSQL, all four servers up at once.
+
+    The machine's speed drifts by a fifth from minute to minute (other tenants), so a ratio of two runs made
+    minutes apart says little. Every endpoint is measured in --rounds rounds instead, each running wrk against
+    its floor, SQLite and PostgreSQL back to back; the tables give each server's median, and the median of the
+    per-round ratios.
+    """
     sqlite_url = f"sqlite:///{workdir / 'versus.db'}"
     seed(sqlite_url, users=2, chats=10, messages=200, members_per_chat=2)
-    sqlite_rows = chat_endpoints(args, workdir, chat_server(sqlite_url))
     reset_postgres(args.postgres)
     seed(args.postgres, users=2, chats=10, messages=200, members_per_chat=2)
-    postgres_rows = chat_endpoints(args, workdir, chat_server(args.postgres))
-    print(f"\nPostgreSQL against SQLite: one uvicorn worker each, wrk -t1 -c{args.connections} -d{args.duration}s\n")
+    floor_cookie = "user_id=1; token=" + "A" * 43
+    with (
+        serve(floor_server("connexion_async_floor"), "/api/openapi.json", workdir) as floor,
+        serve(chat_server(sqlite_url), "/api/openapi.json", workdir) as lite,
+        serve(chat_server(args.postgres), "/api/openapi.json", workdir) as pg,
+    ):
+        servers = {"SQLite": (lite, login(lite)), "PostgreSQL": (pg, login(pg))}
+        chats = {name: first_chat(url, cookie) for name, (url, cookie) in servers.items()}
+        form = "content=hello%20there"
+        endpoints = [
+            ("GET /api/chats (10 chats x 20 messages)", "/api/chats", "", "/api/chats"),
+            ("GET /api/chats/{id}?limit=20", "/api/chats/{chat}?limit=20", "", "/api/chats"),
+            ("POST /api/chats/{id} (send)", "/api/chats/{chat}", form, "/api/chats/1"),
+        ]
+        results = {}
+        for label, path, body, floor_path in endpoints:
+            targets = {"floor": (floor + floor_path, floor_cookie)}
+            for name, (url, cookie) in servers.items():
+                targets[name] = (url + path.format(chat=chats[name]), cookie)
+            for target, cookie in targets.values():
+                wrk(target, cookie, post_form=body, duration=2, connections=args.connections)
+            rounds = results[label] = []
+            for _ in range(args.rounds):
+                rounds.append(
+                    {
+                        name: wrk(target, cookie, post_form=body, duration=args.duration, connections=args.connections)
+                        for name, (target, cookie) in targets.items()
+                    }
+                )
+    print(
+        f"\nPostgreSQL against SQLite: one uvicorn worker each, wrk -t1 -c{args.connections} -d{args.duration}s, "
+        f"{args.rounds} rounds of floor, SQLite, PostgreSQL back to back; medians\n"
+    )
     print("| Endpoint | floor req/s | SQLite req/s (vs floor) | PostgreSQL req/s (vs floor) | PostgreSQL / SQLite |")
     print("|---|---:|---:|---:|---:|")
-    for (label, lite), (_, pg) in zip(sqlite_rows, postgres_rows, strict=True):
-        floor = floors["POST" if label.startswith("POST") else "GET"]["rps"]
+    for label, rounds in results.items():
+        floor_rps, lite_rps, pg_rps = (median([r[name]["rps"] for r in rounds]) for name in ("floor", *servers))
+        lite_ratio = median([r["SQLite"]["rps"] / r["floor"]["rps"] for r in rounds])
+        pg_ratio = median([r["PostgreSQL"]["rps"] / r["floor"]["rps"] for r in rounds])
+        versus = median([r["PostgreSQL"]["rps"] / r["SQLite"]["rps"] for r in rounds])
         print(
-            f"| {label} | {floor:,.0f} | {lite['rps']:,.0f} ({lite['rps'] / floor:.2f}) "
-            f"| {pg['rps']:,.0f} ({pg['rps'] / floor:.2f}) | {pg['rps'] / lite['rps']:.0%} |"
+            f"| {label} | {floor_rps:,.0f} | {lite_rps:,.0f} ({lite_ratio:.2f}) "
+            f"| {pg_rps:,.0f} ({pg_ratio:.2f}) | {versus:.0%} |"
         )
-    print("\n| Endpoint | SQLite p50 / p99 ms | PostgreSQL p50 / p99 ms | errors |")
-    print("|---|---:|---:|---:|")
-    for (label, lite), (_, pg) in zip(sqlite_rows, postgres_rows, strict=True):
-        print(
-            f"| {label} | {lite['p50']:.2f} / {lite['p99']:.2f} | {pg['p50']:.2f} / {pg['p99']:.2f} "
-            f"| {lite['errors'] + pg['errors']} |"
-        )
+    print("\nEvery round, req/s (floor / SQLite / PostgreSQL), and the errors of all rounds:\n")
+    print("| Endpoint | rounds | errors |")
+    print("|---|---|---:|")
+    for label, rounds in results.items():
+        each = ", ".join(" / ".join(f"{r[name]['rps']:,.0f}" for name in ("floor", *servers)) for r in rounds)
+        errors = sum(r[name]["errors"] for r in rounds for name in ("floor", *servers))
+        print(f"| {label} | {each} | {errors} |")
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
 
 
 def reset_postgres(url: str) -> None:
@@ -424,6 +457,9 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement (default %(default)s)")
     parser.add_argument("--connections", type=int, default=32, help="for throughput (default %(default)s)")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="for postgres: rounds of floor, SQLite, PostgreSQL (default %(default)s)"
+    )
     parser.add_argument("--growth-connections", type=int, default=4, help="for growth (default %(default)s)")
     parser.add_argument(
         "--postgres",

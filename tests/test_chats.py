@@ -79,11 +79,19 @@ def test_list_chats_last_message_follows_deletion(alice, make_chat, send):
 def test_list_chats_query_count_does_not_grow(alice, make_chat, send):
     for n in range(12):
         send(alice, make_chat(alice, f"chat {n}"), "hi")
-    with assert_query_count(2):  # the session check and the listing
+    with assert_query_count(1):  # the listing, which checks the session itself
         assert len(alice.client.get("/api/chats").json()["chats"]) == 12
     cursor = alice.client.get("/api/chats", params={"limit": 5}).json()["next_cursor"]
-    with assert_query_count(2):
+    with assert_query_count(1):
         assert len(alice.client.get("/api/chats", params={"limit": 5, "before": cursor}).json()["chats"]) == 5
+
+
+def test_an_empty_list_asks_for_the_session_alone(app, make_user):
+    newcomer = make_user("newcomer")
+    with assert_query_count(2):  # the listing found no row: was the session live? (session_check.SessionClaim.settle)
+        assert newcomer.client.get("/api/chats").json() == {"chats": [], "next_cursor": None}
+    assert newcomer.client.post("/api/logout").status_code == 200
+    assert newcomer.client.get("/api/chats").status_code == 401
 
 
 def make_chats(person, count: int, created_at: datetime.datetime | None = None) -> list[int]:

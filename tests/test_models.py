@@ -41,17 +41,19 @@ def test_hot_query_plan_uses_indexes_only(app, name):
 
 
 def test_chat_listing_plan_reads_only_the_users_chats(app):
-    """A page costs index probes per chat of the user and a sort of their keys (activity is computed, so the cursor
-    and the limit cannot use an index); only the page's own chats then read their last message and count their
-    unread messages, an index range scan after the read marker that stops at the cap."""
+    """The caller's session first, by its unique hash. Then a page costs index probes per chat of the user and a
+    sort of their keys (activity is computed, so the cursor and the limit cannot use an index); only the page's
+    own chats then read their last message and count their unread messages, an index range scan after the read
+    marker that stops at the cap."""
     plan = query_plan(models._CHAT_LISTING)
     assert plan == [
         "CO-ROUTINE page",
+        "SEARCH t3 USING INDEX session_token_hash (token_hash=?)",
         "SEARCH t2 USING INDEX membership_user_id_chat_id (user_id=?)",
         "SEARCH t1 USING INTEGER PRIMARY KEY (rowid=?)",
         "SEARCH newest USING INTEGER PRIMARY KEY (rowid=?) LEFT-JOIN",
         "CORRELATED SCALAR SUBQUERY 3",
-        "SEARCH t3 USING COVERING INDEX message_chat_id_id (chat_id=?)",
+        "SEARCH t4 USING COVERING INDEX message_chat_id_id (chat_id=?)",
         "USE TEMP B-TREE FOR ORDER BY",
         "SCAN page",
         "SEARCH last USING INTEGER PRIMARY KEY (rowid=?) LEFT-JOIN",
