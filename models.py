@@ -278,7 +278,7 @@ _PREPARED: "weakref.WeakKeyDictionary[object, set[str]]" = weakref.WeakKeyDictio
 
 # Session.lookup's parameters: a token's hash, the oldest created_at and the oldest last request a live session has.
 SessionLookup = tuple[str, datetime.datetime, datetime.datetime]
-# A live session found by a hot read: its id and its last request (a datetime, or SQLite's text form of one).
+# A live session found by a hot read: its id and its last request (a datetime, or its text form).
 LiveSession = tuple[int, datetime.datetime | str]
 
 
@@ -971,7 +971,9 @@ def _live_session(user):
     return (Session.token_hash == "") & (Session.created_at > utcnow()) & (seen > utcnow()) & (Session.user == user)
 
 
-_SESSION_SEEN = fn.COALESCE(Session.last_seen_at, Session.created_at)
+# The session's last request, as the hot reads return it on every row: as text, which only the first row's is
+# parsed from (Session.confirm), instead of PostgreSQL's driver making a datetime for each row.
+_SESSION_SEEN = fn.COALESCE(Session.last_seen_at, Session.created_at).cast("text")
 
 
 def _messages_between(order):
