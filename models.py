@@ -672,18 +672,20 @@ class Message(BaseModel):
         taken once this one has begun; on PostgreSQL sends to the chat take turns (_send_message) and the
         database's clock times the row as it is inserted.
         """
+        if isinstance(db.obj, PostgresqlDatabase):  # one round trip: one transaction, or a part of the caller's
+            row = _SEND_MESSAGE.first(chat_id, chat_id, sender_id, content, sender_id, chat_id, sender_id, chat_id)
+            if row is None:
+                return None
+            _recorded.pending = True
+            return row[0]
         with db.atomic():
-            if isinstance(db.obj, PostgresqlDatabase):
-                row = _SEND_MESSAGE.first(chat_id, chat_id, sender_id, content, sender_id, chat_id, sender_id, chat_id)
-            else:
-                row = _SEND_MESSAGE.first(chat_id, sender_id, content, utcnow(), sender_id, chat_id)
-                if row is not None:
-                    _MOVE_READ_MARKER.execute(row[0], sender_id, chat_id, row[0])
+            row = _SEND_MESSAGE.first(chat_id, sender_id, content, utcnow(), sender_id, chat_id)
             if row is None:
                 return None
             message_id, time = row
+            _MOVE_READ_MARKER.execute(message_id, sender_id, chat_id, message_id)
             message = {"id": message_id, "content": content, "sender_id": sender_id, "time": rfc3339(time)}
-            Event.record(MESSAGE_CREATED, chat_id, {"chat_id": chat_id, "message": message})
+            Event.record(MESSAGE_CREATED, chat_id, _message_created(chat_id, message))
         return message_id
 
     def remove(self) -> None:
@@ -1090,12 +1092,20 @@ _MESSAGES_OLDEST_FIRST = Statement(lambda: _messages_between(Message.id.asc()), 
 
 
 def _send_message():
-    """The insert of a send, which returns the id and the time.
+    """A send: the insert, which returns the id and the time.
 
-    SQLite is given the time, and the read marker moves in a statement of its own. PostgreSQL reads its clock and
-    does it all in one round trip: it first locks the chat's row, so that sends to one chat take turns and their
-    times follow their ids, then inserts and moves the marker (a data-modifying WITH). The lock is a statement of
-    its own: in an INSERT ... SELECT ... FOR NO KEY UPDATE the clock may be read before the lock is granted.
+    SQLite is given the time, and the read marker and the event are statements of their own in the caller's
+    transaction. On PostgreSQL the send is one string of statements, one round trip and, outside a transaction,
+    one implicit transaction (roundtrips.py says why):
+
+    1. lock the chat's row, so that sends to one chat take turns and their times follow their ids (a statement
+       of its own: in an INSERT ... SELECT ... FOR NO KEY UPDATE the clock may be read before the lock is
+       granted);
+    2. take the event lock (Event says why), held to the commit;
+    3. insert the message timed by the database's clock, move the sender's read marker to it, record its
+       `message.created` event and notify the streams, as one data-modifying WITH. The event's data is built
+       here in SQL, the same JSON as Event.record would write (`_message_created` in Python; tests compare
+       the two), because the event needs the id and the time the insert makes.
 
     NO KEY UPDATE is the mode an UPDATE of the title takes. It lets through the FOR KEY SHARE that the foreign
     keys of new messages and memberships take on the chat, and every plain read; it queues only with renames and
@@ -1107,11 +1117,12 @@ def _send_message():
     insert = Message.insert_from(
         Membership.select(Value(0), Value(0), Value(""), time).where(Membership.user == 0, Membership.chat == 0),
         [Message.chat, Message.sender_id, Message.content, Message.time],
-    ).returning(Message.id, Message.time)
+    )
     if not postgres:
-        return insert
+        return insert.returning(Message.id, Message.time)
     lock = Chat.select(Chat.id).where(Chat.id == 0).for_update("FOR NO KEY UPDATE")
-    sent = insert.cte("sent")
+    event_lock = Select(columns=[fn.pg_advisory_xact_lock(SQL(str(EVENT_LOCK_KEY)))])
+    sent = insert.returning(Message.id, Message.time, Message.chat, Message.sender_id, Message.content).cte("sent")
     marked = (
         Membership.update(last_read_id=sent.c.id)
         .from_(sent)
@@ -1122,13 +1133,41 @@ def _send_message():
         )
         .cte("marked")
     )
-    return [lock, sent.select_from(sent.c.id, sent.c.time).with_cte(sent, marked)]
+    message = fn.json_build_object(
+        SQL("'id'"), sent.c.id, SQL("'content'"), sent.c.content, SQL("'sender_id'"), sent.c.sender_id,
+        SQL("'time'"), SQL(_RFC3339_OF_SENT_TIME),
+    )  # fmt: skip
+    data = fn.json_build_object(SQL("'chat_id'"), sent.c.chat_id, SQL("'message'"), message).cast("text")
+    recorded = (
+        Event.insert_from(
+            Select((sent,), [SQL(f"'{MESSAGE_CREATED}'"), sent.c.chat_id, data, sent.c.time]),
+            [Event.kind, Event.chat_id, Event.data, Event.time],
+        )
+        .returning(Event.id)
+        .cte("recorded")
+    )
+    notify = fn.pg_notify(SQL(f"'{EVENTS_CHANNEL}'"), recorded.c.id.cast("text"))
+    answer = Select((sent, recorded), [sent.c.id, sent.c.time, notify]).with_cte(sent, marked, recorded)
+    return [lock, event_lock, answer]
 
+
+# rfc3339() in SQL, for the time a send's WITH returns: isoformat() leaves out a zero fraction, so this does too.
+_RFC3339_OF_SENT_TIME = (
+    """to_char("sent"."time", 'YYYY-MM-DD"T"HH24:MI:SS') """
+    """|| CASE WHEN date_trunc('second', "sent"."time") = "sent"."time" THEN '' """
+    """ELSE to_char("sent"."time", '.US') END || 'Z'"""
+)
 
 # Parameters: on SQLite the chat, sender, content, time, sender, chat; on PostgreSQL (_send_message says why)
 # the chat to lock, then the chat, sender, content, sender, chat of the insert, then the sender and chat whose
 # read marker moves.
 _SEND_MESSAGE = Statement(_send_message)
+
+
+def _message_created(chat_id: int, message: dict) -> dict:
+    """The data of a message.created event; on PostgreSQL a send builds the same JSON in SQL (_send_message)."""
+    return {"chat_id": chat_id, "message": message}
+
 
 _MOVE_READ_MARKER = Statement(
     lambda: Membership.update(last_read_id=0).where(

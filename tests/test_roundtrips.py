@@ -1,6 +1,9 @@
 """PostgreSQL transactions in fewer round trips (roundtrips.py), and requests that check their session in their own
 hop (session_check.py): what is sent, what is kept, and what a failure leaves behind."""
 
+import datetime
+import json
+
 import peewee
 import psycopg2
 import pytest
@@ -28,21 +31,41 @@ def events_of_kind(kind: str) -> list[str]:
         return [data for (data,) in models.Event.select(models.Event.data).where(models.Event.kind == kind).tuples()]
 
 
-def test_a_send_is_three_round_trips(alice, make_chat):
+def test_a_send_is_two_round_trips(alice, make_chat):
     chat_id = make_chat(alice)
     with count_queries() as queries:
-        assert alice.client.post(f"/api/chats/{chat_id}", data={"content": "counted"}).status_code == 201
-    session, send, commit = sent(queries)
+        assert alice.client.post(f"/api/chats/{chat_id}", data={"content": 'counted "é" \\ \n'}).status_code == 201
+    session, send = sent(queries)
     assert session.startswith("EXECUTE ")  # the prepared session lookup, in the handler's own hop
-    # BEGIN, the chat's lock and the insert that moves the read marker go together ...
-    assert send.startswith("BEGIN; SELECT ") and "FOR NO KEY UPDATE; WITH " in send
-    # ... and the event, its lock and its notification go with the COMMIT.
-    assert send.count(";") == 2 and commit.startswith("SELECT pg_advisory_xact_lock(") and commit.endswith("; COMMIT")
-    history = alice.client.get(f"/api/chats/{chat_id}").json()["messages"]
-    assert [message["content"] for message in history] == ["counted"]
+    # The chat's lock, the event lock, and the insert, read marker, event and notification as one statement: one
+    # implicit transaction, with no BEGIN or COMMIT of its own.
+    assert send.startswith("SELECT ") and "FOR NO KEY UPDATE; SELECT pg_advisory_xact_lock(" in send
+    assert send.count(";") == 2 and "BEGIN" not in send and "COMMIT" not in send
+    (message,) = alice.client.get(f"/api/chats/{chat_id}").json()["messages"]
+    assert message["content"] == 'counted "é" \\ \n'
     chats = alice.client.get("/api/chats").json()["chats"]
-    assert chats[0]["last_read_id"] == history[0]["id"] and chats[0]["unread_count"] == 0
-    assert len(events_of_kind(models.MESSAGE_CREATED)) == 1
+    assert chats[0]["last_read_id"] == message["id"] and chats[0]["unread_count"] == 0
+    # The event built in SQL is the one Event.record would have written.
+    (data,) = events_of_kind(models.MESSAGE_CREATED)
+    assert json.loads(data) == models._message_created(chat_id, message)
+
+
+@pytest.mark.parametrize("microsecond", [0, 5, 999_999])
+def test_a_sent_time_in_sql_reads_as_rfc3339_does(app, microsecond):
+    time = datetime.datetime(2026, 11, 27, 9, 8, 7, microsecond)
+    query = f"SELECT {models._RFC3339_OF_SENT_TIME} FROM (SELECT %s::timestamp AS time) AS sent"
+    with models.db.connection_context():
+        (text,) = models.db.execute_sql(query, (time,)).fetchone()
+    assert text == models.rfc3339(time)
+
+
+def test_a_send_inside_a_transaction_commits_with_it(app, alice, make_chat):
+    chat_id = make_chat(alice)
+    with models.db.connection_context(), pytest.raises(RuntimeError), models.db.atomic():
+        assert models.Message.send(chat_id, alice.id, "rolled back") is not None
+        raise RuntimeError("abandon")
+    assert alice.client.get(f"/api/chats/{chat_id}").json()["messages"] == []
+    assert events_of_kind(models.MESSAGE_CREATED) == []
 
 
 def test_a_transaction_that_ran_nothing_sends_nothing(app):
