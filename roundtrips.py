@@ -4,7 +4,8 @@ statements queued with `at_commit` travel with its COMMIT.
 On this machine a round trip to PostgreSQL on 127.0.0.1 costs the server about 0.1 ms of CPU (send, poll, receive
 and their wake-ups), as much as the query itself, so a send that made eight of them (BEGIN, lock, insert, read
 marker, event lock, event, notify, COMMIT) spent most of its time on the wire, holding its chat's lock and the
-event lock across them (BENCHMARKS.md). psycopg2 sends a string of several statements as one simple query: the
+event lock across them (BENCHMARKS.md). A send is now one string of its own (models._send_message); every other
+transaction goes through here. psycopg2 sends a string of several statements as one simple query: the
 server runs them in order, stops at the first that fails, and returns the last one's rows.
 
 - `begin()` sends nothing; the next statement goes as "BEGIN; <statement>". A transaction that ran no statement
