@@ -211,13 +211,18 @@ class _Run:
         """Run the greenlet until it waits for its socket again, or ends."""
         self._unwatch()
         request = self.greenlet.switch()
-        if self.greenlet.dead:
-            self.outcome, self.finished = request, True
-            if not self.done.done():
-                self.done.set_result(None)
+        while not self.greenlet.dead:
+            reading, fd = request
+            try:
+                (self.loop.add_reader if reading else self.loop.add_writer)(fd, self.step)
+            except Exception as exc:  # the loop cannot watch it: the wait fails in the greenlet, which goes on
+                request = self.greenlet.throw(exc)
+                continue
+            self.watching = request
             return
-        reading, fd = self.watching = request
-        (self.loop.add_reader if reading else self.loop.add_writer)(fd, self.step)
+        self.outcome, self.finished = request, True
+        if not self.done.done():
+            self.done.set_result(None)
 
     def _unwatch(self) -> None:
         if self.watching is not None:

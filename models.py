@@ -673,7 +673,8 @@ class Message(BaseModel):
         database's clock times the row as it is inserted.
         """
         if isinstance(db.obj, PostgresqlDatabase):  # one round trip: one transaction, or a part of the caller's
-            row = _SEND_MESSAGE.first(chat_id, chat_id, sender_id, content, sender_id, chat_id, sender_id, chat_id)
+            member, marker = (sender_id, chat_id), (sender_id, chat_id)
+            row = _SEND_MESSAGE.first(chat_id, *member, chat_id, sender_id, content, *member, *marker)
             if row is None:
                 return None
             _recorded.pending = True
@@ -1100,7 +1101,7 @@ def _send_message():
 
     1. lock the chat's row, so that sends to one chat take turns and their times follow their ids (a statement
        of its own: in an INSERT ... SELECT ... FOR NO KEY UPDATE the clock may be read before the lock is
-       granted);
+       granted), then the sender's membership row;
     2. take the event lock (Event says why), held to the commit;
     3. insert the message timed by the database's clock, move the sender's read marker to it, record its
        `message.created` event and notify the streams, as one data-modifying WITH. The event's data is built
@@ -1121,6 +1122,9 @@ def _send_message():
     if not postgres:
         return insert.returning(Message.id, Message.time)
     lock = Chat.select(Chat.id).where(Chat.id == 0).for_update("FOR NO KEY UPDATE")
+    # The sender's membership row before the event lock, as mark_read takes them (its UPDATE, then the event
+    # lock at its commit): taken the other way round, a send and a mark-read of one member deadlock.
+    member = Membership.select(Membership.id).where(Membership.user == 0, Membership.chat == 0)
     event_lock = Select(columns=[fn.pg_advisory_xact_lock(SQL(str(EVENT_LOCK_KEY)))])
     sent = insert.returning(Message.id, Message.time, Message.chat, Message.sender_id, Message.content).cte("sent")
     marked = (
@@ -1133,11 +1137,12 @@ def _send_message():
         )
         .cte("marked")
     )
-    message = fn.json_build_object(
+    message = fn.jsonb_build_object(
         SQL("'id'"), sent.c.id, SQL("'content'"), sent.c.content, SQL("'sender_id'"), sent.c.sender_id,
         SQL("'time'"), SQL(_RFC3339_OF_SENT_TIME),
     )  # fmt: skip
-    data = fn.json_build_object(SQL("'chat_id'"), sent.c.chat_id, SQL("'message'"), message).cast("text")
+    # jsonb prints ": " and ", " as json.dumps does (json prints " : "); its keys come shortest first.
+    data = fn.jsonb_build_object(SQL("'chat_id'"), sent.c.chat_id, SQL("'message'"), message).cast("text")
     recorded = (
         Event.insert_from(
             Select((sent,), [SQL(f"'{MESSAGE_CREATED}'"), sent.c.chat_id, data, sent.c.time]),
@@ -1148,7 +1153,7 @@ def _send_message():
     )
     notify = fn.pg_notify(SQL(f"'{EVENTS_CHANNEL}'"), recorded.c.id.cast("text"))
     answer = Select((sent, recorded), [sent.c.id, sent.c.time, notify]).with_cte(sent, marked, recorded)
-    return [lock, event_lock, answer]
+    return [lock, member.for_update("FOR NO KEY UPDATE"), event_lock, answer]
 
 
 # rfc3339() in SQL, for the time a send's WITH returns: isoformat() leaves out a zero fraction, so this does too.
@@ -1159,8 +1164,8 @@ _RFC3339_OF_SENT_TIME = (
 )
 
 # Parameters: on SQLite the chat, sender, content, time, sender, chat; on PostgreSQL (_send_message says why)
-# the chat to lock, then the chat, sender, content, sender, chat of the insert, then the sender and chat whose
-# read marker moves.
+# the chat to lock, the sender and chat of the membership to lock, then the chat, sender, content, sender, chat
+# of the insert, then the sender and chat whose read marker moves.
 _SEND_MESSAGE = Statement(_send_message)
 
 

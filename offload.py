@@ -59,6 +59,9 @@ def in_request_scope(handler, inline: bool):
 
         @functools.wraps(handler)
         async def run_in_its_turn(**kwargs):
+            # A forged session is refused before it takes a hashing turn from the logins.
+            if await session_check.refused_session(context.get("token_info")):
+                raise Unauthorized(session_check.SESSION_ENDED)
             async with models.passwords.turn():
                 return await anyio.to_thread.run_sync(functools.partial(run, **kwargs))
 

@@ -19,6 +19,7 @@ server runs them in order, stops at the first that fails, and returns the last o
 import re
 
 from peewee import __exception_wrapper__
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 
 _SAVEPOINT = re.compile(r'(SAVEPOINT|ROLLBACK TO SAVEPOINT|RELEASE SAVEPOINT) ("[^"]+")')
 
@@ -45,10 +46,17 @@ class FewerRoundTrips:
         if getattr(state, "savepoints", None) is not None and (savepoint := _SAVEPOINT.match(sql)):
             self._track_savepoint(state, *savepoint.groups())
         begin = getattr(state, "pending_begin", None)
-        if begin is not None:
-            state.pending_begin = None
-            sql = f"{begin}; {sql}"
-        return super().execute_sql(sql, params)
+        if begin is None:
+            return super().execute_sql(sql, params)
+        state.pending_begin = None
+        try:
+            return super().execute_sql(f"{begin}; {sql}", params)
+        except Exception:
+            # Refused before the server began anything (a parameter psycopg2 cannot adapt, say): BEGIN is still
+            # to be sent, or a caller that goes on in the transaction would run the rest outside it.
+            if state.conn is not None and state.conn.info.transaction_status == TRANSACTION_STATUS_IDLE:
+                state.pending_begin = begin
+            raise
 
     @staticmethod
     def _track_savepoint(state, command: str, name: str) -> None:

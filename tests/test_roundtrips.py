@@ -3,6 +3,7 @@ hop (session_check.py): what is sent, what is kept, and what a failure leaves be
 
 import datetime
 import json
+import threading
 
 import peewee
 import psycopg2
@@ -11,7 +12,7 @@ from playhouse.test_utils import count_queries
 
 from chat_server import models
 
-from .conftest import fresh_postgres
+from .conftest import POSTGRES_URL, fresh_postgres
 
 pytestmark = pytest.mark.postgres
 
@@ -37,10 +38,10 @@ def test_a_send_is_two_round_trips(alice, make_chat):
         assert alice.client.post(f"/api/chats/{chat_id}", data={"content": 'counted "é" \\ \n'}).status_code == 201
     session, send = sent(queries)
     assert session.startswith("EXECUTE ")  # the prepared session lookup, in the handler's own hop
-    # The chat's lock, the event lock, and the insert, read marker, event and notification as one statement: one
-    # implicit transaction, with no BEGIN or COMMIT of its own.
+    # The chat's and the membership's locks, the event lock, then the insert, read marker, event and notification
+    # as one statement: one implicit transaction, with no BEGIN or COMMIT of its own.
     assert send.startswith("SELECT ") and "FOR NO KEY UPDATE; SELECT pg_advisory_xact_lock(" in send
-    assert send.count(";") == 2 and "BEGIN" not in send and "COMMIT" not in send
+    assert send.count(";") == 3 and "BEGIN" not in send and "COMMIT" not in send
     (message,) = alice.client.get(f"/api/chats/{chat_id}").json()["messages"]
     assert message["content"] == 'counted "é" \\ \n'
     chats = alice.client.get("/api/chats").json()["chats"]
@@ -125,3 +126,45 @@ def test_the_hot_reads_are_one_round_trip_each(alice, make_chat, send):
             assert alice.client.get(path).status_code == 200
         (query,) = sent(queries)  # it checks the session (and the membership) itself
         assert query.startswith("EXECUTE ")  # prepared once per connection
+
+
+def test_a_send_waits_for_its_membership_before_the_event_lock(app, alice, make_chat):
+    """mark_read updates the member's row, then takes the event lock at its commit. A send must meet that row
+    before the event lock too: holding the event lock while it waits for the row, it and a mark-read of the same
+    member would wait for each other until PostgreSQL aborted one."""
+    chat_id = make_chat(alice)
+    reader = psycopg2.connect(POSTGRES_URL)
+    watcher = psycopg2.connect(POSTGRES_URL)
+    watcher.autocommit = True
+    try:
+        with reader.cursor() as cursor:  # a mark-read's first statement, its transaction left open
+            cursor.execute(
+                "UPDATE membership SET last_read_id = last_read_id WHERE user_id = %s AND chat_id = %s",
+                (alice.id, chat_id),
+            )
+        answers = []
+        sender = threading.Thread(
+            target=lambda: answers.append(alice.client.post(f"/api/chats/{chat_id}", data={"content": "waits"}))
+        )
+        sender.start()
+        with watcher.cursor() as cursor:
+            for _ in range(200):
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                if cursor.fetchone()[0]:
+                    break
+                sender.join(0.05)
+            else:
+                pytest.fail("the send never waited for the member's row")
+            cursor.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = %s",
+                (models.EVENT_LOCK_KEY,),
+            )
+            assert cursor.fetchone()[0] == 0, "the send holds the event lock while it waits for the member's row"
+        with reader.cursor() as cursor:  # the mark-read's commit takes the event lock at once
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", (models.EVENT_LOCK_KEY,))
+        reader.commit()
+        sender.join(30)
+        assert [answer.status_code for answer in answers] == [201]
+    finally:
+        reader.close()
+        watcher.close()
