@@ -3,8 +3,9 @@ sockets through asyncio, so a request on PostgreSQL takes no threadpool hop at a
 
 A request's handler (and its session check) runs in a `RequestGreenlet`, started by `run()` on the event loop.
 psycopg2 calls `_wait` whenever it would block (its "wait callback", the hook gevent's and eventlet's
-integrations use); inside a request greenlet that switches back to `run()`, which awaits the socket with
-`loop.add_reader`/`add_writer` and switches back in when it is ready. Meanwhile the loop serves other requests.
+integrations use); inside a request greenlet that switches back to the loop, which watches the socket
+(`loop.add_reader`/`add_writer`) and, when it is ready, switches straight back in from its callback (`_Run`).
+Meanwhile the loop serves other requests; the coroutine that awaits `run()` wakes once, when the work is done.
 Anywhere else (a threadpool thread: password hashing, unbounded deletes, pruning) psycopg2 blocks as it always
 did. Peewee keeps its connection state per thread; `GreenPostgresqlDatabase` keeps it per greenlet instead, so
 each request greenlet has its own pooled connection and transaction, and each thread's own greenlet its own.
