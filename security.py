@@ -6,6 +6,7 @@ from connexion.security import ApiKeySecurityHandler
 from starlette.requests import cookie_parser
 
 from .routes import resolve
+from .session_check import SESSION_ENDED
 
 
 class CookieApiKeyHandler(ApiKeySecurityHandler):
@@ -27,7 +28,7 @@ class CookieApiKeyHandler(ApiKeySecurityHandler):
         return cookie_parser(cookies or "").get(name)
 
     def check_api_key(self, api_key_info_func):
-        return self._generic_check(api_key_info_func, "the session cookies are not valid, or the session has ended")
+        return self._generic_check(api_key_info_func, SESSION_ENDED)
 
     @staticmethod
     @functools.cache
