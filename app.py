@@ -20,6 +20,7 @@ from connexion.resolver import Resolver
 from . import credentials, csrf, events, idempotency, migrations, models, privacy, ratelimit, shutdown
 from .connections import DEFAULTS as CONNECTION_DEFAULTS
 from .connections import ConnectionLimits
+from .dispatch import decorate_once
 from .errors import map_errors
 from .events import DEFAULTS as EVENT_DEFAULTS
 from .offload import in_request_scope
@@ -29,7 +30,7 @@ from .request_limits import BodySizeLimit, QueryParameterLimit
 from .routes import ExactRoutes, Routes, resolve
 from .security import CookieApiKeyHandler
 from .security_headers import SecurityHeaders
-from .validation import CACHED_VALIDATORS, FormContentType
+from .validation import CACHED_VALIDATORS, FormContentType, path_parameters_per_operation
 
 __version__ = version("chat-server")
 # The spec ships as package data beside this module (pyproject.toml). It is found from __file__ because
@@ -64,15 +65,17 @@ def create_app(
     logging.getLogger("connexion.validators.form_data").setLevel(logging.CRITICAL)
     inline = models.queries_are_local()
     app = connexion.AsyncApp(__name__, security_map={"apiKey": CookieApiKeyHandler}, lifespan=background_work)
+    decorate_once(app)
+    spec = yaml.safe_load(SPEC.read_text())
+    routes = Routes(spec)
     app.add_api(
-        SPEC,
+        path_parameters_per_operation(spec),
         resolver=Resolver(function_resolver=lambda name: in_request_scope(resolve(name), inline)),
         validate_responses=validate_responses,
         strict_validation=True,
         validator_map=CACHED_VALIDATORS,
         swagger_ui_options=connexion.options.SwaggerUIOptions(swagger_ui_path="/ui"),
     )
-    routes = Routes(yaml.safe_load(SPEC.read_text()))
     app.add_middleware(SecurityHeaders, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(
         csrf.CrossSiteRequests, position=MiddlewarePosition.BEFORE_SWAGGER, allowed=csrf.allowed_origins()

@@ -203,3 +203,34 @@ def test_form_with_multibyte_utf8_is_stored_exactly(alice, make_chat):
     )
     assert response.status_code == 201
     assert alice.client.get(f"/api/chats/{chat_id}").json()["messages"][0]["content"] == "été 👋"
+
+
+def test_each_parameter_is_validated_once_per_request(alice, make_chat, monkeypatch):
+    """A path's own parameters (chat_id) are validated once, not once per Connexion layer that read the operation."""
+    from chat_server import validation
+
+    seen = []
+    validate = validation.CachedParameterValidator.validate_parameter
+
+    def counting(self, parameter_type, value, param, param_name=None):
+        seen.append((param["in"], param["name"]))
+        return validate(self, parameter_type, value, param, param_name)
+
+    monkeypatch.setattr(validation.CachedParameterValidator, "validate_parameter", counting)
+    chat = make_chat(alice, "t")
+    seen.clear()
+    assert alice.client.get(f"/api/chats/{chat}", params={"limit": 5}).status_code == 200
+    assert sorted(seen) == [("path", "chat_id"), ("query", "after"), ("query", "before"), ("query", "limit")]
+
+
+def test_handlers_are_decorated_once_not_per_request(alice, monkeypatch):
+    from connexion.decorators.main import BaseDecorator
+
+    decorations = []
+    decorate = BaseDecorator.decorate
+    monkeypatch.setattr(BaseDecorator, "decorate", lambda self, f: decorations.append(f) or decorate(self, f))
+    assert alice.client.get("/api/chats").status_code == 200  # decorated here, on the operation's first request
+    decorations.clear()
+    for _ in range(3):
+        assert alice.client.get("/api/chats").status_code == 200
+    assert decorations == []
