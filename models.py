@@ -20,6 +20,7 @@ from peewee import (
     AutoField,
     BigAutoField,
     BigIntegerField,
+    Case,
     CharField,
     DatabaseProxy,
     DateTimeField,
@@ -979,13 +980,26 @@ def _live_session(user):
 _SESSION_SEEN = fn.COALESCE(Session.last_seen_at, Session.created_at).cast("text")
 
 
+def _time_as_stored(column):
+    """A time column as the text SQLite stores and rfc3339() reads: "2026-11-27 05:25:30.123456", with no fraction
+    when it is zero, as isoformat() writes it. PostgreSQL formats it itself, for the hot reads: its driver would
+    build a datetime for every row, which rfc3339() then formats again (BENCHMARKS.md)."""
+    if not isinstance(db.obj, PostgresqlDatabase):
+        return column
+    whole = fn.date_trunc(SQL("'second'"), column) == column
+    fraction = Case(None, [(whole, SQL("''"))], fn.to_char(column, SQL("'.US'")))
+    return fn.to_char(column, SQL("'YYYY-MM-DD HH24:MI:SS'")).concat(fraction)
+
+
 def _messages_between(order):
     # Only for a member with a live session, both checked in this query: the session as a join (one row at most,
     # by its unique hash), the membership once (no correlation, so SQLite evaluates it once and PostgreSQL plans
     # it as a one-time filter). A request then makes this one query (handlers/messages.py).
     member = Membership.select(Membership.id).where(Membership.user == 0, Membership.chat == 0)
     return (
-        Message.select(Message.id, Message.content, Message.sender_id, Message.time, Session.id, _SESSION_SEEN)
+        Message.select(
+            Message.id, Message.content, Message.sender_id, _time_as_stored(Message.time), Session.id, _SESSION_SEEN
+        )
         .join(Session, on=_live_session(0))
         .where(Message.chat == 0, Message.id > 0, Message.id < 0, fn.EXISTS(member))
         .order_by(order)
@@ -1057,7 +1071,7 @@ def _chat_listing():
             page.c.id,
             page.c.title,
             last.content,
-            last.time,
+            _time_as_stored(last.time),
             last.sender_id,
             page.c.last_read_id,
             unread,

@@ -168,3 +168,16 @@ def test_a_send_waits_for_its_membership_before_the_event_lock(app, alice, make_
     finally:
         reader.close()
         watcher.close()
+
+
+@pytest.mark.parametrize("microsecond", [0, 5, 999_999])
+def test_the_hot_reads_format_times_as_rfc3339_does(app, alice, make_chat, microsecond):
+    """History and the chat list have PostgreSQL format their times (models._time_as_stored)."""
+    chat_id = make_chat(alice)
+    time = datetime.datetime(2026, 11, 27, 9, 8, 7, microsecond)
+    with models.db.connection_context():
+        message_id = models.Message.insert(chat=chat_id, sender_id=alice.id, content="hi", time=time).execute()
+    (message,) = alice.client.get(f"/api/chats/{chat_id}").json()["messages"]
+    assert message == {"id": message_id, "content": "hi", "sender_id": alice.id, "time": models.rfc3339(time)}
+    (chat,) = alice.client.get("/api/chats").json()["chats"]
+    assert chat["last_message_time"] == models.rfc3339(time)
