@@ -224,10 +224,79 @@ def key_legacy_names(database) -> None:
         log.warning("user names that look like older ones (README, Names): %s", ", ".join(clashes))
 
 
+def edits_and_search(schema: Schema) -> None:
+    """Messages can be edited (`edited_at`), keeping the texts they had before (messageversion, deleted with their
+    message), and searched: the full-text index of every message, existing ones included (message_search). Events
+    of sent messages gain the message's `edited_at`, null."""
+    schema.add_column("message", "edited_at", DateTimeField(null=True))
+
+    class Message(Model):
+        id = AutoField()
+
+        class Meta:
+            table_name = "message"
+
+    class MessageVersion(Model):
+        message = ForeignKeyField(Message, on_delete="CASCADE", index=False)
+        content = TextField()
+        replaced_at = DateTimeField()
+
+        class Meta:
+            table_name = "messageversion"
+            indexes = ((("message", "id"), False),)
+
+    schema.create_tables(MessageVersion)
+    message_search(schema.database)
+    if isinstance(schema.database, SqliteDatabase):
+        set_null = "json_set(data, '$.message.edited_at', json('null'))"
+    else:
+        set_null = "jsonb_set(data::jsonb, '{message,edited_at}', 'null')::text"
+    schema.database.execute_sql(f"UPDATE event SET data = {set_null} WHERE kind = 'message.created'")
+
+
+# SQLite: an FTS5 index with its text in the message table ("external content"), kept in step by triggers, so that
+# every write of a message (send, edit, delete, a chat's purge) updates it in its own transaction. unicode61 folds
+# case and, with remove_diacritics 2, accents.
+_SQLITE_SEARCH = [
+    "CREATE VIRTUAL TABLE IF NOT EXISTS message_search USING fts5("
+    "content, content='message', content_rowid='id', tokenize='unicode61 remove_diacritics 2')",
+    "CREATE TRIGGER IF NOT EXISTS message_search_insert AFTER INSERT ON message BEGIN "
+    "INSERT INTO message_search (rowid, content) VALUES (new.id, new.content); END",
+    "CREATE TRIGGER IF NOT EXISTS message_search_delete AFTER DELETE ON message BEGIN "
+    "INSERT INTO message_search (message_search, rowid, content) VALUES ('delete', old.id, old.content); END",
+    "CREATE TRIGGER IF NOT EXISTS message_search_update AFTER UPDATE OF content ON message BEGIN "
+    "INSERT INTO message_search (message_search, rowid, content) VALUES ('delete', old.id, old.content); "
+    "INSERT INTO message_search (rowid, content) VALUES (new.id, new.content); END",
+]
+# PostgreSQL: a GIN index on each message's tsvector in the `simple` configuration (no language assumed).
+_POSTGRES_SEARCH = "CREATE INDEX IF NOT EXISTS message_search ON message USING GIN (to_tsvector('simple', content))"
+
+
+def message_search(database) -> None:
+    """The full-text index of messages, and its content: for every message there is. Made by edits_and_search, and
+    by models.Message.create_table for a database made without migrations."""
+    if not isinstance(database, SqliteDatabase):
+        database.execute_sql(_POSTGRES_SEARCH)
+        return
+    new = not database.table_exists("message_search")
+    for statement in _SQLITE_SEARCH:
+        database.execute_sql(statement)
+    if new:
+        database.execute_sql("INSERT INTO message_search (message_search) VALUES ('rebuild')")
+
+
+def drop_message_search(database) -> None:
+    """Before the message table is dropped (models.Message.drop_table): SQLite keeps a virtual table that outlives
+    the table whose text it indexes; PostgreSQL's index goes with its table."""
+    if isinstance(database, SqliteDatabase):
+        database.execute_sql("DROP TABLE IF EXISTS message_search")
+
+
 STEPS: list[Callable[[Schema], None]] = [
     initial_schema,
     events_and_read_markers,
     accounts_and_idempotency_keys,
+    edits_and_search,
 ]
 
 

@@ -24,6 +24,7 @@ from peewee import (
     CharField,
     DatabaseProxy,
     DateTimeField,
+    Expression,
     ForeignKeyField,
     IntegerField,
     Model,
@@ -39,8 +40,9 @@ from peewee import (
 )
 from playhouse.db_url import parse as parse_db_url
 from playhouse.pool import PooledSqliteDatabase
+from playhouse.sqlite_ext import FTS5Model, RowIDField, SearchField
 
-from . import green, migrations, names
+from . import green, migrations, names, search
 from .green import GreenPostgresqlDatabase
 from .passwords import DEFAULT_CONCURRENCY, Passwords
 from .roundtrips import FewerRoundTrips
@@ -660,9 +662,21 @@ class Message(BaseModel):
     sender_id = IntegerField()
     content = TextField()
     time = UTCDateTimeField(default=utcnow)
+    edited_at = UTCDateTimeField(null=True)
 
     class Meta:
         indexes = ((("chat", "id"), False),)
+
+    @classmethod
+    def create_table(cls, safe=True, **options):
+        """The table, and its full-text index (migrations.message_search), as a migrated database has them."""
+        super().create_table(safe, **options)
+        migrations.message_search(cls._meta.database.obj)
+
+    @classmethod
+    def drop_table(cls, safe=True, drop_sequences=True, **options):
+        migrations.drop_message_search(cls._meta.database.obj)
+        super().drop_table(safe, drop_sequences, **options)
 
     @classmethod
     def send(cls, chat_id: int, sender_id: int, content: str) -> int | None:
@@ -686,9 +700,63 @@ class Message(BaseModel):
                 return None
             message_id, time = row
             _MOVE_READ_MARKER.execute(message_id, sender_id, chat_id, message_id)
-            message = {"id": message_id, "content": content, "sender_id": sender_id, "time": rfc3339(time)}
+            message = _message_json(message_id, content, sender_id, time, None)
             Event.record(MESSAGE_CREATED, chat_id, _message_created(chat_id, message))
         return message_id
+
+    @classmethod
+    def one(cls, chat_id: int, message_id: int) -> dict | None:
+        """A message of the chat, as its history shows it; None if the chat has no message of that id."""
+        row = _MESSAGE.first(message_id, chat_id)
+        return None if row is None else _message_json(*row)
+
+    @classmethod
+    def edit(cls, chat_id: int, message_id: int, sender_id: int, content: str) -> dict | None:
+        """Give the sender's message new text, keeping the text it had (MessageVersion) and telling the members;
+        the message as it is now, or None if the chat has no message of that id from that sender.
+
+        New text that is the text already there changes nothing.
+        """
+        with db.atomic():
+            query = cls.select(cls.id, cls.content, cls.sender_id, cls.time, cls.edited_at).where(
+                cls.id == message_id, cls.chat == chat_id, cls.sender_id == sender_id
+            )
+            if isinstance(db.obj, PostgresqlDatabase):  # two edits of one message take turns
+                query = query.for_update()
+            row = query.tuples().first()
+            if row is None:
+                return None
+            _, before, _, time, edited_at = row
+            if content == before:
+                return _message_json(message_id, content, sender_id, time, edited_at)
+            edited_at = utcnow()
+            MessageVersion.insert(message=message_id, content=before, replaced_at=edited_at).execute()
+            cls.update(content=content, edited_at=edited_at).where(cls.id == message_id).execute()
+            message = _message_json(message_id, content, sender_id, time, edited_at)
+            Event.record(MESSAGE_EDITED, chat_id, {"chat_id": chat_id, "message": message})
+        return message
+
+    @classmethod
+    def search(
+        cls, reader_id: int, terms: list[search.Term], chat_id: int | None, limit: int, before: int | None
+    ) -> list[dict]:
+        """The newest `limit` messages below `before` that match every term, in the chats the reader is a member
+        of (only `chat_id`'s, when given), each with its chat id."""
+        if not terms:
+            return []
+        postgres = isinstance(db.obj, PostgresqlDatabase)
+        query = search.tsquery(terms) if postgres else search.fts5_query(terms)
+        place = (
+            (MAX_ID if before is None else before,)
+            if chat_id is None
+            else (MAX_ID if before is None else before, chat_id)
+        )
+        statement = _SEARCH if chat_id is None else _SEARCH_ONE_CHAT
+        rows = statement.rows(reader_id, query, *place, limit)
+        return [
+            {"id": message_id, "chat_id": chat, **_message_json(message_id, content, sender, time, edited_at)}
+            for message_id, chat, content, sender, time, edited_at in rows
+        ]
 
     def remove(self) -> None:
         with db.atomic():
@@ -711,11 +779,32 @@ class Message(BaseModel):
         else:
             rows = _MESSAGES_NEWEST_FIRST.rows(*bounds)
             rows.reverse()
-        messages = [
-            {"id": message_id, "content": content, "sender_id": sender_id, "time": rfc3339(time)}
-            for message_id, content, sender_id, time, _session, _seen in rows
-        ]
+        messages = [_message_json(*row[:5]) for row in rows]
         return messages, ((rows[0][-2], rows[0][-1]) if rows else None)
+
+
+class MessageVersion(BaseModel):
+    """A text a message had before an edit, kept as Zulip keeps them (no endpoint reads them yet); it goes when its
+    message does."""
+
+    message = ForeignKeyField(Message, backref="versions", on_delete="CASCADE", index=False)
+    content = TextField()
+    replaced_at = UTCDateTimeField()
+
+    class Meta:
+        indexes = ((("message", "id"), False),)
+
+
+class MessageSearch(FTS5Model):
+    """SQLite's full-text index of messages (migrations.message_search makes it), for queries; on PostgreSQL a
+    GIN index on the message table serves them instead."""
+
+    rowid = RowIDField()
+    content = SearchField()
+
+    class Meta:
+        database = db
+        table_name = "message_search"
 
 
 class DeletedChat(BaseModel):
@@ -732,6 +821,7 @@ class DeletedChat(BaseModel):
 # The event types streams deliver (openapi/chat.yaml, GET /api/events), and one they never see: a session that
 # ended (logout), or all of a user's (account deleted), which ends its streams.
 MESSAGE_CREATED = "message.created"
+MESSAGE_EDITED = "message.edited"
 MESSAGE_DELETED = "message.deleted"
 CHAT_RENAMED = "chat.renamed"
 MEMBER_ADDED = "member.added"
@@ -998,7 +1088,13 @@ def _messages_between(order):
     member = Membership.select(Membership.id).where(Membership.user == 0, Membership.chat == 0)
     return (
         Message.select(
-            Message.id, Message.content, Message.sender_id, _time_as_stored(Message.time), Session.id, _SESSION_SEEN
+            Message.id,
+            Message.content,
+            Message.sender_id,
+            _time_as_stored(Message.time),
+            _time_as_stored(Message.edited_at),
+            Session.id,
+            _SESSION_SEEN,
         )
         .join(Session, on=_live_session(0))
         .where(Message.chat == 0, Message.id > 0, Message.id < 0, fn.EXISTS(member))
@@ -1102,6 +1198,40 @@ _MEMBERSHIP = Statement(
     lambda: Membership.select(Membership.id).where(Membership.user == 0, Membership.chat == 0), prepared=True
 )
 _CHAT_LISTING = Statement(_chat_listing, prepared=True)
+# Parameters: the message, then its chat.
+_MESSAGE = Statement(
+    lambda: Message.select(Message.id, Message.content, Message.sender_id, Message.time, Message.edited_at).where(
+        Message.id == 0, Message.chat == 0
+    )
+)
+
+
+def _search(in_one_chat: bool):
+    """Parameters: the reader, the query (search.fts5_query or search.tsquery), the cursor, the chat if
+    `in_one_chat`, the limit. SQLite walks its FTS5 index newest first and stops at the limit; PostgreSQL
+    matches the GIN index on the messages' tsvector (migrations.message_search)."""
+    columns = (Message.id, Message.chat, Message.content, Message.sender_id, Message.time, Message.edited_at)
+    readable = (Membership.chat == Message.chat) & (Membership.user == 0)
+    if isinstance(db.obj, PostgresqlDatabase):
+        vector = fn.to_tsvector(SQL("'simple'"), Message.content)
+        matches = Expression(vector, "@@", fn.to_tsquery(SQL("'simple'"), ""))
+        query = Message.select(*columns).join(Membership, on=readable).where(matches, Message.id < 0)
+        newest_first = Message.id.desc()
+    else:
+        query = (
+            Message.select(*columns)
+            .join(MessageSearch, on=(MessageSearch.rowid == Message.id))
+            .join(Membership, on=readable, src=Message)
+            .where(MessageSearch.match(""), MessageSearch.rowid < 0)
+        )
+        newest_first = MessageSearch.rowid.desc()
+    if in_one_chat:
+        query = query.where(Message.chat == 0)
+    return query.order_by(newest_first).limit(1)
+
+
+_SEARCH = Statement(lambda: _search(in_one_chat=False))
+_SEARCH_ONE_CHAT = Statement(lambda: _search(in_one_chat=True))
 _MESSAGES_NEWEST_FIRST = Statement(lambda: _messages_between(Message.id.desc()), prepared=True)
 _MESSAGES_OLDEST_FIRST = Statement(lambda: _messages_between(Message.id.asc()), prepared=True)
 
@@ -1153,7 +1283,7 @@ def _send_message():
     )
     message = fn.jsonb_build_object(
         SQL("'id'"), sent.c.id, SQL("'content'"), sent.c.content, SQL("'sender_id'"), sent.c.sender_id,
-        SQL("'time'"), SQL(_RFC3339_OF_SENT_TIME),
+        SQL("'time'"), SQL(_RFC3339_OF_SENT_TIME), SQL("'edited_at'"), SQL("NULL"),
     )  # fmt: skip
     # jsonb prints ": " and ", " as json.dumps does (json prints " : "); its keys come shortest first.
     data = fn.jsonb_build_object(SQL("'chat_id'"), sent.c.chat_id, SQL("'message'"), message).cast("text")
@@ -1181,6 +1311,17 @@ _RFC3339_OF_SENT_TIME = (
 # the chat to lock, the sender and chat of the membership to lock, then the chat, sender, content, sender, chat
 # of the insert, then the sender and chat whose read marker moves.
 _SEND_MESSAGE = Statement(_send_message)
+
+
+def _message_json(message_id: int, content: str, sender_id: int, time, edited_at) -> dict:
+    """A message as the API shows it (the Message schema)."""
+    return {
+        "id": message_id,
+        "content": content,
+        "sender_id": sender_id,
+        "time": rfc3339(time),
+        "edited_at": rfc3339(edited_at),
+    }
 
 
 def _message_created(chat_id: int, message: dict) -> dict:
@@ -1219,4 +1360,4 @@ _EVENTS_AFTER = Statement(
     lambda: Event.select(*ROW_FIELDS).where(Event.id > 0).order_by(Event.id).limit(1), prepared=True
 )
 
-MODELS = [User, Session, Chat, Membership, Message, DeletedChat, Event, PrunedEvents, IdempotencyKey]
+MODELS = [User, Session, Chat, Membership, Message, MessageVersion, DeletedChat, Event, PrunedEvents, IdempotencyKey]

@@ -1,4 +1,4 @@
-"""Messages: read a chat's history, send, and delete your own."""
+"""Messages: read a chat's history or one message, send, and edit and delete your own."""
 
 from ..models import Message
 from ..session_check import SessionClaim, checks_session
@@ -24,6 +24,25 @@ def send_message(user: int, chat_id: int, body: dict):
         require_member(chat_id, user)
         raise Forbidden(f"you were not a member of chat {chat_id} when the message arrived")
     return {"status": "ok", "id": message_id}, 201
+
+
+def get_message(user: int, chat_id: int, message_id: int) -> dict:
+    require_member(chat_id, user)
+    message = Message.one(chat_id, message_id)
+    if message is None:
+        raise NotFound(f"message {message_id} does not exist in chat {chat_id}")
+    return message
+
+
+@writes
+def edit_message(user: int, chat_id: int, message_id: int, body: dict) -> dict:
+    message = get_message(user, chat_id, message_id)
+    if message["sender_id"] != user:
+        raise Forbidden("you can only edit your own messages")
+    edited = Message.edit(chat_id, message_id, user, body["content"])
+    if edited is None:  # deleted meanwhile
+        raise NotFound(f"message {message_id} does not exist in chat {chat_id}")
+    return edited
 
 
 @writes

@@ -52,7 +52,11 @@ MATRIX = {
     "list_members": {**NO_SESSION, "non_member": 403, "member": 200, "owner": 200},
     "add_member": {**NO_SESSION, "non_member": 403, "member": 201, "owner": 201},
     "mark_read": {**NO_SESSION, "non_member": 403, "member": 200, "owner": 200},
-    # The owner's message: only its sender deletes it, not another member.
+    "get_message": {**NO_SESSION, "non_member": 403, "member": 200, "owner": 200},
+    # Each actor's own chats: a search never reaches into a chat the caller is not in.
+    "search_messages": {**NO_SESSION, "non_member": 200, "member": 200, "owner": 200},
+    # The owner's message: only its sender edits or deletes it, not another member.
+    "edit_message": {**NO_SESSION, "non_member": 403, "member": 403, "owner": 200},
     "delete_message": {**NO_SESSION, "non_member": 403, "member": 403, "owner": 200},
 }
 
@@ -117,6 +121,8 @@ PARAMETERS = {
     "chat_id": lambda scene: scene.chat_id,
     "user_id": lambda scene: scene.owner.id,
     "id": lambda scene: scene.message_id,
+    "message_id": lambda scene: scene.message_id,
+    "q": lambda scene: "anything",
 }
 
 # Asked for JSON without waiting, the events come as one answer at once instead of a stream.

@@ -2,6 +2,7 @@
 left alone, processes migrating at once take turns, and the result is the schema create_tables makes today."""
 
 import datetime
+import json
 import logging
 import re
 import subprocess
@@ -164,6 +165,35 @@ def test_upgrade_from_version_1_reads_history_sends_and_streams_events(version_1
         ("message.created", "back now")
     ]
     assert alice.get("/api/chats").json()["chats"][0]["unread_count"] == 0
+
+
+def test_upgrade_from_version_1_searches_and_edits_the_messages_it_had(version_1, upgraded):
+    alice, _ = login(upgraded, "alice", "correct horse")
+    bob, _ = login(upgraded, "bob", "battery staple")
+    chat_id = version_1["chat"]
+    (still,) = alice.get("/api/search", params={"q": "there"}).json()["messages"]
+    assert (still["content"], still["chat_id"], still["edited_at"]) == ("still there?", chat_id, None)
+
+    edited = bob.put(f"/api/chats/{chat_id}/messages/{still['id']}", data={"content": "still here?"})
+
+    assert edited.status_code == 200 and edited.json()["edited_at"] is not None
+    assert [m["content"] for m in alice.get("/api/search", params={"q": "still"}).json()["messages"]] == ["still here?"]
+
+
+def test_upgrade_to_version_4_gives_the_events_of_sent_messages_their_edited_at(database):
+    """A message.created event recorded at version 3, before `edited_at`, reads as the Message schema says."""
+    migrations.upgrade(database, to=3)
+    event = Table("event", ("id", "kind", "chat_id", "data", "time")).bind(database)
+    old = {"chat_id": 1, "message": {"id": 7, "content": "hi", "sender_id": 2, "time": "2026-01-02T03:04:05Z"}}
+    with database.connection_context():
+        event.insert(kind="message.created", chat_id=1, data=json.dumps(old), time=EARLIER).execute()
+        event.insert(kind="chat.renamed", chat_id=1, data='{"chat_id": 1, "title": "t"}', time=EARLIER).execute()
+
+    migrations.upgrade(database)
+
+    with database.connection_context():
+        rows = [json.loads(data) for (data,) in event.select(event.data).order_by(event.id).tuples()]
+    assert rows == [{**old, "message": {**old["message"], "edited_at": None}}, {"chat_id": 1, "title": "t"}]
 
 
 def test_upgrade_of_an_up_to_date_database_runs_nothing(database):

@@ -26,13 +26,24 @@ WRITERS = {
     "rename_chat",
     "leave_chat",
     "send_message",
+    "edit_message",
     "delete_message",
     "add_member",
     "mark_read",
 }
-READERS = {"get_user", "list_chats", "list_messages", "list_members", "get_events", "get_health", "get_ready"}
-# They hash a password, or delete an unbounded number of rows.
-THREADED = {"login", "register_user", "change_password", "end_session", "leave_chat", "delete_user"}
+READERS = {
+    "get_user",
+    "list_chats",
+    "list_messages",
+    "get_message",
+    "search_messages",
+    "list_members",
+    "get_events",
+    "get_health",
+    "get_ready",
+}
+# They hash a password, delete an unbounded number of rows, or (search) read one.
+THREADED = {"login", "register_user", "change_password", "end_session", "leave_chat", "delete_user", "search_messages"}
 
 
 @pytest.fixture

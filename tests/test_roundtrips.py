@@ -176,8 +176,13 @@ def test_the_hot_reads_format_times_as_rfc3339_does(app, alice, make_chat, micro
     chat_id = make_chat(alice)
     time = datetime.datetime(2026, 11, 27, 9, 8, 7, microsecond)
     with models.db.connection_context():
-        message_id = models.Message.insert(chat=chat_id, sender_id=alice.id, content="hi", time=time).execute()
+        message_id = models.Message.insert(
+            chat=chat_id, sender_id=alice.id, content="hi", time=time, edited_at=time
+        ).execute()
     (message,) = alice.client.get(f"/api/chats/{chat_id}").json()["messages"]
-    assert message == {"id": message_id, "content": "hi", "sender_id": alice.id, "time": models.rfc3339(time)}
+    expected = models.rfc3339(time)
+    assert message == {
+        "id": message_id, "content": "hi", "sender_id": alice.id, "time": expected, "edited_at": expected
+    }  # fmt: skip
     (chat,) = alice.client.get("/api/chats").json()["chats"]
     assert chat["last_message_time"] == models.rfc3339(time)
