@@ -746,13 +746,11 @@ class Message(BaseModel):
             return []
         postgres = isinstance(db.obj, PostgresqlDatabase)
         query = search.tsquery(terms) if postgres else search.fts5_query(terms)
-        place = (
-            (MAX_ID if before is None else before,)
-            if chat_id is None
-            else (MAX_ID if before is None else before, chat_id)
-        )
-        statement = _SEARCH if chat_id is None else _SEARCH_ONE_CHAT
-        rows = statement.rows(reader_id, query, *place, limit)
+        below = MAX_ID if before is None else before
+        if chat_id is None:
+            rows = _SEARCH.rows(reader_id, query, below, limit)
+        else:
+            rows = _SEARCH_ONE_CHAT.rows(reader_id, query, below, chat_id, limit)
         return [
             {"id": message_id, "chat_id": chat, **_message_json(message_id, content, sender, time, edited_at)}
             for message_id, chat, content, sender, time, edited_at in rows

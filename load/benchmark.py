@@ -6,6 +6,7 @@
     python load/benchmark.py postgres          # one worker: PostgreSQL against SQLite and the floors, in rounds
     python load/benchmark.py cluster           # two hosts over PostgreSQL behind HAProxy (tests/cluster.py)
     python load/benchmark.py realtime          # event streams: delivery latency, memory per idle stream
+    python load/benchmark.py search            # search p50/p99 at 1,000,000 messages; sends with and without
     python load/benchmark.py all
 
 Every server is a real uvicorn process with one worker on 127.0.0.1, started and stopped here, on a fresh
@@ -90,13 +91,14 @@ def floor_server(factory: str) -> list[str]:
     return [str(BIN / "uvicorn"), "--factory", f"load.floor:{factory}", "--no-access-log", "--log-level", "warning"]
 
 
-def seed(database: str, users: int, chats: int, messages: int, members_per_chat: int) -> None:
+def seed(database: str, users: int, chats: int, messages: int, members_per_chat: int, rare_words: int = 0) -> None:
     subprocess.run(
         [
             sys.executable,
             str(ROOT / "load" / "seed.py"),
             *("--database", database, "--users", str(users), "--chats", str(chats)),
             *("--messages", str(messages), "--members-per-chat", str(members_per_chat)),
+            *("--rare-words", str(rare_words)),
         ],
         check=True,
         stdout=subprocess.DEVNULL,
@@ -262,6 +264,131 @@ def postgres_vs_sqlite(args, workdir: Path) -> None:
         each = ", ".join(" / ".join(f"{r[name]['rps']:,.0f}" for name in ("floor", *servers)) for r in rounds)
         errors = sum(r[name]["errors"] for r in rounds for name in ("floor", *servers))
         print(f"| {label} | {each} | {errors} |")
+
+
+def search_at_scale(args, workdir: Path) -> None:
+    """Search at --search-messages messages (a million by default), one worker each on SQLite and PostgreSQL:
+    p50 and p99 of a rare word, a common word, a prefix and a phrase, and the send rate with and without the search
+    index, in interleaved rounds of the same run.
+
+    1,000 users in 5,000 chats of up to 5 members; one message in ten ends with one of 50,000 made-up words
+    (seed.rare_word), so a rare word is in about 2 messages. Searches are made one at a time by seed-1, who is in
+    about 25 chats: most matches are in chats it is not in, which a search has to pass over.
+    """
+    from seed import rare_word
+
+    shape = dict(users=1000, chats=5000, messages=args.search_messages, members_per_chat=5, rare_words=50_000)
+    sqlite_path, bare_path = workdir / "search.db", workdir / "search-bare.db"
+    began = time.perf_counter()
+    seed(f"sqlite:///{sqlite_path}", **shape)
+    seeded = {"SQLite": time.perf_counter() - began}
+    reset_postgres(args.postgres)
+    began = time.perf_counter()
+    seed(args.postgres, **shape)
+    seeded["PostgreSQL"] = time.perf_counter() - began
+    # The same databases without the index, for the send rate it costs.
+    shutil.copyfile(sqlite_path, bare_path)
+    bare_postgres = without_search_index(bare_path, args.postgres)
+    queries = {
+        "rare word": [rare_word(n) for n in range(0, 50_000, 50_000 // args.search_requests)],
+        "common word (`the`, 3 in 10 messages)": ["the"],
+        "prefix (`revi*`, 1 in 10)": ["revi*"],
+        'phrase (`"failing build"`, 1 in 10)': ['"failing build"'],
+    }
+    servers = {
+        "SQLite": f"sqlite:///{sqlite_path}",
+        "PostgreSQL": args.postgres,
+        "SQLite, no index": f"sqlite:///{bare_path}",
+        "PostgreSQL, no index": bare_postgres,
+    }
+    latencies: dict[tuple[str, str], dict] = {}
+    sends: dict[str, list[float]] = {name: [] for name in servers}
+    with contextlib.ExitStack() as stack:
+        urls = {
+            name: stack.enter_context(serve(chat_server(url), "/api/openapi.json", workdir))
+            for name, url in servers.items()
+        }
+        cookies = {name: login(url) for name, url in urls.items()}
+        for name in ("SQLite", "PostgreSQL"):
+            for label, texts in queries.items():
+                latencies[(name, label)] = search_latencies(urls[name], cookies[name], texts, args.search_requests)
+        targets = {
+            name: (url + f"/api/chats/{first_chat(url, cookies[name])}", cookies[name]) for name, url in urls.items()
+        }
+        form = "content=hello%20there%20searchable%20words"
+        for target, cookie in targets.values():
+            wrk(target, cookie, post_form=form, duration=2, connections=args.connections)
+        for _ in range(args.rounds):
+            for name, (target, cookie) in targets.items():
+                sends[name].append(
+                    wrk(target, cookie, post_form=form, duration=args.duration, connections=args.connections)["rps"]
+                )
+    print(
+        f"\nSearch at {args.search_messages:,} messages: one worker each, "
+        f"{args.search_requests} searches one at a time\n"
+    )
+    print(f"Seeding took {seeded['SQLite']:.0f} s on SQLite and {seeded['PostgreSQL']:.0f} s on PostgreSQL.\n")
+    print("| Query | SQLite p50 ms | SQLite p99 ms | PostgreSQL p50 ms | PostgreSQL p99 ms | results per page |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for label in queries:
+        lite, pg = latencies[("SQLite", label)], latencies[("PostgreSQL", label)]
+        print(
+            f"| {label} | {lite['p50']:.1f} | {lite['p99']:.1f} | {pg['p50']:.1f} | {pg['p99']:.1f} "
+            f"| {lite['hits']:.1f} / {pg['hits']:.1f} |"
+        )
+    print(
+        f"\nSend rate with and without the search index: wrk -t1 -c{args.connections} -d{args.duration}s, "
+        f"{args.rounds} interleaved rounds, medians\n"
+    )
+    print("| Backend | with the index, req/s | without, req/s | with / without | every round (with / without) |")
+    print("|---|---:|---:|---:|---|")
+    for name in ("SQLite", "PostgreSQL"):
+        with_index, without = sends[name], sends[f"{name}, no index"]
+        ratio = median([a / b for a, b in zip(with_index, without, strict=True)])
+        rounds = ", ".join(f"{a:,.0f} / {b:,.0f}" for a, b in zip(with_index, without, strict=True))
+        print(f"| {name} | {median(with_index):,.0f} | {median(without):,.0f} | {ratio:.0%} | {rounds} |")
+
+
+def search_latencies(url: str, cookie: str, texts: list[str], count: int) -> dict:
+    """Latency of `count` searches one after another (cycling through `texts`), after 20 unmeasured ones."""
+    times, hits = [], []
+    with httpx.Client(base_url=url, headers={"Cookie": cookie}, timeout=30) as client:
+        for n in range(count + 20):
+            began = time.perf_counter()
+            response = client.get("/api/search", params={"q": texts[n % len(texts)]})
+            elapsed = time.perf_counter() - began
+            response.raise_for_status()
+            if n >= 20:
+                times.append(elapsed * 1000)
+                hits.append(len(response.json()["messages"]))
+    return {"p50": rt.percentile(times, 50), "p99": rt.percentile(times, 99), "hits": statistics.mean(hits)}
+
+
+def without_search_index(sqlite_path: Path, postgres_url: str) -> str:
+    """Drop the search index from a copy of the SQLite database and from a copy of the PostgreSQL one, made here;
+    the copy's URL."""
+    import sqlite3
+
+    import psycopg2
+
+    with contextlib.closing(sqlite3.connect(sqlite_path)) as connection:
+        for trigger in ("insert", "update", "delete"):
+            connection.execute(f"DROP TRIGGER message_search_{trigger}")
+        connection.execute("DROP TABLE message_search")
+        connection.commit()
+    parts = httpx.URL(postgres_url)
+    name = parts.path.lstrip("/")
+    server = dict(host=parts.host, port=parts.port or 5432, user=parts.username or "postgres")
+    with contextlib.closing(psycopg2.connect(**server, dbname="postgres")) as connection:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}_bare"')
+            cursor.execute(f'CREATE DATABASE "{name}_bare" TEMPLATE "{name}"')
+    with contextlib.closing(psycopg2.connect(**server, dbname=f"{name}_bare")) as connection:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
+            cursor.execute("DROP INDEX message_search")
+    return str(parts.copy_with(path=f"/{name}_bare"))
 
 
 def median(values: list[float]) -> float:
@@ -453,7 +580,7 @@ def counts(text: str) -> list[int]:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "which", choices=["throughput", "growth", "scale-out", "postgres", "cluster", "realtime", "all"]
+        "which", choices=["throughput", "growth", "scale-out", "postgres", "cluster", "realtime", "search", "all"]
     )
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement (default %(default)s)")
     parser.add_argument("--connections", type=int, default=32, help="for throughput (default %(default)s)")
@@ -461,6 +588,10 @@ def main(argv=None) -> None:
         "--rounds", type=int, default=5, help="for postgres: rounds of floor, SQLite, PostgreSQL (default %(default)s)"
     )
     parser.add_argument("--growth-connections", type=int, default=4, help="for growth (default %(default)s)")
+    parser.add_argument("--search-messages", type=int, default=1_000_000, help="for search (default %(default)s)")
+    parser.add_argument(
+        "--search-requests", type=int, default=200, help="for search: searches per query (default %(default)s)"
+    )
     parser.add_argument(
         "--postgres",
         default="postgresql://postgres@127.0.0.1:5432/chat_bench",
@@ -502,6 +633,8 @@ def main(argv=None) -> None:
             cluster(args, Path(tmp))
         if args.which in ("realtime", "all"):
             realtime(args, Path(tmp))
+        if args.which in ("search", "all"):
+            search_at_scale(args, Path(tmp))
 
 
 if __name__ == "__main__":

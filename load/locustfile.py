@@ -32,6 +32,7 @@ DEFAULT_MAX_P95_MS = 500.0
 HISTORY_PAGE = 20
 CHAT_PAGE = 100  # GET /api/chats without a limit
 CHAT_KEYS = {"id", "title", "last_message", "last_message_time", "sender_id", "last_read_id", "unread_count"}
+MESSAGE_KEYS = {"id", "content", "sender_id", "time", "edited_at"}
 FOLLOW_UP_PAGE = 1000
 MY_RECENT_MESSAGES = 200
 # Names must be unique across runs against the same database, and across Locust worker processes.
@@ -350,7 +351,7 @@ class StreamTracker:
     def take_message(self, data, now: float) -> None:
         expect_keys(data, {"chat_id", "message"}, "message.created data")
         message = data["message"]
-        expect_keys(message, {"id", "content", "sender_id", "time"}, "a message")
+        expect_keys(message, MESSAGE_KEYS, "a message")
         message_id = expect_id(message["id"], "message id")
         expect_time(message["time"], f"message {message_id} time")
         expect_author(message["content"], message["sender_id"], f"message {message_id}")
@@ -593,7 +594,7 @@ class ChatUser(FastHttpUser):
                 raise Mismatch(f"expected at most {limit} messages, got {str(messages)[:200]}")
             previous = 0
             for message in messages:
-                expect_keys(message, {"id", "content", "sender_id", "time"}, "a message")
+                expect_keys(message, MESSAGE_KEYS, "a message")
                 message_id = expect_id(message["id"], "message id")
                 if message_id <= previous:
                     raise Mismatch(f"message {message_id} comes after message {previous}: not oldest first")

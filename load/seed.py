@@ -35,6 +35,20 @@ PHRASES = (
 )
 
 
+# Made-up words for searches of rare words (--rare-words): word n is the same in every run, and appears in about
+# messages / (10 * N) messages.
+SYLLABLES = ("ka", "lo", "mi", "ru", "te", "vo", "zi", "pa", "ne", "su", "bo", "gi", "da", "fe", "hu", "jo")
+
+
+def rare_word(n: int) -> str:
+    """The made-up word number n (0 <= n): "kalomi" and the like, its syllables the digits of n in base 16."""
+    digits = []
+    for _ in range(4):
+        n, digit = divmod(n, len(SYLLABLES))
+        digits.append(SYLLABLES[digit])
+    return "".join(digits) + "x"
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database", required=True, help="sqlite:///path/to/file.db or postgresql://...")
@@ -44,6 +58,12 @@ def parse_args(argv):
     parser.add_argument("--members-per-chat", type=int, default=5, help="at most this many, at least 2 (default 5)")
     parser.add_argument("--prefix", default="seed", help="user names are <prefix>-<n> (default %(default)s)")
     parser.add_argument("--random-seed", type=int, default=1, help="same seed, same data (default %(default)s)")
+    parser.add_argument(
+        "--rare-words",
+        type=int,
+        default=0,
+        help="one message in ten ends with one of this many made-up words, rare_word(n) (default: none)",
+    )
     args = parser.parse_args(argv)
     if args.users < 1 or args.chats < 0 or args.messages < 0:
         parser.error("--users must be at least 1, --chats and --messages not negative")
@@ -79,7 +99,7 @@ def seed_chats(count: int, user_ids: list[int], per_chat: int, created: datetime
     return members
 
 
-def message_batches(count: int, members: dict[int, list], start: datetime.datetime, step: datetime.timedelta, rng):
+def message_batches(count, members, start, step, rng, rare_words: int = 0):
     """Rows of (chat, sender, content, time), a batch at a time; building them is a third of the seed's work."""
     chats = list(members.items())
     size = BATCH_ROWS // 4
@@ -89,13 +109,15 @@ def message_batches(count: int, members: dict[int, list], start: datetime.dateti
         rows = []
         for (chat_id, people), text in zip(rng.choices(chats, k=n), rng.choices(PHRASES, k=n), strict=True):
             moment += step
+            if rare_words and rng.random() < 0.1:
+                text = f"{text} re: {rare_word(int(rng.random() * rare_words))}"
             rows.append((chat_id, people[int(rng.random() * len(people))], text, moment))
         yield rows
 
 
-def seed_messages(count: int, members: dict[int, list], start: datetime.datetime, step: datetime.timedelta, rng):
+def seed_messages(count, members, start, step, rng, rare_words: int = 0):
     fields = [Message.chat, Message.sender_id, Message.content, Message.time]
-    batches = message_batches(count, members, start, step, rng)
+    batches = message_batches(count, members, start, step, rng, rare_words)
     for transaction in chunked(batches, COMMIT_EVERY // (BATCH_ROWS // len(fields))):
         with db.atomic():
             for batch in transaction:
@@ -119,7 +141,7 @@ def main(argv=None) -> None:
         members = seed_chats(args.chats, user_ids, args.members_per_chat, start, rng)
         setup = time.perf_counter() - began
         began = time.perf_counter()
-        seed_messages(args.messages, members, start, step, rng)
+        seed_messages(args.messages, members, start, step, rng, args.rare_words)
         elapsed = time.perf_counter() - began
         # Fresh statistics, as after any bulk load: the planner then sees the tables as they are, not as empty.
         # (PostgreSQL's autovacuum would get there within a minute; a benchmark starting at once would not wait.)
