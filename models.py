@@ -713,13 +713,15 @@ class Message(BaseModel):
     @classmethod
     def edit(cls, chat_id: int, message_id: int, sender_id: int, content: str) -> dict | None:
         """Give the sender's message new text, keeping the text it had (MessageVersion) and telling the members;
-        the message as it is now, or None if the chat has no message of that id from that sender.
+        the message as it is now, or None if the chat has no message of that id from that sender, or the sender
+        is no longer a member (checked inside the write, as a send does).
 
         New text that is the text already there changes nothing.
         """
         with db.atomic():
+            member = Membership.select(Membership.id).where(Membership.chat == chat_id, Membership.user == sender_id)
             query = cls.select(cls.id, cls.content, cls.sender_id, cls.time, cls.edited_at).where(
-                cls.id == message_id, cls.chat == chat_id, cls.sender_id == sender_id
+                cls.id == message_id, cls.chat == chat_id, cls.sender_id == sender_id, fn.EXISTS(member)
             )
             if isinstance(db.obj, PostgresqlDatabase):  # two edits of one message take turns
                 query = query.for_update()

@@ -1,16 +1,18 @@
 """The search query language (GET /api/search): what a person types, read as words, prefixes and phrases, and
 written out for SQLite's FTS5 or PostgreSQL's tsquery.
 
-Only runs of letters and digits ever reach the engine, each quoted, so nothing typed can be an operator, a column
+Only runs of letters, marks and digits ever reach the engine, each quoted, so nothing typed can be an operator, a column
 filter or a syntax error there: `AND`, `-`, `:`, parentheses and stray quotes are text like any other (the YAML
 describes the language).
 """
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
-# A run of letters and digits: the pieces both engines' tokenizers split text into (underscore splits too).
-_PIECE = re.compile(r"[^\W_]+")
+# Letters, marks (accents, vowel signs, viramas: inside a word in Hindi or Thai) and digits make words; everything
+# else, underscore included, splits them, as both engines' tokenizers do.
+_WORD_CATEGORIES = "LMN"
 # A double-quoted phrase, then a word: a run of anything but spaces and double quotes.
 _TOKEN = re.compile(r'"([^"]*)"(\*?)|([^\s"]+)')
 
@@ -29,16 +31,30 @@ def terms(query: str) -> list[Term]:
 
     A quote without a partner is taken as a space, so `say "hi` is the words say and hi.
     """
+    query = unicodedata.normalize("NFC", query)  # an accent typed as its own code point joins its letter
     if query.count('"') % 2:
         last = query.rindex('"')
         query = query[:last] + " " + query[last + 1 :]
     found = []
     for phrase, phrase_star, word in _TOKEN.findall(query):
         text, prefix = (phrase, phrase_star == "*") if not word else (word, word.endswith("*"))
-        words = tuple(_PIECE.findall(text))
+        words = tuple(_words(text))
         if words:
             found.append(Term(words, prefix))
     return found
+
+
+def _words(text: str):
+    """The runs of letters, marks and digits in the text."""
+    word = []
+    for character in text:
+        if unicodedata.category(character)[0] in _WORD_CATEGORIES:
+            word.append(character)
+        elif word:
+            yield "".join(word)
+            word = []
+    if word:
+        yield "".join(word)
 
 
 def fts5_query(found: list[Term]) -> str:

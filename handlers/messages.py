@@ -40,7 +40,8 @@ def edit_message(user: int, chat_id: int, message_id: int, body: dict) -> dict:
     if message["sender_id"] != user:
         raise Forbidden("you can only edit your own messages")
     edited = Message.edit(chat_id, message_id, user, body["content"])
-    if edited is None:  # deleted meanwhile
+    if edited is None:  # the message was deleted, or its sender left the chat, meanwhile: which one, this tells
+        get_message(user, chat_id, message_id)
         raise NotFound(f"message {message_id} does not exist in chat {chat_id}")
     return edited
 

@@ -120,3 +120,11 @@ def test_deleting_an_edited_message_deletes_its_versions(alice, make_chat, send)
     assert alice.client.delete(f"/api/chats/{chat_id}", params={"id": message_id}).status_code == 200
     assert versions(message_id) == []
     assert alice.client.get(message_path(chat_id, message_id)).status_code == 404
+
+
+def test_a_sender_who_left_the_chat_can_no_longer_edit(alice, bob, make_chat, send):
+    chat_id = make_chat(alice, members=(bob,))
+    message_id = send(bob, chat_id, "before I go")
+    assert bob.client.delete("/api/chats", params={"chat_id": chat_id}).status_code == 200
+    assert edit(bob, chat_id, message_id, "changed after leaving").status_code == 403
+    assert alice.client.get(message_path(chat_id, message_id)).json()["content"] == "before I go"

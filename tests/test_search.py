@@ -73,6 +73,18 @@ def test_accents_are_ignored_where_the_backend_can(alice, corpus, database_url):
     assert found(alice, "cafe") == (with_accent if database_url.startswith("sqlite") else [])
 
 
+def test_words_of_any_script_and_accents_typed_apart_are_whole_words(alice, make_chat, send, database_url):
+    chat_id = make_chat(alice)
+    for text in ("नमस्ते दुनिया", "สวัสดี ครับ", "mon résumé est prêt", "இது தமிழ்"):
+        send(alice, chat_id, text)
+    assert found(alice, "दुनिया") == ["नमस्ते दुनिया"]
+    assert found(alice, "தமிழ்") == ["இது தமிழ்"]
+    assert found(alice, "re\u0301sume\u0301") == ["mon résumé est prêt"]  # the accents as code points of their own
+    assert found(alice, "résumé prêt") == ["mon résumé est prêt"]
+    if database_url.startswith("postgresql"):  # FTS5's unicode61 splits Thai at its vowel marks; PostgreSQL does not
+        assert found(alice, "สวัสดี") == ["สวัสดี ครับ"]
+
+
 def test_another_chats_messages_never_show(alice, bob, corpus):
     _, _, secret_chat, _ = corpus
     assert found(alice, "secret") == []
