@@ -247,14 +247,19 @@ def test_two_processes_migrating_at_once_apply_each_migration_once(database, dat
 def test_migrate_command_says_when_the_database_is_up_to_date(database, database_url):
     migrations.upgrade(database)
     printed = subprocess.run(
-        [*chat_server_command(), "migrate", "--database", database_url], capture_output=True, text=True, check=True
+        [*chat_server_command(), "migrate", "--database", database_url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
     assert printed.stdout == f"up to date at version {migrations.LATEST}\n"
 
 
 def test_no_migrate_refuses_a_database_that_is_behind(version_1, database_url):
+    # A server that does not refuse would serve on: the timeout fails the test instead of hanging the run.
     refused = subprocess.run(
-        [*chat_server_command(), "--no-migrate", "--database", database_url], capture_output=True, text=True
+        [*chat_server_command(), "--no-migrate", "--database", database_url], capture_output=True, text=True, timeout=60
     )
     assert refused.returncode == 2
     assert f"the database is at schema version 1 and this server needs version {migrations.LATEST}" in refused.stderr
