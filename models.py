@@ -1070,15 +1070,19 @@ def _live_session(user):
 _SESSION_SEEN = fn.COALESCE(Session.last_seen_at, Session.created_at).cast("text")
 
 
-def _time_as_stored(column):
-    """A time column as the text SQLite stores and rfc3339() reads: "2026-11-27 05:25:30.123456", with no fraction
-    when it is zero, as isoformat() writes it. PostgreSQL formats it itself, for the hot reads: its driver would
-    build a datetime for every row, which rfc3339() then formats again (BENCHMARKS.md)."""
-    if not isinstance(db.obj, PostgresqlDatabase):
-        return column
+def _time_text(column, rfc3339: bool = False):
+    """A PostgreSQL time column as text with no fraction when it is zero, as isoformat() writes it: in the form
+    SQLite stores ("2026-11-27 05:25:30.123456"), which rfc3339() reads, or with `rfc3339` already RFC 3339."""
+    date = SQL("""'YYYY-MM-DD"T"HH24:MI:SS'""" if rfc3339 else "'YYYY-MM-DD HH24:MI:SS'")
     whole = fn.date_trunc(SQL("'second'"), column) == column
-    fraction = Case(None, [(whole, SQL("''"))], fn.to_char(column, SQL("'.US'")))
-    return fn.to_char(column, SQL("'YYYY-MM-DD HH24:MI:SS'")).concat(fraction)
+    text = fn.to_char(column, date).concat(Case(None, [(whole, SQL("''"))], fn.to_char(column, SQL("'.US'"))))
+    return text.concat(SQL("'Z'")) if rfc3339 else text
+
+
+def _time_as_stored(column):
+    """A time column as the text SQLite stores: PostgreSQL formats it itself, for the hot reads, where its driver
+    would build a datetime for every row, which rfc3339() then formats again (BENCHMARKS.md)."""
+    return _time_text(column) if isinstance(db.obj, PostgresqlDatabase) else column
 
 
 def _messages_between(order):
@@ -1283,7 +1287,7 @@ def _send_message():
     )
     message = fn.jsonb_build_object(
         SQL("'id'"), sent.c.id, SQL("'content'"), sent.c.content, SQL("'sender_id'"), sent.c.sender_id,
-        SQL("'time'"), SQL(_RFC3339_OF_SENT_TIME), SQL("'edited_at'"), SQL("NULL"),
+        SQL("'time'"), _time_text(sent.c.time, rfc3339=True), SQL("'edited_at'"), SQL("NULL"),
     )  # fmt: skip
     # jsonb prints ": " and ", " as json.dumps does (json prints " : "); its keys come shortest first.
     data = fn.jsonb_build_object(SQL("'chat_id'"), sent.c.chat_id, SQL("'message'"), message).cast("text")
@@ -1299,13 +1303,6 @@ def _send_message():
     answer = Select((sent, recorded), [sent.c.id, sent.c.time, notify]).with_cte(sent, marked, recorded)
     return [lock, member.for_update("FOR NO KEY UPDATE"), event_lock, answer]
 
-
-# rfc3339() in SQL, for the time a send's WITH returns: isoformat() leaves out a zero fraction, so this does too.
-_RFC3339_OF_SENT_TIME = (
-    """to_char("sent"."time", 'YYYY-MM-DD"T"HH24:MI:SS') """
-    """|| CASE WHEN date_trunc('second', "sent"."time") = "sent"."time" THEN '' """
-    """ELSE to_char("sent"."time", '.US') END || 'Z'"""
-)
 
 # Parameters: on SQLite the chat, sender, content, time, sender, chat; on PostgreSQL (_send_message says why)
 # the chat to lock, the sender and chat of the membership to lock, then the chat, sender, content, sender, chat

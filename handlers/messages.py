@@ -36,13 +36,11 @@ def get_message(user: int, chat_id: int, message_id: int) -> dict:
 
 @writes
 def edit_message(user: int, chat_id: int, message_id: int, body: dict) -> dict:
-    message = get_message(user, chat_id, message_id)
-    if message["sender_id"] != user:
-        raise Forbidden("you can only edit your own messages")
-    edited = Message.edit(chat_id, message_id, user, body["content"])
-    if edited is None:  # the message was deleted, or its sender left the chat, meanwhile: which one, this tells
-        get_message(user, chat_id, message_id)
-        raise NotFound(f"message {message_id} does not exist in chat {chat_id}")
+    edited = Message.edit(chat_id, message_id, user, body["content"])  # checks sender and membership itself
+    if edited is None:  # not an edit this user may make: which rule it broke, only now is asked
+        if get_message(user, chat_id, message_id)["sender_id"] != user:
+            raise Forbidden("you can only edit your own messages")
+        raise NotFound(f"message {message_id} does not exist in chat {chat_id}")  # deleted meanwhile
     return edited
 
 

@@ -54,7 +54,10 @@ def test_a_send_is_two_round_trips(alice, make_chat):
 @pytest.mark.parametrize("microsecond", [0, 5, 999_999])
 def test_a_sent_time_in_sql_reads_as_rfc3339_does(app, microsecond):
     time = datetime.datetime(2026, 11, 27, 9, 8, 7, microsecond)
-    query = f"SELECT {models._RFC3339_OF_SENT_TIME} FROM (SELECT %s::timestamp AS time) AS sent"
+    formatted, _ = (
+        models.db.obj.get_sql_context().sql(models._time_text(peewee.SQL('"sent"."time"'), rfc3339=True)).query()
+    )
+    query = f"SELECT {formatted} FROM (SELECT %s::timestamp AS time) AS sent"
     with models.db.connection_context():
         (text,) = models.db.execute_sql(query, (time,)).fetchone()
     assert text == models.rfc3339(time)
