@@ -1,4 +1,4 @@
-"""Login, logout, and the cookie checks the security schemes name in the spec."""
+"""Login, logout, who you are, and the cookie checks the security schemes name in the spec."""
 
 import re
 
@@ -6,8 +6,9 @@ from connexion.context import request
 from starlette.responses import JSONResponse
 
 from .. import credentials, ratelimit
+from ..errors import Unauthorized
 from ..models import MAX_ID, Session, User
-from ..session_check import SessionClaim, claim_of
+from ..session_check import SESSION_ENDED, SessionClaim, claim_of
 from . import BadRequest, hashes, own_account, threaded, writes
 
 TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{16,128}")
@@ -86,6 +87,14 @@ def login(body: dict) -> JSONResponse:
 def logout(user: int, token_info: dict) -> JSONResponse:
     Session.revoke(session_token(token_info))
     return _logged_out()
+
+
+def get_session(user: int) -> dict:
+    """Who the cookies' live session belongs to: the page's only way to ask, since the cookies are HttpOnly."""
+    you = User.get_or_none(User.id == user)
+    if you is None:  # the account was deleted after the session check: its sessions went with it
+        raise Unauthorized(SESSION_ENDED)
+    return {"user": you.as_dict()}
 
 
 @threaded

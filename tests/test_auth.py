@@ -65,6 +65,28 @@ def test_logout_revokes_token_and_clears_cookies(app, alice, method):
     assert replay.get("/api/chats").status_code == 401
 
 
+def test_session_says_who_the_cookies_belong_to(app, alice, bob):
+    response = alice.client.get("/api/session")
+    assert response.status_code == 200
+    assert response.json() == {"user": {"id": alice.id, "name": "alice", "email": "alice@example.com"}}
+    assert bob.client.get("/api/session").json()["user"]["id"] == bob.id
+    # A tab whose cookies another login replaced learns it from here.
+    tab = new_client(app)
+    tab.post("/api/login", data={"name": "alice", "password": alice.password})
+    assert tab.get("/api/session").json()["user"]["name"] == "alice"
+    tab.post("/api/login", data={"name": "bob", "password": bob.password})
+    assert tab.get("/api/session").json()["user"]["name"] == "bob"
+
+
+def test_session_after_logout_or_without_cookies_is_unauthorized(app, alice, client):
+    assert client.get("/api/session").status_code == 401
+    cookies = dict(alice.client.cookies)
+    assert alice.client.get("/api/logout").status_code == 200
+    response = new_client(app, cookies=cookies).get("/api/session")
+    assert response.status_code == 401
+    assert response.json() == {"error": "the session cookies are not valid, or the session has ended"}
+
+
 def test_logout_without_cookies_is_unauthorized(client):
     response = client.get("/api/logout")
     assert response.status_code == 401

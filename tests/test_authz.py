@@ -34,6 +34,8 @@ MATRIX = {
     # Each logged-in actor ends their own session.
     "logout": {**NO_SESSION, "non_member": 200, "member": 200, "owner": 200},
     "end_session": {**NO_SESSION, "non_member": 200, "member": 200, "owner": 200},
+    # Each logged-in actor learns who they are, and no one else.
+    "get_session": {**NO_SESSION, "non_member": 200, "member": 200, "owner": 200},
     # The owner's account: only the owner may change it, whoever else shares a chat with them.
     "change_password": {**NO_SESSION, "non_member": 403, "member": 403, "owner": 200},
     "update_user": {**NO_SESSION, "non_member": 403, "member": 403, "owner": 200},

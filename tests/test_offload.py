@@ -32,6 +32,7 @@ WRITERS = {
     "mark_read",
 }
 READERS = {
+    "get_session",
     "get_user",
     "list_chats",
     "list_messages",

@@ -156,6 +156,7 @@ def test_generated_client_has_a_module_per_operation(sdk):
         "auth.login",
         "auth.logout",
         "auth.end_session",
+        "auth.get_session",
         "auth.change_password",
         "users.register_user",
         "users.get_user",
