@@ -31,6 +31,7 @@ from .routes import ExactRoutes, Routes, resolve
 from .security import CookieApiKeyHandler
 from .security_headers import SecurityHeaders
 from .validation import CACHED_VALIDATORS, FormContentType, path_parameters_per_operation
+from .web_client import WebClient
 
 __version__ = version("chat-server")
 # The spec ships as package data beside this module (pyproject.toml). It is found from __file__ because
@@ -77,6 +78,7 @@ def create_app(
         swagger_ui_options=connexion.options.SwaggerUIOptions(swagger_ui_path="/ui"),
     )
     app.add_middleware(SecurityHeaders, position=MiddlewarePosition.BEFORE_EXCEPTION)
+    app.add_middleware(WebClient, position=MiddlewarePosition.BEFORE_SWAGGER)
     app.add_middleware(
         csrf.CrossSiteRequests, position=MiddlewarePosition.BEFORE_SWAGGER, allowed=csrf.allowed_origins()
     )

@@ -1,12 +1,14 @@
-"""The headers every response carries, whatever produced it: the API, an error, or Swagger UI."""
+"""The headers every response carries, whatever produced it: the API, an error, Swagger UI or the web client."""
 
 # Nothing between client and server may keep a copy (sessions, history and emails are private); browsers must not
-# guess a content type other than the declared one; and no other site may frame a page of this server (Swagger UI's
-# "Try it out" buttons would otherwise be clickjacking targets).
+# guess a content type other than the declared one; no other site may frame a page of this server (Swagger UI's
+# "Try it out" buttons would otherwise be clickjacking targets); and a page here tells no other site its URL
+# (`same-origin`, not `no-referrer`, under which a form's POST says `Origin: null` and csrf.py refuses it).
 HEADERS = (
     (b"cache-control", b"no-store"),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
 )
 _NAMES = {name for name, _ in HEADERS}
 

@@ -1,0 +1,929 @@
+// The chat client: log in or register, then the chat list, the open chat and its members, kept up to date by the
+// event stream. All requests go through api.js; all text from the server is set as text (dom.js).
+
+import * as api from "./api.js";
+import { byId, el, enterSubmits, onSubmit, place, showError, timeElement } from "./dom.js";
+import { LiveEvents } from "./live.js";
+
+const NEAR_BOTTOM_PX = 48;
+const NEAR_TOP_PX = 64;
+const REFRESH_DELAY_MS = 30;
+const MAX_PAGES_TO_FIND_HIT = 20;
+
+const state = {
+  me: null, // { id, name }
+  chats: [], // the chat list as the server last sent it
+  chatPages: 1,
+  nextCursor: null,
+  open: null, // the open chat: { id, title, messages: Map, deleted: Set, edits: Map, oldest, hasOlder, ... }
+  streamLive: false, // whether the event stream has been live since this login
+  names: new Map(), // user id -> name
+  lookups: new Map(), // user id -> the pending GET /api/user/{id}
+  hits: { query: "", last: null },
+};
+
+const live = new LiveEvents({
+  onEvent: (type, data) => handleEvent(type, data),
+  onStatus: (status, detail) => showConnection(status, detail),
+  onSessionEnded: (error) => sessionEnded(error),
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Who is logged in
+
+// Counts logins and logouts here: an answer that arrives after one belongs to the session before, and is dropped.
+let session = 0;
+// The cookies are shared by every tab of this site, so a login or logout in one tab changes who the others are.
+const sessionChanges = typeof BroadcastChannel === "function" ? new BroadcastChannel("chat.session") : null;
+
+async function start() {
+  wireWelcome();
+  wireApp();
+  sessionChanges?.addEventListener("message", () => checkSession());
+  await checkSession();
+}
+
+/** Ask the server whose session the cookies hold, and show the app as that person, or the log-in page. */
+async function checkSession() {
+  const epoch = session;
+  let user = null;
+  try {
+    ({ user } = await api.getSession());
+  } catch (error) {
+    if (error.status !== 401) {
+      if (!state.me) showWelcome(error);
+      return;
+    }
+  }
+  const shown = !byId("welcome").hidden || !byId("app").hidden;
+  if (epoch !== session || (shown && (user?.id ?? null) === (state.me?.id ?? null))) return; // still the same
+  if (state.me) leaveApp();
+  if (user) enterApp(user);
+  else showWelcome();
+}
+
+function announceSessionChange() {
+  sessionChanges?.postMessage("changed");
+}
+
+function showWelcome(error = null) {
+  byId("app").hidden = true;
+  byId("welcome").hidden = false;
+  document.title = "Chat";
+  showError(byId("login-form").querySelector(".error"), error);
+  byId("login-name").focus();
+}
+
+function wireWelcome() {
+  const loginForm = byId("login-form");
+  onSubmit(loginForm, async () => {
+    const error = loginForm.querySelector(".error");
+    showError(error, null);
+    try {
+      await api.login(byId("login-name").value, byId("login-password").value);
+      await loggedIn();
+    } catch (failure) {
+      showError(error, failure);
+    }
+  });
+  const registerForm = byId("register-form");
+  onSubmit(registerForm, async () => {
+    const error = registerForm.querySelector(".error");
+    showError(error, null);
+    try {
+      await api.register(byId("register-name").value, byId("register-password").value, byId("register-email").value);
+      await loggedIn();
+    } catch (failure) {
+      showError(error, failure);
+    }
+  });
+}
+
+/** The login or registration set new cookies: the session's own answer says who they belong to. */
+async function loggedIn() {
+  const { user } = await api.getSession();
+  for (const form of [byId("login-form"), byId("register-form")]) form.reset();
+  if (state.me) leaveApp();
+  enterApp(user);
+  announceSessionChange();
+}
+
+function enterApp(user) {
+  session += 1;
+  const epoch = session;
+  state.me = { id: user.id, name: user.name };
+  state.streamLive = false;
+  state.names.set(user.id, user.name);
+  byId("me-name").textContent = user.name;
+  byId("welcome").hidden = true;
+  byId("app").hidden = false;
+  live.start();
+  refreshChats().then(() => {
+    const wanted = /^#chat\/(\d+)$/.exec(location.hash);
+    if (epoch === session && wanted && !state.open) openChat(Number(wanted[1]), { focus: false });
+  });
+  byId("new-chat").focus();
+}
+
+function leaveApp() {
+  session += 1;
+  live.stop();
+  clearTimeout(refreshTimer);
+  closeChat();
+  Object.assign(state, { me: null, chats: [], chatPages: 1, nextCursor: null, open: null, streamLive: false });
+  state.names.clear();
+  state.lookups.clear();
+  byId("chats").replaceChildren();
+  closeSearch();
+  history.replaceState(null, "", location.pathname);
+}
+
+function sessionEnded(error) {
+  leaveApp();
+  showWelcome(error);
+}
+
+/** Show an API error where it belongs; a 401 anywhere means the session is over. */
+function report(element, error) {
+  if (error.status === 401) sessionEnded(error);
+  else showError(element, error);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Names
+
+function nameOf(userId) {
+  if (state.names.has(userId)) return state.names.get(userId);
+  if (!state.lookups.has(userId)) {
+    const lookup = api
+      .getUser(userId)
+      .then(({ user }) => user.name)
+      .catch((error) => (error.status === 404 ? "deleted account" : null))
+      .then((name) => {
+        if (name === null) {
+          state.lookups.delete(userId);
+          return;
+        }
+        state.names.set(userId, name);
+        for (const node of document.querySelectorAll(`[data-user="${userId}"]`)) node.textContent = name;
+      });
+    state.lookups.set(userId, lookup);
+  }
+  return `user ${userId}`;
+}
+
+/** A span with a user's name, filled in once the name is known. */
+function userName(userId, className = "sender") {
+  return el("span", { class: className, "data-user": userId }, nameOf(userId));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The chat list
+
+let refreshTimer = null;
+let refreshing = null;
+let refreshAgain = false;
+
+/** Refresh the chat list soon; changes that arrive together cost one request. */
+function refreshChatsSoon() {
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(refreshChats, REFRESH_DELAY_MS);
+}
+
+/** Refresh the chat list; a call while one is on its way runs once more after it, and waits for that. */
+function refreshChats() {
+  refreshAgain = true;
+  refreshing ??= (async () => {
+    while (refreshAgain) {
+      refreshAgain = false;
+      await loadChats();
+    }
+  })().finally(() => (refreshing = null));
+  return refreshing;
+}
+
+async function loadChats() {
+  const epoch = session;
+  if (!state.me) return;
+  try {
+    let chats = [];
+    let cursor;
+    for (let page = 0; page < state.chatPages; page += 1) {
+      const answer = await api.listChats(cursor);
+      chats = chats.concat(answer.chats);
+      cursor = answer.next_cursor ?? null;
+      if (!cursor) break;
+    }
+    if (epoch !== session) return; // logged out (and maybe in as someone else) meanwhile
+    state.chats = chats;
+    state.nextCursor = cursor;
+    showError(byId("chats-error"), null);
+    renderChats();
+  } catch (error) {
+    if (epoch === session) report(byId("chats-error"), error);
+  }
+}
+
+function unreadOf(chat) {
+  // The open chat is read as its messages arrive; its count would only flicker until the marker catches up.
+  if (state.open && state.open.id === chat.id && document.visibilityState === "visible") return 0;
+  return chat.unread_count;
+}
+
+function renderChats() {
+  const list = byId("chats");
+  const items = new Map([...list.children].map((item) => [Number(item.dataset.id), item]));
+  let next = list.firstElementChild;
+  for (const chat of state.chats) {
+    let item = items.get(chat.id);
+    items.delete(chat.id);
+    if (!item) {
+      item = el("li", { "data-id": chat.id }, el("button", { type: "button", class: "chat-button" }));
+      item.firstElementChild.addEventListener("click", () => openChat(Number(item.dataset.id)));
+    }
+    fillChatItem(item, chat);
+    place(list, item, next);
+    next = item.nextElementSibling;
+  }
+  for (const gone of items.values()) gone.remove();
+  byId("no-chats").hidden = state.chats.length > 0;
+  byId("more-chats").hidden = !state.nextCursor;
+  const unread = state.chats.reduce((total, chat) => total + unreadOf(chat), 0);
+  document.title = unread ? `(${unread}) Chat` : "Chat";
+  if (state.open) {
+    const chat = state.chats.find((candidate) => candidate.id === state.open.id);
+    if (chat) setTitle(chat.title);
+  }
+}
+
+function fillChatItem(item, chat) {
+  const button = item.firstElementChild;
+  const unread = unreadOf(chat);
+  const isOpen = state.open?.id === chat.id;
+  item.classList.toggle("unread", unread > 0);
+  if (isOpen) button.setAttribute("aria-current", "true");
+  else button.removeAttribute("aria-current");
+  const preview =
+    chat.last_message === null
+      ? el("span", { class: "chat-last empty" }, "No messages yet")
+      : el(
+          "span",
+          { class: "chat-last" },
+          chat.sender_id === state.me.id ? el("span", { class: "sender" }, "You") : userName(chat.sender_id),
+          ": ",
+          chat.last_message,
+        );
+  const parts = [el("span", { class: "chat-title" }, chat.title)];
+  if (chat.last_message_time) parts.push(timeElement(chat.last_message_time, "chat-time"));
+  parts.push(preview);
+  if (unread > 0) {
+    const count = unread >= 999 ? "999+" : String(unread);
+    parts.push(el("span", { class: "badge" }, count, el("span", { class: "visually-hidden" }, " unread")));
+  }
+  button.replaceChildren(...parts);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The open chat
+
+function setTitle(title) {
+  if (!state.open) return;
+  state.open.title = title;
+  byId("chat-title").textContent = title;
+}
+
+async function openChat(chatId, { focus = true } = {}) {
+  if (state.open?.id === chatId) {
+    if (focus) byId("message").focus();
+    return;
+  }
+  closeChat();
+  const known = state.chats.find((chat) => chat.id === chatId);
+  state.open = {
+    id: chatId,
+    title: known?.title ?? "",
+    messages: new Map(),
+    deleted: new Set(),
+    edits: new Map(), // edits of messages not shown yet: id -> the message as edited
+    oldest: null,
+    hasOlder: false,
+    readUpTo: known?.last_read_id ?? 0,
+    loadingOlder: false,
+  };
+  const open = state.open;
+  history.replaceState(null, "", `#chat/${chatId}`);
+  byId("nothing-open").hidden = true;
+  byId("chat-notice").hidden = true;
+  byId("chat").hidden = false;
+  byId("members-panel").hidden = false;
+  byId("chat-title").textContent = open.title;
+  renderChats();
+  if (focus) byId("message").focus();
+  try {
+    const [page] = await Promise.all([api.listMessages(chatId), loadMembers(chatId)]);
+    if (state.open !== open) return;
+    showError(byId("history-error"), null);
+    for (const message of page.messages) showMessage(message);
+    open.hasOlder = page.messages.length === api.MESSAGE_PAGE;
+    if (page.messages.length) open.oldest = page.messages[0].id;
+    updateHistoryEdge();
+    scrollToBottom();
+    markRead();
+    if (!known) refreshChatsSoon();
+  } catch (error) {
+    if (state.open === open) report(byId("history-error"), error);
+  }
+}
+
+function closeChat(notice = null) {
+  state.open = null;
+  byId("messages").replaceChildren();
+  byId("members").replaceChildren();
+  for (const id of ["rename-form", "add-member-form", "leave-confirm", "older", "history-start"]) byId(id).hidden = true;
+  for (const id of ["rename", "add-member", "leave"]) byId(id).setAttribute("aria-expanded", "false");
+  for (const id of ["history-error", "app-error"]) showError(byId(id), null);
+  byId("members-status").textContent = "";
+  byId("chat").hidden = true;
+  byId("members-panel").hidden = true;
+  byId("nothing-open").hidden = false;
+  const shown = byId("chat-notice");
+  shown.textContent = notice ?? "";
+  shown.hidden = !notice;
+  if (location.hash) history.replaceState(null, "", location.pathname);
+}
+
+function atBottom() {
+  const history = byId("history");
+  return history.scrollHeight - history.scrollTop - history.clientHeight < NEAR_BOTTOM_PX;
+}
+
+function scrollToBottom() {
+  const history = byId("history");
+  history.scrollTop = history.scrollHeight;
+}
+
+function updateHistoryEdge() {
+  const open = state.open;
+  byId("older").hidden = !open.hasOlder;
+  byId("history-start").hidden = open.hasOlder || open.messages.size === 0;
+}
+
+/** An RFC 3339 time in microseconds since 1970. The server leaves out a zero fraction, so the strings don't sort. */
+function microseconds(timestamp) {
+  const parts = /^(.+T\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$/i.exec(timestamp);
+  if (!parts) return Date.parse(timestamp) * 1000;
+  return Date.parse(parts[1] + parts[3]) * 1000 + Number((parts[2] ?? "").padEnd(6, "0").slice(0, 6));
+}
+
+/** Whether version `a` of a message was edited later than version `b`. */
+function editedLater(a, b) {
+  return Boolean(a.edited_at) && (!b.edited_at || microseconds(a.edited_at) > microseconds(b.edited_at));
+}
+
+/** Add or update a message in the open chat's log, in id order. */
+function showMessage(message) {
+  const open = state.open;
+  if (open.deleted.has(message.id)) return;
+  const edit = open.edits.get(message.id);
+  if (edit) {
+    open.edits.delete(message.id);
+    if (editedLater(edit, message)) message = edit;
+  }
+  const known = open.messages.get(message.id);
+  if (known && editedLater(known, message)) return; // a page read before an edit arrived must not undo it
+  open.messages.set(message.id, message);
+  const list = byId("messages");
+  const existing = list.querySelector(`li[data-id="${message.id}"]`);
+  if (existing) {
+    fillMessage(existing, message);
+    return;
+  }
+  const item = el("li", { "data-id": message.id, class: "message" });
+  fillMessage(item, message);
+  let after = list.lastElementChild;
+  while (after && Number(after.dataset.id) > message.id) after = after.previousElementSibling;
+  list.insertBefore(item, after ? after.nextElementSibling : list.firstElementChild);
+}
+
+function fillMessage(item, message) {
+  if (item.querySelector("form")) {
+    item.dataset.stale = "yes"; // being edited: the form stays, and shows the new text when it closes
+    return;
+  }
+  const mine = message.sender_id === state.me.id;
+  item.classList.toggle("mine", mine);
+  const contentId = `message-${message.id}-content`;
+  const meta = el(
+    "p",
+    { class: "meta" },
+    mine ? el("span", { class: "sender" }, "You") : userName(message.sender_id),
+    " ",
+    timeElement(message.time, "sent"),
+    message.edited_at ? el("span", { class: "edited", title: `edited ${message.edited_at}` }, " (edited)") : null,
+  );
+  const content = el("p", { class: "content", id: contentId }, message.content);
+  const parts = [meta, content];
+  if (mine) {
+    const edit = el("button", { type: "button", "aria-describedby": contentId }, "Edit");
+    const remove = el("button", { type: "button", "aria-describedby": contentId }, "Delete");
+    edit.addEventListener("click", () => startEdit(item));
+    remove.addEventListener("click", () => deleteMessage(item));
+    parts.push(el("div", { class: "actions" }, edit, remove));
+  }
+  parts.push(el("p", { class: "error", role: "alert", hidden: true }));
+  item.replaceChildren(...parts);
+}
+
+/**
+ * An edit from the stream changes a message that is shown. One that is not (older than the pages loaded, or on a
+ * page still on its way) waits for its page, which may have been read before the edit.
+ */
+function applyEdit(message) {
+  const open = state.open;
+  if (open.messages.has(message.id)) {
+    showMessage(message);
+    return;
+  }
+  const waiting = open.edits.get(message.id);
+  if (open.deleted.has(message.id) || (waiting && editedLater(waiting, message))) return;
+  open.edits.set(message.id, message);
+}
+
+function removeMessage(messageId) {
+  const open = state.open;
+  open.deleted.add(messageId);
+  open.messages.delete(messageId);
+  open.edits.delete(messageId);
+  const item = byId("messages").querySelector(`li[data-id="${messageId}"]`);
+  if (!item) return;
+  const hadFocus = item.contains(document.activeElement);
+  item.remove();
+  if (hadFocus) byId("message").focus();
+  updateHistoryEdge();
+}
+
+function newestId() {
+  const last = byId("messages").lastElementChild;
+  return last ? Number(last.dataset.id) : null;
+}
+
+/** Move the read marker to the newest message shown, when it is not there yet and the page is being looked at. */
+async function markRead() {
+  const open = state.open;
+  const newest = newestId();
+  if (!open || newest === null || newest <= open.readUpTo || document.visibilityState !== "visible") return;
+  const before = open.readUpTo;
+  open.readUpTo = newest;
+  try {
+    const marker = await api.markRead(open.id, newest);
+    if (state.open === open) open.readUpTo = Math.max(open.readUpTo, marker.last_read_id);
+    refreshChatsSoon();
+  } catch (error) {
+    if (open.readUpTo === newest) open.readUpTo = before; // try again with the next message or reconnect
+    if (state.open === open) report(byId("history-error"), error);
+  }
+}
+
+async function loadOlder() {
+  const open = state.open;
+  if (!open || !open.hasOlder || open.loadingOlder) return false;
+  open.loadingOlder = true;
+  const history = byId("history");
+  try {
+    const page = await api.listMessages(open.id, { before: open.oldest });
+    if (state.open !== open) return false;
+    showError(byId("history-error"), null);
+    const fromBottom = history.scrollHeight - history.scrollTop;
+    for (const message of page.messages) showMessage(message);
+    if (page.messages.length) open.oldest = page.messages[0].id;
+    open.hasOlder = page.messages.length === api.MESSAGE_PAGE;
+    updateHistoryEdge();
+    history.scrollTop = history.scrollHeight - fromBottom; // the messages in view stay in view
+    return true;
+  } catch (error) {
+    if (state.open === open) report(byId("history-error"), error);
+    return false;
+  } finally {
+    open.loadingOlder = false;
+  }
+}
+
+/** Anything newer than the newest message shown, for when the stream goes live for the first time. */
+async function catchUp() {
+  const open = state.open;
+  const newest = newestId();
+  if (!open || newest === null) return;
+  try {
+    const page = await api.listMessages(open.id, { after: newest });
+    if (state.open !== open) return;
+    showError(byId("history-error"), null);
+    const follow = atBottom();
+    for (const message of page.messages) showMessage(message);
+    if (follow) scrollToBottom();
+    markRead();
+  } catch (error) {
+    if (state.open === open) report(byId("history-error"), error);
+  }
+}
+
+async function loadMembers(chatId) {
+  const epoch = session;
+  let members;
+  try {
+    ({ members } = await api.listMembers(chatId));
+  } catch (error) {
+    if (epoch === session) throw error;
+    return; // the session it was asked for is over; its 401 must not end the next one
+  }
+  if (epoch !== session || state.open?.id !== chatId) return;
+  for (const member of members) state.names.set(member.id, member.name);
+  byId("members").replaceChildren(
+    ...members.map((member) =>
+      el("li", {}, member.name, member.id === state.me.id ? el("span", { class: "you" }, " (you)") : null),
+    ),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Editing and deleting your messages
+
+function startEdit(item) {
+  const open = state.open;
+  const message = open.messages.get(Number(item.dataset.id));
+  const area = el("textarea", { "aria-label": "Edit message", rows: 2, required: true, maxlength: 10000 });
+  area.value = message.content;
+  const form = el(
+    "form",
+    { class: "edit", method: "post" },
+    area,
+    el(
+      "div",
+      { class: "buttons" },
+      el("button", { type: "submit" }, "Save"),
+      el("button", { type: "button", "data-cancel": true }, "Cancel"),
+    ),
+    el("p", { class: "error", role: "alert", hidden: true }),
+  );
+  const finish = () => {
+    form.remove();
+    delete item.dataset.stale;
+    const current = state.open?.messages.get(Number(item.dataset.id));
+    if (current) {
+      fillMessage(item, current);
+      item.querySelector(".actions button")?.focus();
+    }
+  };
+  enterSubmits(area);
+  onSubmit(form, async () => {
+    const error = form.querySelector(".error");
+    showError(error, null);
+    try {
+      const edited = await api.editMessage(open.id, message.id, area.value);
+      const shown = open.messages.get(edited.id);
+      if (state.open === open && shown && !editedLater(shown, edited)) open.messages.set(edited.id, edited);
+      finish();
+    } catch (failure) {
+      report(error, failure);
+    }
+  });
+  form.querySelector("[data-cancel]").addEventListener("click", finish);
+  form.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") finish();
+  });
+  item.querySelector(".content").replaceWith(form);
+  item.querySelector(".actions").hidden = true;
+  area.focus();
+  area.setSelectionRange(area.value.length, area.value.length);
+}
+
+async function deleteMessage(item) {
+  const open = state.open;
+  const error = item.querySelector(".error");
+  showError(error, null);
+  try {
+    await api.deleteMessage(open.id, Number(item.dataset.id));
+    if (state.open === open) removeMessage(Number(item.dataset.id));
+    refreshChatsSoon();
+  } catch (failure) {
+    report(error, failure);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Events from the stream
+
+function handleEvent(type, data) {
+  const open = state.open && state.open.id === data.chat_id ? state.open : null;
+  switch (type) {
+    case "message.created": {
+      if (open) {
+        const follow = atBottom() || data.message.sender_id === state.me.id;
+        showMessage(data.message);
+        if (follow) scrollToBottom();
+        markRead();
+      }
+      refreshChatsSoon();
+      break;
+    }
+    case "message.edited":
+      if (open) applyEdit(data.message);
+      refreshChatsSoon();
+      break;
+    case "message.deleted":
+      if (open) removeMessage(data.message_id);
+      refreshChatsSoon();
+      break;
+    case "chat.renamed":
+      if (open) setTitle(data.title);
+      refreshChatsSoon();
+      break;
+    case "member.added":
+      state.names.set(data.user.id, data.user.name);
+      if (open) loadMembers(open.id).catch((error) => report(byId("app-error"), error));
+      refreshChatsSoon();
+      break;
+    case "member.left":
+      if (open && data.user_id === state.me.id) {
+        closeChat(`You are no longer a member of “${open.title}”.`);
+      } else if (open) {
+        loadMembers(open.id).catch((error) => report(byId("app-error"), error));
+      }
+      refreshChatsSoon();
+      break;
+    case "chat.read":
+      refreshChatsSoon();
+      break;
+    case "reset":
+      // What was missed cannot be replayed (our event id is too old, or unknown here): refetch the chats and the
+      // open chat's messages, which now hold everything up to the reset; the stream goes on from there.
+      if (state.open) {
+        const { id } = state.open;
+        const typing = document.activeElement === byId("message");
+        closeChat();
+        openChat(id, { focus: typing });
+      }
+      refreshChatsSoon();
+      break;
+    case "ready":
+      // Everything missed has been replayed. The first time, though, the stream started live with no replay, and
+      // the chat list and messages fetched at login may be from just before it: fetch what is newer once.
+      showConnection("live");
+      if (!state.streamLive) {
+        state.streamLive = true;
+        refreshChatsSoon();
+        catchUp();
+      }
+      break;
+  }
+}
+
+function showConnection(status, detail) {
+  const texts = {
+    connecting: "Connecting…",
+    live: "Live",
+    reconnecting: "Reconnecting…",
+    offline: "Offline",
+  };
+  const line = byId("connection");
+  line.textContent = detail ? `${texts[status]} (${detail})` : texts[status];
+  line.dataset.status = status;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Search
+
+async function runSearch(query, before) {
+  const error = byId("search-form").querySelector(".error");
+  showError(error, null);
+  const epoch = session;
+  try {
+    const { messages } = await api.search(query, before);
+    if (epoch !== session) return;
+    const list = byId("search-hits");
+    if (!before) list.replaceChildren();
+    for (const hit of messages) list.append(searchHit(hit));
+    state.hits = { query, last: messages.length ? messages[messages.length - 1].id : null };
+    byId("search-results").hidden = false;
+    byId("search-empty").hidden = list.children.length > 0;
+    byId("more-hits").hidden = messages.length < api.SEARCH_PAGE;
+  } catch (failure) {
+    if (epoch === session) report(error, failure);
+  }
+}
+
+function searchHit(hit) {
+  const chat = state.chats.find((candidate) => candidate.id === hit.chat_id);
+  const button = el(
+    "button",
+    { type: "button", class: "hit" },
+    el("span", { class: "chat-title" }, chat ? chat.title : `chat ${hit.chat_id}`),
+    timeElement(hit.time, "chat-time"),
+    el(
+      "span",
+      { class: "hit-text" },
+      hit.sender_id === state.me.id ? el("span", { class: "sender" }, "You") : userName(hit.sender_id),
+      ": ",
+      hit.content,
+    ),
+  );
+  button.addEventListener("click", () => showHit(hit));
+  return el("li", {}, button);
+}
+
+/** Open the hit's chat and bring the message into view, paging back to it when it is older than the first page. */
+async function showHit(hit) {
+  await openChat(hit.chat_id, { focus: false });
+  const open = state.open;
+  for (let page = 0; page < MAX_PAGES_TO_FIND_HIT && open === state.open && !open.messages.has(hit.id); page += 1) {
+    if (!(await loadOlder())) break;
+  }
+  const item = byId("messages").querySelector(`li[data-id="${hit.id}"]`);
+  if (!item) return;
+  for (const other of byId("messages").querySelectorAll(".found")) other.classList.remove("found");
+  item.classList.add("found");
+  item.tabIndex = -1;
+  item.scrollIntoView({ block: "center" });
+  item.focus();
+}
+
+function closeSearch() {
+  byId("search-results").hidden = true;
+  byId("search-hits").replaceChildren();
+  byId("search-form").reset();
+  showError(byId("search-form").querySelector(".error"), null);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Wiring
+
+/** A button that shows a small form (or panel); Escape or Cancel hides it again and gives focus back. */
+function disclosure(button, panel, { onOpen, focus }) {
+  const hide = () => {
+    panel.hidden = true;
+    button.setAttribute("aria-expanded", "false");
+    showError(panel.querySelector(".error"), null);
+    button.focus();
+  };
+  button.addEventListener("click", () => {
+    if (!panel.hidden) {
+      hide();
+      return;
+    }
+    panel.hidden = false;
+    button.setAttribute("aria-expanded", "true");
+    onOpen?.();
+    (focus ?? panel.querySelector("input, textarea, button")).focus();
+  });
+  panel.querySelector("[data-cancel]")?.addEventListener("click", hide);
+  panel.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") hide();
+  });
+  return hide;
+}
+
+function wireApp() {
+  byId("logout").addEventListener("click", async () => {
+    showError(byId("app-error"), null);
+    try {
+      await api.logout();
+      leaveApp();
+      showWelcome();
+      announceSessionChange();
+    } catch (error) {
+      report(byId("app-error"), error);
+    }
+  });
+
+  const newChatForm = byId("new-chat-form");
+  const hideNewChat = disclosure(byId("new-chat"), newChatForm, {});
+  let newChatKey = null;
+  byId("new-chat-title").addEventListener("input", () => (newChatKey = null));
+  onSubmit(newChatForm, async () => {
+    const error = newChatForm.querySelector(".error");
+    showError(error, null);
+    newChatKey ??= api.newIdempotencyKey();
+    try {
+      const title = byId("new-chat-title").value;
+      const { id } = await api.createChat(title, newChatKey);
+      newChatKey = null;
+      newChatForm.reset();
+      hideNewChat();
+      await refreshChats();
+      await openChat(id);
+    } catch (failure) {
+      report(error, failure);
+    }
+  });
+
+  byId("more-chats").addEventListener("click", () => {
+    state.chatPages += 1;
+    refreshChats();
+  });
+
+  const searchForm = byId("search-form");
+  onSubmit(searchForm, () => runSearch(byId("search-query").value));
+  byId("more-hits").addEventListener("click", () => runSearch(state.hits.query, state.hits.last));
+  byId("close-search").addEventListener("click", () => {
+    closeSearch();
+    byId("search-query").focus();
+  });
+
+  const renameForm = byId("rename-form");
+  const hideRename = disclosure(byId("rename"), renameForm, {
+    onOpen: () => {
+      byId("rename-title").value = state.open.title;
+      byId("rename-title").select();
+    },
+  });
+  onSubmit(renameForm, async () => {
+    const error = renameForm.querySelector(".error");
+    showError(error, null);
+    try {
+      const title = byId("rename-title").value;
+      await api.renameChat(state.open.id, title);
+      setTitle(title);
+      hideRename();
+      refreshChatsSoon();
+    } catch (failure) {
+      report(error, failure);
+    }
+  });
+
+  const history = byId("history");
+  history.addEventListener("scroll", () => {
+    if (history.scrollTop < NEAR_TOP_PX) loadOlder();
+  });
+  byId("older").addEventListener("click", () => loadOlder());
+
+  const composer = byId("composer");
+  const textbox = byId("message");
+  let sendKey = null; // one key per text: sending the same text again after an error cannot store it twice
+  textbox.addEventListener("input", () => (sendKey = null));
+  enterSubmits(textbox);
+  onSubmit(composer, async () => {
+    const error = composer.querySelector(".error");
+    showError(error, null);
+    const open = state.open;
+    const content = textbox.value; // white space only is a message too, as the API takes it
+    sendKey ??= api.newIdempotencyKey();
+    try {
+      const { id } = await api.sendMessage(open.id, content, sendKey);
+      sendKey = null;
+      if (textbox.value === content) textbox.value = "";
+      if (state.open === open && !open.messages.has(id)) {
+        // The stream brings the message as stored a moment later; show it at once meanwhile.
+        showMessage({ id, content, sender_id: state.me.id, time: new Date().toISOString(), edited_at: null });
+        scrollToBottom();
+      }
+      if (state.open === open) open.readUpTo = Math.max(open.readUpTo, id);
+    } catch (failure) {
+      report(error, failure);
+    }
+  });
+
+  const addForm = byId("add-member-form");
+  const hideAdd = disclosure(byId("add-member"), addForm, {
+    onOpen: () => (byId("members-status").textContent = ""),
+  });
+  let addKey = null;
+  byId("member-name").addEventListener("input", () => (addKey = null));
+  onSubmit(addForm, async () => {
+    const error = addForm.querySelector(".error");
+    showError(error, null);
+    const open = state.open;
+    const name = byId("member-name").value;
+    addKey ??= api.newIdempotencyKey();
+    try {
+      await api.addMember(open.id, name, addKey);
+      addKey = null;
+      addForm.reset();
+      hideAdd();
+      byId("members-status").textContent = `Added ${name}.`;
+      await loadMembers(open.id);
+    } catch (failure) {
+      report(error, failure);
+    }
+  });
+
+  const confirm = byId("leave-confirm");
+  disclosure(byId("leave"), confirm, { focus: byId("leave-yes") });
+  byId("leave-yes").addEventListener("click", async () => {
+    const error = confirm.querySelector(".error");
+    showError(error, null);
+    const open = state.open;
+    try {
+      await api.leaveChat(open.id);
+      closeChat(`You left “${open.title}”.`);
+      await refreshChats();
+      byId("new-chat").focus();
+    } catch (failure) {
+      report(error, failure);
+    }
+  });
+
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible") markRead();
+  });
+}
+
+start();
