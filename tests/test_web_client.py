@@ -356,12 +356,18 @@ def test_two_people_chat_live(browser, visit, screenshots):
     bob.assert_clean()
 
 
-def test_markup_renames_and_leaving_reach_the_other_side(visit, screenshots):
+def alice_and_bob_in(visit, title: str) -> tuple[Person, Person]:
+    """alice and bob, registered in pages of their own, and a chat alice made and added bob to."""
     alice, bob = visit("alice"), visit("bob")
     register(alice)
     register(bob)
-    alice.new_chat("Weekend plans")
+    alice.new_chat(title)
     alice.add_member("bob")
+    return alice, bob
+
+
+def test_markup_renames_and_leaving_reach_the_other_side(visit, screenshots):
+    alice, bob = alice_and_bob_in(visit, "Weekend plans")
     alice.new_chat("Book club")
     alice.add_member("bob")
     alice.send("Next book: Dune?")
@@ -373,6 +379,8 @@ def test_markup_renames_and_leaving_reach_the_other_side(visit, screenshots):
     for person in (alice, bob):
         expect(person.message(XSS).get_by_text(XSS, exact=True)).to_have_text(XSS)
         expect(person.log.locator("img")).to_have_count(0)
+    expect(bob.chat("Weekend plans")).to_contain_text(XSS)  # the list's preview is text too
+    expect(bob.chats.locator("img")).to_have_count(0)
     bob.page.screenshot(path=screenshots / "bob-xss.png")
 
     alice.button("Rename").click()
@@ -401,11 +409,7 @@ def test_markup_renames_and_leaving_reach_the_other_side(visit, screenshots):
 
 
 def test_stream_resumes_after_the_network_drops(visit, screenshots):
-    alice, bob = visit("alice"), visit("bob")
-    register(alice)
-    register(bob)
-    alice.new_chat("Reconnect")
-    alice.add_member("bob")
+    alice, bob = alice_and_bob_in(visit, "Reconnect")
     alice.send("before the drop")
     alice.send("to be edited")
     alice.send("to be deleted")

@@ -256,6 +256,22 @@ function renderChats() {
   }
 }
 
+/**
+ * Show a new message in the chat list at once, from its event: the chat moves to the top with it as its last
+ * message, one more unread unless it is yours. The refresh that follows brings the server's own numbers.
+ */
+function showLastMessage(chatId, message) {
+  const chat = state.chats.find((candidate) => candidate.id === chatId);
+  if (!chat || (chat.last_message_id ?? 0) > message.id) return;
+  chat.last_message = message.content;
+  chat.last_message_time = message.time;
+  chat.sender_id = message.sender_id;
+  chat.last_message_id = message.id;
+  if (message.sender_id !== state.me.id) chat.unread_count += 1;
+  state.chats = [chat, ...state.chats.filter((other) => other !== chat)];
+  renderChats();
+}
+
 function fillChatItem(item, chat) {
   const button = item.firstElementChild;
   const unread = unreadOf(chat);
@@ -622,6 +638,7 @@ function handleEvent(type, data) {
         if (follow) scrollToBottom();
         markRead();
       }
+      showLastMessage(data.chat_id, data.message);
       refreshChatsSoon();
       break;
     }
