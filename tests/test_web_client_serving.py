@@ -63,6 +63,16 @@ def test_head_of_index_sends_the_headers_only(web):
     assert response.content == b""
 
 
+@pytest.mark.parametrize("byte_range", ["bytes=0-10", "bytes=99999-", "bytes=abc", "items=1-2", "bytes=5-1"])
+def test_a_range_is_ignored_and_the_whole_file_sent(web, byte_range):
+    """Never Starlette's plain-text 400 or 416 for a range it cannot serve: the files are small, so all of it."""
+    whole = web.get("/")
+    response = web.get("/", headers={"Range": byte_range, "If-Range": whole.headers.get("etag", "x")})
+    assert response.status_code == 200
+    assert response.content == whole.content
+    assert "content-range" not in response.headers
+
+
 @pytest.mark.parametrize("name", WEB_FILES)
 def test_web_file_is_served_with_its_content_type(web, name):
     response = web.get(f"/{name}")
