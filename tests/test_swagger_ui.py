@@ -1,5 +1,6 @@
 """Swagger UI at /api/ui/, used through "Try it out" in Debian's headless Chromium against a live chat-server."""
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -41,18 +42,25 @@ def require(available: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture
-def page():
+@contextlib.contextmanager
+def chromium():
+    """Debian's Chromium, launched headless through Playwright, closed when the block ends."""
     require(sync_playwright is not None, "playwright is not installed; run `tox -e browser`")
     require(CHROMIUM.exists(), f"{CHROMIUM} is missing; run tests/install_chromium.sh or `tox -e browser`")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            context = browser.new_context(viewport={"width": 1280, "height": 1000})
-            context.set_default_timeout(TIMEOUT_MS)
-            yield context.new_page()
+            yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture
+def page():
+    with chromium() as browser:
+        context = browser.new_context(viewport={"width": 1280, "height": 1000})
+        context.set_default_timeout(TIMEOUT_MS)
+        yield context.new_page()
 
 
 def try_it_out(page, method: str, path: str, path_params: dict, form: dict):

@@ -17,12 +17,12 @@ import httpx
 import pytest
 
 from tests.live_server import live_server
-from tests.test_swagger_ui import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, require
+from tests.test_swagger_ui import TIMEOUT_MS, chromium
 
 try:
-    from playwright.sync_api import expect, sync_playwright
-except ImportError:
-    sync_playwright = None
+    from playwright.sync_api import expect
+except ImportError:  # chromium() skips every test first
+    expect = None
 
 pytestmark = pytest.mark.browser
 
@@ -121,14 +121,8 @@ class Person:
 
 @pytest.fixture
 def browser():
-    require(sync_playwright is not None, "playwright is not installed; run `tox -e browser`")
-    require(CHROMIUM.exists(), f"{CHROMIUM} is missing; run tests/install_chromium.sh or `tox -e browser`")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
 // Every request this client makes, one function per operation of openapi/chat.yaml, each with the spec's method and
 // path written out. Nothing else in web/ touches the network (tests/test_web_client_serving.py checks both).
 
-export const CHAT_PAGE = 100;
+const CHAT_PAGE = 100;
 export const MESSAGE_PAGE = 50;
-export const SEARCH_PAGE = 20;
+const SEARCH_PAGE = 20;
 
 /** An API error: the HTTP status (0 when the server could not be reached) and the body's `error` text. */
 export class ApiError extends Error {
