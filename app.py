@@ -17,21 +17,25 @@ import yaml
 from connexion.middleware import MiddlewarePosition
 from connexion.resolver import Resolver
 
-from . import credentials, csrf, events, idempotency, migrations, models, privacy, ratelimit, shutdown
-from .connections import DEFAULTS as CONNECTION_DEFAULTS
-from .connections import ConnectionLimits
-from .dispatch import decorate_once
-from .errors import map_errors
-from .events import DEFAULTS as EVENT_DEFAULTS
-from .offload import in_request_scope
-from .passwords import DEFAULT_CONCURRENCY, PROFILES
-from .ratelimit import DEFAULTS as RATE_DEFAULTS
-from .request_limits import BodySizeLimit, QueryParameterLimit
-from .routes import ExactRoutes, Routes, resolve
-from .security import CookieApiKeyHandler
-from .security_headers import SecurityHeaders
-from .validation import CACHED_VALIDATORS, FormContentType, path_parameters_per_operation
-from .web_client import WebClient
+from . import models
+from .accounts import credentials, passwords, privacy, ratelimit
+from .accounts.passwords import DEFAULT_CONCURRENCY, PROFILES
+from .accounts.ratelimit import DEFAULTS as RATE_DEFAULTS
+from .edge import csrf, idempotency, shutdown
+from .edge.connections import DEFAULTS as CONNECTION_DEFAULTS
+from .edge.connections import ConnectionLimits
+from .edge.dispatch import decorate_once
+from .edge.offload import in_request_scope
+from .edge.request_limits import BodySizeLimit, QueryParameterLimit
+from .edge.responses import map_errors
+from .edge.routes import ExactRoutes, Routes, resolve
+from .edge.security import CookieApiKeyHandler
+from .edge.security_headers import SecurityHeaders
+from .edge.validation import CACHED_VALIDATORS, FormContentType, path_parameters_per_operation
+from .edge.web_client import WebClient
+from .storage import migrations
+from .streams import fanout
+from .streams.fanout import DEFAULTS as EVENT_DEFAULTS
 
 __version__ = version("chat-server")
 # The spec ships as package data beside this module (pyproject.toml). It is found from __file__ because
@@ -49,15 +53,14 @@ def create_app(
     password_profile: str | None = None,
 ) -> connexion.AsyncApp:
     database_url = database_url or os.environ.get("CHAT_DATABASE_URL", DEFAULT_DATABASE_URL)
-    models.init_db(
-        database_url,
-        # chat-server has migrated before starting the workers (or, with --no-migrate, they only check).
-        migrate=os.environ.get("CHAT_MIGRATE", "1") != "0",
-        password_profile=password_profile or os.environ.get("CHAT_PASSWORD_PROFILE", "secure"),
-        hash_concurrency=int(os.environ.get("CHAT_HASH_CONCURRENCY", DEFAULT_CONCURRENCY)),
+    # chat-server has migrated before starting the workers (or, with --no-migrate, they only check).
+    models.init_db(database_url, migrate=os.environ.get("CHAT_MIGRATE", "1") != "0")
+    passwords.configure(
+        password_profile or os.environ.get("CHAT_PASSWORD_PROFILE", "secure"),
+        int(os.environ.get("CHAT_HASH_CONCURRENCY", DEFAULT_CONCURRENCY)),
     )
     ratelimit.configure(os.environ)
-    events.configure(os.environ)
+    fanout.configure(os.environ)
     credentials.configure(os.environ)
     privacy.configure(os.environ)
 
@@ -96,7 +99,7 @@ async def background_work(app):
     and watching for the signal to stop (readiness turns 503)."""
     shutdown.watch()
     pruning = [
-        asyncio.create_task(events.prune_forever(), name="event pruning"),
+        asyncio.create_task(fanout.prune_forever(), name="event pruning"),
         asyncio.create_task(idempotency.prune_forever(), name="idempotency key pruning"),
     ]
     try:
@@ -286,7 +289,7 @@ def main(argv: list[str] | None = None) -> None:
         os.environ[variable] = str(getattr(args, dest))
     try:
         limits = ratelimit.configure(os.environ)
-        events.Settings.from_environment(os.environ)
+        fanout.Settings.from_environment(os.environ)
         credentials.SessionSettings.from_environment(os.environ)
         csrf.allowed_origins(os.environ)
         ConnectionLimits.from_environment()
@@ -312,7 +315,7 @@ def main(argv: list[str] | None = None) -> None:
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
         forwarded_allow_ips=args.forwarded_allow_ips,
-        http=f"{__package__}.connections:GuardedHttpToolsProtocol",
+        http=f"{__package__}.edge.connections:GuardedHttpToolsProtocol",
         ws="none",
         timeout_keep_alive=args.keep_alive_timeout,
         timeout_graceful_shutdown=args.graceful_timeout,

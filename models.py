@@ -3,312 +3,57 @@
 import contextlib
 import datetime
 import hashlib
-import itertools
 import json
 import logging
-import re
 import secrets
-import sqlite3
 import threading
-import weakref
-from time import perf_counter, sleep
-from urllib.parse import urlparse
 
 from peewee import (
-    JOIN,
     SQL,
-    AutoField,
-    BigAutoField,
     BigIntegerField,
-    Case,
     CharField,
-    DatabaseProxy,
-    DateTimeField,
-    Expression,
     ForeignKeyField,
     IntegerField,
     Model,
-    NodeList,
-    OperationalError,
     PostgresqlDatabase,
-    Select,
-    SqliteDatabase,
     TextField,
-    Tuple,
     Value,
     fn,
 )
-from playhouse.db_url import parse as parse_db_url
-from playhouse.pool import PooledSqliteDatabase
 from playhouse.sqlite_ext import FTS5Model, RowIDField, SearchField
 
-from . import green, migrations, names, search
-from .green import GreenPostgresqlDatabase
-from .passwords import DEFAULT_CONCURRENCY, Passwords
-from .roundtrips import FewerRoundTrips
+from .core import names
+from .core.times import rfc3339, utcnow
+from .storage import migrations, queries, search
+from .storage.batches import BATCH_ROWS, advisory_lock, in_batches
+
+# Engine setup, Statement and the hot SQL live in storage/; the names tests and tools import from here (`x as x`)
+# stay importable.
+from .storage.engines import WouldWait, db
+from .storage.engines import connect as connect
+from .storage.engines import init_db as init_db
+from .storage.engines import queries_are_local as queries_are_local
+from .storage.fields import NeverReusedBigIdField, NeverReusedIdField, UTCDateTimeField
+from .storage.queries import EVENT_LOCK_KEY as EVENT_LOCK_KEY
+from .storage.queries import EVENTS_CHANNEL as EVENTS_CHANNEL
+from .storage.queries import (
+    LISTING_START,
+    MAX_ID,
+    MESSAGE_CREATED,
+    event_values,
+    listing_cursor,
+    listing_position,
+    message_created,
+    message_json,
+)
+from .storage.statement import Statement as Statement
 
 log = logging.getLogger("chat")
-db = DatabaseProxy()
-MAX_ID = 2**63 - 1
-
-passwords = Passwords()
-
-SQLITE_PRAGMAS = {
-    "journal_mode": "wal",
-    "foreign_keys": 1,
-    "busy_timeout": 10_000,
-    "synchronous": "normal",
-}
-
-
-class WouldWait(Exception):
-    """A write transaction could not start at once: another thread or process holds SQLite's write lock."""
-
-
-class SqliteSerializedWrites(PooledSqliteDatabase):
-    """Pooled SQLite whose write transactions queue on one in-process lock.
-
-    Transactions begin IMMEDIATE, so a transaction that reads and then writes never fails with
-    "database is locked" when another writer commits in between; the lock makes this process's
-    writers wait their turn in Python instead of sleeping in SQLite's busy handler, which keeps
-    the tail short. Other processes still wait through busy_timeout. The lock is taken in begin()
-    and given back at commit or rollback, because `db.atomic()` on the proxy never calls a
-    subclass's atomic(). On the event loop, inside never_waiting(), a transaction that would
-    wait for either lock raises WouldWait instead (offload.py).
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, lock_type="IMMEDIATE", **kwargs)
-        self._write_lock = threading.Lock()
-        self._holder = threading.local()
-        self._busy_timeout = int(dict(self._pragmas).get("busy_timeout", 0))
-
-    def begin(self, *args, **kwargs):
-        if getattr(self._holder, "never_wait", False):
-            self._begin_at_once(*args, **kwargs)
-            return
-        self._write_lock.acquire()
-        self._holder.locked = True
-        try:
-            super().begin(*args, **kwargs)
-        except BaseException:
-            self._release()
-            raise
-
-    def _begin_at_once(self, *args, **kwargs) -> None:
-        if not self._write_lock.acquire(blocking=False):
-            raise WouldWait("another thread holds the write lock")
-        self._holder.locked = True
-        cursor = self.cursor()
-        try:
-            # Not through execute_sql, like BEGIN itself: these are not queries a request makes.
-            cursor.execute("PRAGMA busy_timeout = 0")
-            try:
-                super().begin(*args, **kwargs)
-            finally:
-                cursor.execute(f"PRAGMA busy_timeout = {self._busy_timeout}")
-        except OperationalError as exc:
-            self._release()
-            if "locked" in str(exc):
-                raise WouldWait("another process holds the write lock") from exc
-            raise
-        except BaseException:
-            self._release()
-            raise
-
-    @contextlib.contextmanager
-    def never_waiting(self):
-        """In this block, on this thread, a write transaction that cannot start at once raises WouldWait instead."""
-        self._holder.never_wait = True
-        try:
-            yield
-        finally:
-            self._holder.never_wait = False
-
-    def commit(self):
-        super().commit()
-        self._release()
-
-    def rollback(self):
-        try:
-            super().rollback()
-        finally:
-            self._release()
-
-    def _release(self) -> None:
-        if getattr(self._holder, "locked", False):
-            self._holder.locked = False
-            self._write_lock.release()
-
-    def writing_elsewhere(self) -> bool:
-        """Whether another thread is in a write transaction now, say deleting a chat with a long history."""
-        return self._write_lock.locked() and not getattr(self._holder, "locked", False)
-
-    def let_other_writers_in(self, batch_seconds: float) -> None:
-        """Pause between two batches of a bulk delete for as long as the last one held the write lock.
-
-        Without a pause the deleting thread takes the lock straight back: a thread woken by its release still
-        needs the GIL, and another process's writer only retries on its busy handler's schedule (1, 2, 5 … 100 ms).
-        """
-        sleep(max(batch_seconds, 0.001))
-
-
-class PostgresqlOnTheLoop(FewerRoundTrips, GreenPostgresqlDatabase):
-    """Pooled PostgreSQL whose requests wait for it on the event loop (green.py), in transactions that take fewer
-    round trips (roundtrips.py)."""
-
-
-def connect(url: str):
-    """Build the database for a URL: sqlite:///path or postgresql://user@host/name."""
-    scheme = urlparse(url).scheme
-    kwargs = parse_db_url(url)
-    if scheme in ("sqlite", "sqlite+pool"):
-        # Times are stored as text in the form Peewee reads back; Python 3.12 deprecates sqlite3's implicit adapter.
-        sqlite3.register_adapter(datetime.datetime, lambda value: value.isoformat(" "))
-        kwargs.setdefault("pragmas", SQLITE_PRAGMAS)
-        kwargs.setdefault("check_same_thread", False)
-        return SqliteSerializedWrites(max_connections=64, stale_timeout=300, **kwargs)
-    if scheme in ("postgres", "postgresql", "postgres+pool", "postgresql+pool"):
-        green.install()  # requests query on the event loop (green.py); threads still block as before
-        return PostgresqlOnTheLoop(max_connections=64, stale_timeout=300, **kwargs)
-    raise ValueError(f"unsupported database URL scheme {scheme!r}: use sqlite:/// or postgresql://")
-
-
-def init_db(url: str, migrate: bool = True, password_profile: str = "secure", hash_concurrency: int | None = None):
-    """Bind the models to the database at `url`, first bringing its schema up to date (migrations.py), or with
-    migrate=False refusing one that is behind (migrations.SchemaBehind)."""
-    global passwords
-    passwords = Passwords(password_profile, hash_concurrency or DEFAULT_CONCURRENCY)
-    database = connect(url)
-    db.initialize(database)
-    if migrate:
-        migrations.upgrade(database)
-    else:
-        migrations.require_latest(database)
-    return database
-
-
-def queries_are_local() -> bool:
-    """Whether the database lives in this process (SQLite), so a query costs microseconds, not a round trip."""
-    return isinstance(db.obj, SqliteDatabase)
-
-
-def utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
-
-
-def rfc3339(value: datetime.datetime | str | None) -> str | None:
-    """A stored UTC time as RFC 3339: SQLite hands back Peewee's text form, PostgreSQL a datetime."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value.replace(" ", "T", 1) + "Z"
-    return value.isoformat() + "Z"
-
-
-class Statement:
-    """A Peewee query compiled to SQL once per kind of database, then run with fresh parameters.
-
-    On the hot paths building the SQL cost more than running these indexed lookups. The text still
-    comes from Peewee, so it stays parametrized and right for SQLite and PostgreSQL alike; the
-    parameters are passed in the order the built query binds them.
-
-    With `prepared`, PostgreSQL plans the statement once per connection (PREPARE, then EXECUTE): planning the
-    chat list took 1.2 ms of the server's time against 0.5 ms to run it. Only statements whose parameter types
-    PostgreSQL can infer from the columns they meet are prepared; a value in a SELECT list has no such column.
-    """
-
-    _names = itertools.count(1)
-
-    def __init__(self, build, prepared: bool = False):
-        self._build = build
-        self._sql: dict[type, tuple[str, int]] = {}
-        self._name = f"chat_statement_{next(self._names)}" if prepared else None
-
-    def sql(self, database, params: tuple) -> str:
-        """The statement's SQL for this database, checking that `params` fill it."""
-        compiled = self._sql.get(type(database))
-        if compiled is None:
-            built = self._build()
-            # A list of queries runs as one string of statements: one round trip (roundtrips.py says why).
-            queries = built if isinstance(built, list) else [built]
-            parts = [database.get_sql_context().sql(query).query() for query in queries]
-            compiled = self._sql[type(database)] = ("; ".join(sql for sql, _ in parts), sum(len(p) for _, p in parts))
-        sql, expected = compiled
-        if len(params) != expected:
-            raise TypeError(f"statement takes {expected} parameters, got {len(params)}")
-        return sql
-
-    def execute(self, *params):
-        database = db.obj
-        sql = self.sql(database, params)
-        if self._name is not None and isinstance(database, PostgresqlDatabase):
-            return self._execute_prepared(database, sql, params)
-        return database.execute_sql(sql, params)
-
-    def _execute_prepared(self, database, sql: str, params: tuple):
-        connection = database.connection()
-        prepared = _PREPARED.setdefault(connection, set())
-        if self._name not in prepared:
-            types = [_PARAMETER_TYPES.get(type(value)) for value in params]
-            if None in types:  # a type this does not name (a NULL, say): plan it as any other query
-                return database.execute_sql(sql, params)
-            # The parameters are typed by their Python values, not inferred from the columns they meet: a cursor
-            # such as before=9223372036854775807 must stay a bigint beside an integer id column.
-            numbers = itertools.count(1)
-            numbered = re.sub(r"%s", lambda _: f"${next(numbers)}", sql).replace("%%", "%")
-            signature = f"({', '.join(types)})" if types else ""
-            # Once per connection, so not one of a request's queries (it does not go through execute_sql).
-            connection.cursor().execute(f"PREPARE {self._name}{signature} AS {numbered}")
-            prepared.add(self._name)
-        placeholders = ", ".join(["%s"] * len(params))
-        return database.execute_sql(
-            f"EXECUTE {self._name}({placeholders})" if params else f"EXECUTE {self._name}", params
-        )
-
-    def rows(self, *params) -> list[tuple]:
-        return self.execute(*params).fetchall()
-
-    def first(self, *params) -> tuple | None:
-        return self.execute(*params).fetchone()
-
-
-# PostgreSQL's types for the Python values prepared statements take.
-_PARAMETER_TYPES = {int: "bigint", str: "text", bool: "boolean", datetime.datetime: "timestamp"}
-# The statements each PostgreSQL connection has prepared, by connection.
-_PREPARED: "weakref.WeakKeyDictionary[object, set[str]]" = weakref.WeakKeyDictionary()
-
 
 # Session.lookup's parameters: a token's hash, the oldest created_at and the oldest last request a live session has.
 SessionLookup = tuple[str, datetime.datetime, datetime.datetime]
 # A live session found by a hot read: its id and its last request (a datetime, or its text form).
 LiveSession = tuple[int, datetime.datetime | str]
-
-
-class UTCDateTimeField(DateTimeField):
-    """Naive UTC datetimes; SQLite's text form is read with fromisoformat, far cheaper than strptime."""
-
-    def python_value(self, value):
-        if isinstance(value, str):
-            return datetime.datetime.fromisoformat(value)
-        return value
-
-
-class NeverReusedIdField(AutoField):
-    """An id that is never handed out twice, even after the newest row is deleted.
-
-    PostgreSQL sequences already behave so; SQLite needs AUTOINCREMENT.
-    """
-
-    def ddl(self, ctx):
-        node = super().ddl(ctx)
-        if isinstance(self.model._meta.database.obj, SqliteDatabase):
-            return NodeList((node, SQL("AUTOINCREMENT")))
-        return node
-
-
-class NeverReusedBigIdField(NeverReusedIdField):
-    field_type = BigAutoField.field_type
 
 
 class BaseModel(Model):
@@ -342,18 +87,12 @@ class User(BaseModel):
         return query.exists()
 
     @classmethod
-    def register(cls, name: str, password: str, email: str) -> "User":
-        password_hash = passwords.hash(password)
+    def register(cls, name: str, password_hash: str, email: str) -> "User":
+        """A new account (accounts/passwords.py hashes its password)."""
         with db.atomic():
             return cls.create(
                 name=names.display_name(name), name_key=names.name_key(name), email=email, password_hash=password_hash
             )
-
-    @classmethod
-    def authenticate(cls, name: str, password: str):
-        """The user with this name and password, else None; unknown names cost a hash too."""
-        user = cls.by_name(name)
-        return user if passwords.verify(user.password_hash if user else None, password) else None
 
     def as_dict(self) -> dict:
         return {"id": self.id, "name": self.name, "email": self.email}
@@ -366,12 +105,8 @@ class User(BaseModel):
             with db.atomic():
                 User.update(changes).where(User.id == self.id).execute()
 
-    def verify_password(self, password: str) -> bool:
-        return passwords.verify(self.password_hash, password)
-
-    def change_password(self, password: str, keep_session: int) -> None:
-        """Store a new password and end every other session of the user, together: a thief holding one is out."""
-        password_hash = passwords.hash(password)
+    def change_password(self, password_hash: str, keep_session: int) -> None:
+        """Store a new password's hash and end every other session of the user, together."""
         with db.atomic():
             User.update(password_hash=password_hash).where(User.id == self.id).execute()
             Session.end_all(self.id, keep=keep_session)
@@ -700,15 +435,15 @@ class Message(BaseModel):
                 return None
             message_id, time = row
             _MOVE_READ_MARKER.execute(message_id, sender_id, chat_id, message_id)
-            message = _message_json(message_id, content, sender_id, time, None)
-            Event.record(MESSAGE_CREATED, chat_id, _message_created(chat_id, message))
+            message = message_json(message_id, content, sender_id, time, None)
+            Event.record(MESSAGE_CREATED, chat_id, message_created(chat_id, message))
         return message_id
 
     @classmethod
     def one(cls, chat_id: int, message_id: int) -> dict | None:
         """A message of the chat, as its history shows it; None if the chat has no message of that id."""
         row = _MESSAGE.first(message_id, chat_id)
-        return None if row is None else _message_json(*row)
+        return None if row is None else message_json(*row)
 
     @classmethod
     def edit(cls, chat_id: int, message_id: int, sender_id: int, content: str) -> dict | None:
@@ -730,11 +465,11 @@ class Message(BaseModel):
                 return None
             _, before, _, time, edited_at = row
             if content == before:
-                return _message_json(message_id, content, sender_id, time, edited_at)
+                return message_json(message_id, content, sender_id, time, edited_at)
             edited_at = utcnow()
             MessageVersion.insert(message=message_id, content=before, replaced_at=edited_at).execute()
             cls.update(content=content, edited_at=edited_at).where(cls.id == message_id).execute()
-            message = _message_json(message_id, content, sender_id, time, edited_at)
+            message = message_json(message_id, content, sender_id, time, edited_at)
             Event.record(MESSAGE_EDITED, chat_id, {"chat_id": chat_id, "message": message})
         return message
 
@@ -754,7 +489,7 @@ class Message(BaseModel):
         else:
             rows = _SEARCH_ONE_CHAT.rows(reader_id, query, below, chat_id, limit)
         return [
-            {"id": message_id, "chat_id": chat, **_message_json(message_id, content, sender, time, edited_at)}
+            {"id": message_id, "chat_id": chat, **message_json(message_id, content, sender, time, edited_at)}
             for message_id, chat, content, sender, time, edited_at in rows
         ]
 
@@ -779,7 +514,7 @@ class Message(BaseModel):
         else:
             rows = _MESSAGES_NEWEST_FIRST.rows(*bounds)
             rows.reverse()
-        messages = [_message_json(*row[:5]) for row in rows]
+        messages = [message_json(*row[:5]) for row in rows]
         return messages, ((rows[0][-2], rows[0][-1]) if rows else None)
 
 
@@ -820,7 +555,6 @@ class DeletedChat(BaseModel):
 
 # The event types streams deliver (openapi/chat.yaml, GET /api/events), and one they never see: a session that
 # ended (logout), or all of a user's (account deleted), which ends its streams.
-MESSAGE_CREATED = "message.created"
 MESSAGE_EDITED = "message.edited"
 MESSAGE_DELETED = "message.deleted"
 CHAT_RENAMED = "chat.renamed"
@@ -829,8 +563,6 @@ MEMBER_LEFT = "member.left"
 CHAT_READ = "chat.read"
 SESSION_ENDED = "session.ended"
 
-EVENTS_CHANNEL = "chat_events"  # PostgreSQL NOTIFY channel; the payload is the newest event id
-EVENT_LOCK_KEY = 0x63686175  # PostgreSQL advisory lock: event ids become visible in id order
 PRUNE_LOCK_KEY = 0x63686176
 
 _recorded = threading.local()
@@ -874,13 +606,13 @@ class Event(BaseModel):
         if isinstance(database, PostgresqlDatabase):
             # In the COMMIT's round trip (roundtrips.py): take the event lock, insert, notify the newest id.
             if len(rows) == 1:  # every send: the statement is built once
-                values = _event_values(rows[0])
+                values = event_values(rows[0])
                 database.at_commit(_RECORD_EVENT_AND_NOTIFY.sql(database, values), values)
             else:
-                for query in _record_and_notify(cls.insert_many(rows)):
+                for query in queries.record_and_notify(cls.insert_many(rows), Event=Event):
                     database.at_commit(*database.get_sql_context().sql(query).query())
         elif len(rows) == 1:
-            _RECORD_EVENT.execute(*_event_values(rows[0]))
+            _RECORD_EVENT.execute(*event_values(rows[0]))
         else:
             cls.insert_many(rows).execute()
         _recorded.pending = True
@@ -982,8 +714,7 @@ ROW_FIELDS = (Event.id, Event.kind, Event.chat_id, Event.user_id, Event.session_
 
 
 def _prune_step(older_than: datetime.datetime) -> bool:
-    if isinstance(db.obj, PostgresqlDatabase):
-        db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (PRUNE_LOCK_KEY,))
+    advisory_lock(PRUNE_LOCK_KEY)
     through = None
     for event_id, time in Event.select(Event.id, Event.time).order_by(Event.id).limit(BATCH_ROWS).tuples():
         if time >= older_than:
@@ -998,24 +729,9 @@ def _prune_step(older_than: datetime.datetime) -> bool:
     return True
 
 
-# Rows a bulk delete removes per transaction: deleting 2,000 messages holds SQLite's write lock for 2-5 ms on two cores.
-BATCH_ROWS = 2_000
 # Deleted chats purged together: their messages BATCH_ROWS at a time, then their rows (about 5 µs each on SQLite).
 CHATS_PER_PURGE = 1_000
 PURGE_LOCK_KEY = 0x63686174  # "chat": PostgreSQL's advisory lock for purges
-
-
-def in_batches(step) -> None:
-    """Run `step` a transaction at a time for as long as it says there is more to do, letting other writers in
-    between (on PostgreSQL they never waited: it locks rows, not the database)."""
-    while True:
-        started = perf_counter()
-        with db.atomic():
-            more = step()
-        if not more:
-            return
-        if isinstance(db.obj, SqliteSerializedWrites):
-            db.obj.let_other_writers_in(perf_counter() - started)
 
 
 def _members_of(chat):
@@ -1030,7 +746,7 @@ def _deleted_chats(only_memberless: bool = True):
 
 def _purge_step() -> bool:
     """Delete a batch of the deleted chats' messages or, once they have none, the chats; whether anything went."""
-    _one_purge_at_a_time()
+    advisory_lock(PURGE_LOCK_KEY)  # purges take turns: they may delete the same rows in a different order
     messages = Message.select(Message.id).where(Message.chat.in_(_deleted_chats())).limit(BATCH_ROWS)
     if Message.delete().where(Message.id.in_(messages)).execute():
         return True
@@ -1053,308 +769,23 @@ def _lock_chats(where, mode: str = "FOR NO KEY UPDATE") -> None:
         Chat.select(Chat.id).where(where).order_by(Chat.id).for_update(mode).execute()
 
 
-def _one_purge_at_a_time() -> None:
-    """On PostgreSQL, purge transactions take turns (they may delete the same rows in a different order)."""
-    if isinstance(db.obj, PostgresqlDatabase):
-        db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (PURGE_LOCK_KEY,))
-
-
-def _live_session(user):
-    """The join condition that finds the user's live session (parameters: Session.lookup's three, then `user`)."""
-    seen = fn.COALESCE(Session.last_seen_at, Session.created_at)
-    return (Session.token_hash == "") & (Session.created_at > utcnow()) & (seen > utcnow()) & (Session.user == user)
-
-
-# The session's last request, as the hot reads return it on every row: as text, which only the first row's is
-# parsed from (Session.confirm), instead of PostgreSQL's driver making a datetime for each row.
-_SESSION_SEEN = fn.COALESCE(Session.last_seen_at, Session.created_at).cast("text")
-
-
-def _time_text(column, rfc3339: bool = False):
-    """A PostgreSQL time column as text with no fraction when it is zero, as isoformat() writes it: in the form
-    SQLite stores ("2026-11-27 05:25:30.123456"), which rfc3339() reads, or with `rfc3339` already RFC 3339."""
-    date = SQL("""'YYYY-MM-DD"T"HH24:MI:SS'""" if rfc3339 else "'YYYY-MM-DD HH24:MI:SS'")
-    whole = fn.date_trunc(SQL("'second'"), column) == column
-    text = fn.to_char(column, date).concat(Case(None, [(whole, SQL("''"))], fn.to_char(column, SQL("'.US'"))))
-    return text.concat(SQL("'Z'")) if rfc3339 else text
-
-
-def _time_as_stored(column):
-    """A time column as the text SQLite stores: PostgreSQL formats it itself, for the hot reads, where its driver
-    would build a datetime for every row, which rfc3339() then formats again (BENCHMARKS.md)."""
-    return _time_text(column) if isinstance(db.obj, PostgresqlDatabase) else column
-
-
-def _messages_between(order):
-    # Only for a member with a live session, both checked in this query: the session as a join (one row at most,
-    # by its unique hash), the membership once (no correlation, so SQLite evaluates it once and PostgreSQL plans
-    # it as a one-time filter). A request then makes this one query (handlers/messages.py).
-    member = Membership.select(Membership.id).where(Membership.user == 0, Membership.chat == 0)
-    return (
-        Message.select(
-            Message.id,
-            Message.content,
-            Message.sender_id,
-            _time_as_stored(Message.time),
-            _time_as_stored(Message.edited_at),
-            Session.id,
-            _SESSION_SEEN,
-        )
-        .join(Session, on=_live_session(0))
-        .where(Message.chat == 0, Message.id > 0, Message.id < 0, fn.EXISTS(member))
-        .order_by(order)
-        .limit(1)
-    )
-
-
-# A chat's place in the list is (activity, id), largest first. A cursor names the last chat a page showed as
-# "<activity in microseconds since 1970>-<chat id>", and the next page holds the chats at or below
-# (activity, id - 1): strictly after that chat. Any cursor of that shape is a place in the list, even one
-# no page handed out; 16 digits of microseconds reach past the year 2200, well inside datetime's range.
-LISTING_START = (datetime.datetime.max, MAX_ID)
-_EPOCH = datetime.datetime(1970, 1, 1)
-_MICROSECOND = datetime.timedelta(microseconds=1)
-
-
-def listing_cursor(activity: datetime.datetime | str, chat_id: int) -> str:
-    if isinstance(activity, str):
-        activity = datetime.datetime.fromisoformat(activity)
-    return f"{(activity - _EPOCH) // _MICROSECOND}-{chat_id}"
-
-
-def listing_position(cursor: str) -> tuple[datetime.datetime, int]:
-    micros, chat_id = cursor.split("-")
-    # Every real id is at most MAX_ID, so clamping a larger one selects the same chats and keeps it bindable.
-    return _EPOCH + int(micros) * _MICROSECOND, min(int(chat_id) - 1, MAX_ID)
-
-
-def _chat_listing():
-    # Sorting every chat of the user is unavoidable, since activity is computed; the page is chosen on the keys
-    # alone, and only its own chats fetch their last message, which may be 10,000 characters.
-    newest = Message.select(fn.MAX(Message.id)).where(Message.chat == Chat.id)
-    newest_row = Message.alias("newest")
-    activity = fn.COALESCE(newest_row.time, Chat.created_at)
-    page = (
-        Chat.select(
-            Chat.id,
-            Chat.title,
-            newest_row.id.alias("last_id"),
-            activity.alias("activity"),
-            Membership.last_read_id,
-            Membership.user,
-            Session.id.alias("session_id"),
-            _SESSION_SEEN.alias("seen"),
-        )
-        .join(Session, on=_live_session(0))  # the caller's live session, checked here too (Message.page says why)
-        .join(Membership, on=(Membership.chat == Chat.id))
-        .join(newest_row, JOIN.LEFT_OUTER, on=(newest_row.id == newest))
-        .where(Membership.user == 0, Tuple(activity, Chat.id) <= Tuple(*LISTING_START))
-        .order_by(activity.desc(), Chat.id.desc())
-        .limit(1)
-        .alias("page")
-    )
-    last = Message.alias("last")
-    # Counting stops at UNREAD_CAP: an index range scan of at most that many messages per chat on the page.
-    after_marker = Message.alias("unread")
-    unread_rows = (
-        after_marker.select(SQL("1"))
-        .where(
-            after_marker.chat == page.c.id,
-            after_marker.id > fn.COALESCE(page.c.last_read_id, SQL("0")),
-            after_marker.sender_id != page.c.user_id,
-        )
-        .limit(SQL(str(UNREAD_CAP)))
-    )
-    unread = Message.select(fn.COUNT(SQL("*"))).from_(unread_rows.alias("capped"))
-    return (
-        Chat.select(
-            page.c.id,
-            page.c.title,
-            last.content,
-            _time_as_stored(last.time),
-            last.sender_id,
-            page.c.last_read_id,
-            unread,
-            page.c.activity,
-            page.c.session_id,
-            page.c.seen,
-        )
-        .from_(page)
-        .join(last, JOIN.LEFT_OUTER, on=(last.id == page.c.last_id))
-        .order_by(page.c.activity.desc(), page.c.id.desc())
-    )
-
-
-UNREAD_CAP = 999
-
-
-# The queries of the hot paths; each placeholder value marks where a parameter goes.
-_SESSION_USER = Statement(
-    # Parameters: the token's hash, then the oldest created_at and the oldest last request a live session has.
-    lambda: Session.select(Session.user, Session.id, fn.COALESCE(Session.last_seen_at, Session.created_at)).where(
-        Session.token_hash == "",
-        Session.created_at > utcnow(),
-        fn.COALESCE(Session.last_seen_at, Session.created_at) > utcnow(),
-    ),
-    prepared=True,
+# The queries of the hot paths (storage/queries.py says what each takes), over these tables.
+_SESSION_USER = Statement(lambda: queries.session_user(Session=Session), prepared=True)
+_MEMBERSHIP = Statement(lambda: queries.membership(Membership=Membership), prepared=True)
+_CHAT_LISTING = Statement(
+    lambda: queries.chat_listing(Chat=Chat, Membership=Membership, Message=Message, Session=Session), prepared=True
 )
-_MEMBERSHIP = Statement(
-    lambda: Membership.select(Membership.id).where(Membership.user == 0, Membership.chat == 0), prepared=True
-)
-_CHAT_LISTING = Statement(_chat_listing, prepared=True)
-# Parameters: the message, then its chat.
-_MESSAGE = Statement(
-    lambda: Message.select(Message.id, Message.content, Message.sender_id, Message.time, Message.edited_at).where(
-        Message.id == 0, Message.chat == 0
-    )
-)
-
-
-def _search(in_one_chat: bool):
-    """Parameters: the reader, the query (search.fts5_query or search.tsquery), the cursor, the chat if
-    `in_one_chat`, the limit. SQLite walks its FTS5 index newest first and stops at the limit; PostgreSQL
-    matches the GIN index on the messages' tsvector (migrations.message_search)."""
-    columns = (Message.id, Message.chat, Message.content, Message.sender_id, Message.time, Message.edited_at)
-    readable = (Membership.chat == Message.chat) & (Membership.user == 0)
-    if isinstance(db.obj, PostgresqlDatabase):
-        vector = fn.to_tsvector(SQL("'simple'"), Message.content)
-        matches = Expression(vector, "@@", fn.to_tsquery(SQL("'simple'"), ""))
-        query = Message.select(*columns).join(Membership, on=readable).where(matches, Message.id < 0)
-        newest_first = Message.id.desc()
-    else:
-        query = (
-            Message.select(*columns)
-            .join(MessageSearch, on=(MessageSearch.rowid == Message.id))
-            .join(Membership, on=readable, src=Message)
-            .where(MessageSearch.match(""), MessageSearch.rowid < 0)
-        )
-        newest_first = MessageSearch.rowid.desc()
-    if in_one_chat:
-        query = query.where(Message.chat == 0)
-    return query.order_by(newest_first).limit(1)
-
-
-_SEARCH = Statement(lambda: _search(in_one_chat=False))
-_SEARCH_ONE_CHAT = Statement(lambda: _search(in_one_chat=True))
-_MESSAGES_NEWEST_FIRST = Statement(lambda: _messages_between(Message.id.desc()), prepared=True)
-_MESSAGES_OLDEST_FIRST = Statement(lambda: _messages_between(Message.id.asc()), prepared=True)
-
-
-def _send_message():
-    """A send: the insert, which returns the id and the time.
-
-    SQLite is given the time, and the read marker and the event are statements of their own in the caller's
-    transaction. On PostgreSQL the send is one string of statements, one round trip and, outside a transaction,
-    one implicit transaction (roundtrips.py says why):
-
-    1. lock the chat's row, so that sends to one chat take turns and their times follow their ids (a statement
-       of its own: in an INSERT ... SELECT ... FOR NO KEY UPDATE the clock may be read before the lock is
-       granted), then the sender's membership row;
-    2. take the event lock (Event says why), held to the commit;
-    3. insert the message timed by the database's clock, move the sender's read marker to it, record its
-       `message.created` event and notify the streams, as one data-modifying WITH. The event's data is built
-       here in SQL, the same JSON as Event.record would write (`_message_created` in Python; tests compare
-       the two), because the event needs the id and the time the insert makes.
-
-    NO KEY UPDATE is the mode an UPDATE of the title takes. It lets through the FOR KEY SHARE that the foreign
-    keys of new messages and memberships take on the chat, and every plain read; it queues only with renames and
-    leaves (FOR NO KEY UPDATE) and adds (FOR SHARE), short one-chat transactions like a send, and with the purge's
-    delete. As each send's first lock it cannot close a cycle with leave_some's chats in id order.
-    """
-    postgres = isinstance(db.obj, PostgresqlDatabase)
-    time = fn.timezone(SQL("'UTC'"), fn.clock_timestamp()) if postgres else Value(utcnow())
-    insert = Message.insert_from(
-        Membership.select(Value(0), Value(0), Value(""), time).where(Membership.user == 0, Membership.chat == 0),
-        [Message.chat, Message.sender_id, Message.content, Message.time],
-    )
-    if not postgres:
-        return insert.returning(Message.id, Message.time)
-    lock = Chat.select(Chat.id).where(Chat.id == 0).for_update("FOR NO KEY UPDATE")
-    # The sender's membership row before the event lock, as mark_read takes them (its UPDATE, then the event
-    # lock at its commit): taken the other way round, a send and a mark-read of one member deadlock.
-    member = Membership.select(Membership.id).where(Membership.user == 0, Membership.chat == 0)
-    event_lock = Select(columns=[fn.pg_advisory_xact_lock(SQL(str(EVENT_LOCK_KEY)))])
-    sent = insert.returning(Message.id, Message.time, Message.chat, Message.sender_id, Message.content).cte("sent")
-    marked = (
-        Membership.update(last_read_id=sent.c.id)
-        .from_(sent)
-        .where(
-            Membership.user == 0,
-            Membership.chat == 0,
-            Membership.last_read_id.is_null() | (Membership.last_read_id < sent.c.id),
-        )
-        .cte("marked")
-    )
-    message = fn.jsonb_build_object(
-        SQL("'id'"), sent.c.id, SQL("'content'"), sent.c.content, SQL("'sender_id'"), sent.c.sender_id,
-        SQL("'time'"), _time_text(sent.c.time, rfc3339=True), SQL("'edited_at'"), SQL("NULL"),
-    )  # fmt: skip
-    # jsonb prints ": " and ", " as json.dumps does (json prints " : "); its keys come shortest first.
-    data = fn.jsonb_build_object(SQL("'chat_id'"), sent.c.chat_id, SQL("'message'"), message).cast("text")
-    recorded = (
-        Event.insert_from(
-            Select((sent,), [SQL(f"'{MESSAGE_CREATED}'"), sent.c.chat_id, data, sent.c.time]),
-            [Event.kind, Event.chat_id, Event.data, Event.time],
-        )
-        .returning(Event.id)
-        .cte("recorded")
-    )
-    notify = fn.pg_notify(SQL(f"'{EVENTS_CHANNEL}'"), recorded.c.id.cast("text"))
-    answer = Select((sent, recorded), [sent.c.id, sent.c.time, notify]).with_cte(sent, marked, recorded)
-    return [lock, member.for_update("FOR NO KEY UPDATE"), event_lock, answer]
-
-
-# Parameters: on SQLite the chat, sender, content, time, sender, chat; on PostgreSQL (_send_message says why)
-# the chat to lock, the sender and chat of the membership to lock, then the chat, sender, content, sender, chat
-# of the insert, then the sender and chat whose read marker moves.
-_SEND_MESSAGE = Statement(_send_message)
-
-
-def _message_json(message_id: int, content: str, sender_id: int, time, edited_at) -> dict:
-    """A message as the API shows it (the Message schema)."""
-    return {
-        "id": message_id,
-        "content": content,
-        "sender_id": sender_id,
-        "time": rfc3339(time),
-        "edited_at": rfc3339(edited_at),
-    }
-
-
-def _message_created(chat_id: int, message: dict) -> dict:
-    """The data of a message.created event; on PostgreSQL a send builds the same JSON in SQL (_send_message)."""
-    return {"chat_id": chat_id, "message": message}
-
-
-_MOVE_READ_MARKER = Statement(
-    lambda: Membership.update(last_read_id=0).where(
-        Membership.user == 0,
-        Membership.chat == 0,
-        Membership.last_read_id.is_null() | (Membership.last_read_id < 0),
-    )
-)
-
-
-def _event_values(row: dict) -> tuple:
-    return (row["kind"], row["chat_id"], row.get("user_id"), row.get("session_id"), row["data"], row["time"])
-
-
-def _record_and_notify(insert) -> list:
-    """PostgreSQL: take the event lock, run the insert, and notify the streams of the newest id, as two statements.
-
-    The lock is held from here to the commit, so event ids become visible in id order (Event).
-    """
-    recorded = insert.returning(Event.id).cte("recorded")
-    # The channel and the lock's key are constants of this module, written into the SQL.
-    notify = recorded.select_from(fn.pg_notify(SQL(f"'{EVENTS_CHANNEL}'"), fn.MAX(recorded.c.id).cast("text")))
-    return [Select(columns=[fn.pg_advisory_xact_lock(SQL(str(EVENT_LOCK_KEY)))]), notify]
-
-
-_EVENT_PLACEHOLDER = {"kind": "", "chat_id": 0, "user_id": 0, "session_id": 0, "data": ""}
-_RECORD_EVENT = Statement(lambda: Event.insert(**_EVENT_PLACEHOLDER, time=utcnow()))
-_RECORD_EVENT_AND_NOTIFY = Statement(lambda: _record_and_notify(Event.insert(**_EVENT_PLACEHOLDER, time=utcnow())))
-_EVENTS_AFTER = Statement(
-    lambda: Event.select(*ROW_FIELDS).where(Event.id > 0).order_by(Event.id).limit(1), prepared=True
-)
+_MESSAGE = Statement(lambda: queries.message(Message=Message))
+_SEARCH_TABLES = {"Membership": Membership, "Message": Message, "MessageSearch": MessageSearch}
+_SEARCH = Statement(lambda: queries.search(False, **_SEARCH_TABLES))
+_SEARCH_ONE_CHAT = Statement(lambda: queries.search(True, **_SEARCH_TABLES))
+_PAGE_TABLES = {"Membership": Membership, "Message": Message, "Session": Session}
+_MESSAGES_NEWEST_FIRST = Statement(lambda: queries.messages_between(Message.id.desc(), **_PAGE_TABLES), prepared=True)
+_MESSAGES_OLDEST_FIRST = Statement(lambda: queries.messages_between(Message.id.asc(), **_PAGE_TABLES), prepared=True)
+_SEND_MESSAGE = Statement(lambda: queries.send_message(Chat=Chat, Event=Event, Membership=Membership, Message=Message))
+_MOVE_READ_MARKER = Statement(lambda: queries.move_read_marker(Membership=Membership))
+_RECORD_EVENT = Statement(lambda: queries.record_event(Event=Event))
+_RECORD_EVENT_AND_NOTIFY = Statement(lambda: queries.record_and_notify(queries.record_event(Event=Event), Event=Event))
+_EVENTS_AFTER = Statement(lambda: queries.events_after(ROW_FIELDS, Event=Event), prepared=True)
 
 MODELS = [User, Session, Chat, Membership, Message, MessageVersion, DeletedChat, Event, PrunedEvents, IdempotencyKey]

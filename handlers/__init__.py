@@ -1,43 +1,8 @@
-"""Request handlers, one module per resource; the errors they raise live in errors.py."""
+"""Request handlers, one module per resource, and the two access checks most of them share. They raise the error
+types of core/errors.py; the edge renders them (edge/responses.py)."""
 
-from ..errors import BadRequest, Conflict, Forbidden, NotFound
-from ..idempotency import idempotent
+from ..core.errors import Forbidden, NotFound
 from ..models import Membership, User
-
-# The errors handlers raise, importable beside the decorators they use.
-__all__ = ["BadRequest", "Conflict", "Forbidden", "NotFound", "idempotent", "own_account", "require_member"]
-
-
-def threaded(handler):
-    """Keep this handler in the threadpool, off the event loop: its work grows with data (or, with @hashes, it
-    hashes a password)."""
-    handler.threaded = True
-    return handler
-
-
-def writes(handler):
-    """Mark a handler that writes: it would wait for the write lock, so it leaves the event loop while one is held."""
-    handler.writes = True
-    return handler
-
-
-def hashes(handler):
-    """Mark a handler that hashes a password: it runs in the threadpool only when one of the hashing turns is free,
-    and waits for one on the event loop (passwords.Passwords.turn)."""
-    handler.hashes = True
-    return threaded(handler)
-
-
-def is_hashing(handler) -> bool:
-    return getattr(handler, "hashes", False)
-
-
-def is_threaded(handler) -> bool:
-    return getattr(handler, "threaded", False)
-
-
-def is_writer(handler) -> bool:
-    return getattr(handler, "writes", False)
 
 
 def require_member(chat_id: int, user_id: int) -> None:

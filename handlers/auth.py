@@ -2,17 +2,17 @@
 
 import re
 
-from connexion.context import request
 from starlette.responses import JSONResponse
 
-from .. import credentials, ratelimit
-from ..errors import Unauthorized
+from ..accounts import credentials, passwords, ratelimit
+from ..core.errors import BadRequest, Unauthorized
+from ..edge.cookies import client_address, logged_out, session_id, session_token, start_session
+from ..edge.offload import hashes, threaded, writes
+from ..edge.session_check import SESSION_ENDED, SessionClaim
 from ..models import MAX_ID, Session, User
-from ..session_check import SESSION_ENDED, SessionClaim, claim_of
-from . import BadRequest, hashes, own_account, threaded, writes
+from . import own_account
 
 TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{16,128}")
-COOKIES = ("user_id", "token")
 TOKEN_COOKIES = ("token", "access_token")  # the spec's two names for the session token
 MAX_ID_DIGITS = len(str(MAX_ID))
 
@@ -26,7 +26,7 @@ def check_user_id_cookie(value: str) -> dict | None:
 
 def check_token_cookie(value: str, request) -> dict | None:
     """The session cookies' shape; the database says whether they are a live session later, in the handler's own
-    hop, or before any other error the request gets (session_check.py). Both token cookies are tried, in order."""
+    hop, or before any other error the request gets (edge/session_check.py). Both token cookies are tried, in order."""
     user = check_user_id_cookie(request.cookies.get("user_id", ""))
     if user is None or not TOKEN_SHAPE.fullmatch(value):
         return None
@@ -38,36 +38,6 @@ def check_token_cookie(value: str, request) -> dict | None:
     return {"sub": user["sub"], "claim": SessionClaim(user["sub"], tokens)}
 
 
-def session_token(token_info: dict) -> str:
-    """The token of the request's live session (checked before any handler runs)."""
-    return claim_of(token_info).token
-
-
-def session_id(token_info: dict) -> int:
-    """The id of the request's session, which event streams and read markers use to tell devices apart."""
-    return claim_of(token_info).session_id
-
-
-def client_address() -> str:
-    """The client's IP address; behind a proxy trusted with --forwarded-allow-ips, the one it forwarded."""
-    return request.client.host if request.client else "unknown"
-
-
-def _cookie_options() -> dict:
-    return {"path": "/", "httponly": True, "samesite": "lax", "secure": request.url.scheme == "https"}
-
-
-def start_session(user_id: int, status: int) -> JSONResponse:
-    """The response to a login or a registration: a new session in two cookies."""
-    token = Session.start(user_id)
-    response = JSONResponse({"status": "ok", "id": user_id}, status_code=status, headers={"Location": "/api/chats"})
-    # The cookies last as long as the session may: a browser drops them when it ends, however idle it was.
-    max_age = credentials.sessions.lifetime
-    response.set_cookie("user_id", str(user_id), max_age=max_age, **_cookie_options())
-    response.set_cookie("token", token, max_age=max_age, **_cookie_options())
-    return response
-
-
 @hashes
 @writes
 def login(body: dict) -> JSONResponse:
@@ -75,7 +45,7 @@ def login(body: dict) -> JSONResponse:
     limits, name, address = ratelimit.rate_limits, body["name"], client_address()
     limits.check(limits.login_name, name)
     limits.check(limits.login_address, address)
-    user = User.authenticate(name, body["password"])
+    user = passwords.authenticate(name, body["password"])
     if user is None:
         limits.count(limits.login_name, name)
         limits.count(limits.login_address, address)
@@ -86,7 +56,7 @@ def login(body: dict) -> JSONResponse:
 @writes
 def logout(user: int, token_info: dict) -> JSONResponse:
     Session.revoke(session_token(token_info))
-    return _logged_out()
+    return logged_out()
 
 
 def get_session(user: int) -> dict:
@@ -105,14 +75,7 @@ def end_session(user: int, token_info: dict, all: bool = False) -> JSONResponse:
         Session.revoke_all(user)
     else:
         Session.revoke(session_token(token_info))
-    return _logged_out()
-
-
-def _logged_out() -> JSONResponse:
-    response = JSONResponse({"status": "ok"}, headers={"Location": "/api/login"})
-    for name in COOKIES:
-        response.delete_cookie(name, **_cookie_options())
-    return response
+    return logged_out()
 
 
 @hashes
@@ -124,10 +87,10 @@ def change_password(user: int, user_id: int, body: dict, token_info: dict) -> di
     limits, address = ratelimit.rate_limits, client_address()
     limits.check(limits.login_name, account.name)
     limits.check(limits.login_address, address)
-    if not account.verify_password(body["current_password"]):
+    if not passwords.verify(account, body["current_password"]):
         limits.count(limits.login_name, account.name)
         limits.count(limits.login_address, address)
         raise BadRequest("wrong password")
     credentials.check_new_password(body["new_password"], account.name)
-    account.change_password(body["new_password"], keep_session=session_id(token_info))
+    passwords.change(account, body["new_password"], keep_session=session_id(token_info))
     return {"status": "ok"}

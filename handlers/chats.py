@@ -1,9 +1,12 @@
 """Chats: list yours, create, rename, leave, and mark read."""
 
+from ..core.errors import NotFound
+from ..edge.cookies import session_id
+from ..edge.idempotency import idempotent
+from ..edge.offload import threaded, writes
+from ..edge.session_check import SessionClaim, checks_session
 from ..models import Chat, Membership, Message
-from ..session_check import SessionClaim, checks_session
-from . import NotFound, idempotent, require_member, threaded, writes
-from .auth import session_id
+from . import require_member
 
 
 @checks_session

@@ -3,8 +3,9 @@
 from connexion.context import request
 from starlette.responses import JSONResponse
 
-from .. import events
-from .auth import session_id
+from ..edge.cookies import session_id
+from ..edge.event_responses import NOT_STORED, stream_response
+from ..streams import fanout
 
 
 def _wants_json(accept: str) -> bool:
@@ -33,11 +34,11 @@ async def get_events(user: int, token_info: dict, last_event_id: int | None = No
         last_event_id = int(header)
     session = session_id(token_info)
     if _wants_json(request.headers.get("accept", "")):
-        return JSONResponse(await events.poll(user, session, last_event_id, timeout), headers=events.NOT_STORED)
-    subscriber = await events.broker.subscribe(user, session)
+        return JSONResponse(await fanout.poll(user, session, last_event_id, timeout), headers=NOT_STORED)
+    subscriber = await fanout.broker.subscribe(user, session)
     try:
-        start = await events.begin(user, session, last_event_id)
+        start = await fanout.begin(user, session, last_event_id)
     except BaseException:
-        events.broker.unsubscribe(subscriber)
+        fanout.broker.unsubscribe(subscriber)
         raise
-    return events.stream_response(subscriber, start, last_event_id)
+    return stream_response(subscriber, start, last_event_id)

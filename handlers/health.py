@@ -2,8 +2,8 @@
 
 import anyio
 
-from .. import shutdown
-from ..errors import Unavailable
+from ..core.errors import Unavailable
+from ..edge import shutdown
 from ..models import db
 
 # How long readiness waits for the database before it says 503.

@@ -1,7 +1,10 @@
 """Chat membership: list members and bring someone in."""
 
+from ..core.errors import Conflict, NotFound
+from ..edge.idempotency import idempotent
+from ..edge.offload import writes
 from ..models import Membership, User
-from . import Conflict, NotFound, idempotent, require_member, writes
+from . import require_member
 
 
 def list_members(user: int, chat_id: int) -> dict:

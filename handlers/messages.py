@@ -1,8 +1,11 @@
 """Messages: read a chat's history or one message, send, and edit and delete your own."""
 
+from ..core.errors import Forbidden, NotFound
+from ..edge.idempotency import idempotent
+from ..edge.offload import writes
+from ..edge.session_check import SessionClaim, checks_session
 from ..models import Message
-from ..session_check import SessionClaim, checks_session
-from . import Forbidden, NotFound, idempotent, require_member, writes
+from . import require_member
 
 
 @checks_session

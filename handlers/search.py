@@ -1,8 +1,9 @@
-"""Search across the chats you are in (the query language is search.py's)."""
+"""Search across the chats you are in (the query language is storage/search.py's)."""
 
-from .. import search
+from ..edge.offload import threaded
 from ..models import Message
-from . import require_member, threaded
+from ..storage import search
+from . import require_member
 
 
 @threaded  # its work grows with the number of messages that match

@@ -1,11 +1,13 @@
 """Users: register, read, change and delete accounts."""
 
-from .. import ratelimit
-from ..credentials import check_new_password
+from ..accounts import passwords, ratelimit
+from ..accounts.credentials import check_new_password
+from ..accounts.privacy import shown_email
+from ..core.errors import Conflict, NotFound
+from ..edge.cookies import client_address, start_session
+from ..edge.offload import hashes, threaded, writes
 from ..models import User
-from ..privacy import shown_email
-from . import Conflict, NotFound, hashes, own_account, threaded, writes
-from .auth import client_address, start_session
+from . import own_account
 
 
 def get_user(user: int, user_id: int, name: str | None = None) -> dict:
@@ -23,7 +25,7 @@ def register_user(user_id: int, body: dict):
     if User.name_taken(body["name"]):
         raise Conflict("that name is taken")
     check_new_password(body["password"], body["name"])
-    created = User.register(body["name"], body["password"], body["email"])
+    created = passwords.register(body["name"], body["password"], body["email"])
     return start_session(created.id, 201)
 
 

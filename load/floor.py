@@ -23,8 +23,8 @@ from starlette.routing import Route
 
 from chat_server.app import SPEC as CHAT_SPEC
 from chat_server.app import CookieApiKeyHandler
+from chat_server.edge.validation import CACHED_VALIDATORS
 from chat_server.handlers.auth import TOKEN_SHAPE, check_user_id_cookie
-from chat_server.validation import CACHED_VALIDATORS
 
 CHATS = {
     "chats": [

@@ -14,6 +14,7 @@ import time
 from peewee import IntegrityError, chunked
 
 from chat_server import models
+from chat_server.accounts import passwords
 from chat_server.models import Chat, Membership, Message, User, db
 
 PASSWORD = "seeded-password"
@@ -80,7 +81,7 @@ def insert_returning_ids(model, fields, rows) -> list[int]:
 
 
 def seed_users(count: int, prefix: str, joined: datetime.datetime) -> list[int]:
-    password_hash = models.passwords.hash(PASSWORD)
+    password_hash = passwords.hasher().hash(PASSWORD)
     rows = ((f"{prefix}-{n}", f"{prefix}-{n}@seed.example", password_hash) for n in range(1, count + 1))
     with db.atomic():
         return insert_returning_ids(User, [User.name, User.email, User.password_hash], rows)
@@ -127,7 +128,8 @@ def seed_messages(count, members, start, step, rng, rare_words: int = 0):
 def main(argv=None) -> None:
     args = parse_args(argv)
     rng = random.Random(args.random_seed)
-    models.init_db(args.database, password_profile="cheapest")
+    models.init_db(args.database)
+    passwords.configure("cheapest")
     now = models.utcnow()
     # Messages end about now, one millisecond apart; users and chats exist before the first of them.
     step = datetime.timedelta(milliseconds=1)

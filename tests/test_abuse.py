@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import POSTGRES_URL
 from tests.live_server import live_server
 
-# Short enough to keep this module quick; the defaults (30 s and so on) are documented in the README.
+# Short enough to keep this module quick; the defaults (30 s and so on) are documented in docs/configuration.md.
 REQUEST_TIMEOUT = 2
 ORDINARY_TIMEOUT = 15
 FORM = {"content-type": "application/x-www-form-urlencoded"}

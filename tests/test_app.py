@@ -207,7 +207,7 @@ def test_form_with_multibyte_utf8_is_stored_exactly(alice, make_chat):
 
 def test_each_parameter_is_validated_once_per_request(alice, make_chat, monkeypatch):
     """A path's own parameters (chat_id) are validated once, not once per Connexion layer that read the operation."""
-    from chat_server import validation
+    from chat_server.edge import validation
 
     seen = []
     validate = validation.CachedParameterValidator.validate_parameter

@@ -11,8 +11,9 @@ import httpx
 import pytest
 import uvicorn
 
-from chat_server import events, models
+from chat_server import models
 from chat_server.app import create_app
+from chat_server.streams import fanout
 from tests.sse import check_event
 
 JSON = {"Accept": "application/json"}
@@ -232,7 +233,7 @@ def test_get_events_dropped_streams_free_their_subscribers_at_once(uvicorn_serve
 
     asyncio.run(many_rounds())
     deadline = time.monotonic() + 5
-    while events.broker.subscriber_count and time.monotonic() < deadline:
+    while fanout.broker.subscriber_count and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert events.broker.subscriber_count == 0
-    assert not events.broker.per_user
+    assert fanout.broker.subscriber_count == 0
+    assert not fanout.broker.per_user

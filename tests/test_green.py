@@ -60,7 +60,7 @@ def test_a_request_waiting_for_postgresql_leaves_the_event_loop_to_the_others():
 def test_turns_pass_to_waiters_and_survive_a_cancelled_waiter():
     import asyncio
 
-    from chat_server.green import Turns
+    from chat_server.storage.green import Turns
 
     async def scenario():
         turns = Turns(1)

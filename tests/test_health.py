@@ -9,8 +9,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from chat_server import models, shutdown
+from chat_server import models
 from chat_server.app import create_app
+from chat_server.edge import shutdown
 
 from .conftest import fresh_postgres, new_client
 

@@ -5,7 +5,8 @@ import threading
 
 import pytest
 
-from chat_server import idempotency, models
+from chat_server import models
+from chat_server.edge import idempotency
 from tests.conftest import new_client
 
 KEY = "5f0c7a9e-7d2b-4a51-9d3e-2f9c1b0e6a44"

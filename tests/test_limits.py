@@ -6,9 +6,9 @@ import time
 import anyio
 import pytest
 
-from chat_server.errors import TooManyRequests, Unavailable
-from chat_server.passwords import Passwords
-from chat_server.ratelimit import RateLimits, parse_rate
+from chat_server.accounts.passwords import Passwords
+from chat_server.accounts.ratelimit import RateLimits, parse_rate
+from chat_server.core.errors import TooManyRequests, Unavailable
 from tests.conftest import new_client
 
 WRONG = {"name": "alice", "password": "not the password"}

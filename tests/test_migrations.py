@@ -12,9 +12,10 @@ import pytest
 from peewee import SqliteDatabase, Table
 from playhouse.test_utils import count_queries
 
-from chat_server import migrations, models
+from chat_server import models
+from chat_server.accounts.passwords import Passwords
 from chat_server.app import create_app
-from chat_server.passwords import Passwords
+from chat_server.storage import migrations
 
 from .conftest import fresh_postgres, new_client
 from .live_server import chat_server_command

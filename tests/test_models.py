@@ -8,7 +8,8 @@ import time
 import pytest
 from playhouse.test_utils import assert_query_count, count_queries
 
-from chat_server import migrations, models
+from chat_server import models
+from chat_server.storage import engines, migrations
 from tests.conftest import write_lock_held_by_another_thread
 
 HOT_STATEMENTS = {
@@ -121,7 +122,7 @@ def test_never_waiting_write_gives_up_while_another_process_writes(app, tmp_path
                 pytest.fail("the transaction must not start")
             assert not models.db.obj._write_lock.locked()
             busy_timeout = models.db.execute_sql("PRAGMA busy_timeout").fetchone()[0]
-            assert busy_timeout == models.SQLITE_PRAGMAS["busy_timeout"]
+            assert busy_timeout == engines.SQLITE_PRAGMAS["busy_timeout"]
     finally:
         other.close()
 

@@ -8,8 +8,11 @@ import unicodedata
 
 import pytest
 
-from chat_server import migrations, models, names
+from chat_server import models
+from chat_server.accounts import passwords
 from chat_server.app import create_app
+from chat_server.core import names
+from chat_server.storage import migrations
 from tests.conftest import SPEC_DOC, new_client
 
 LOOK_ALIKES = [
@@ -128,7 +131,7 @@ def test_init_db_keys_legacy_names_and_keeps_look_alike_duplicates(database_url,
         models.db.execute_sql('ALTER TABLE "user" DROP COLUMN name_key')
         models.db.execute_sql(f"DROP TABLE {migrations.TABLE}")  # made before versions were recorded
         legacy_id = models.User.insert(
-            name="Alice", email="a@example.com", password_hash=models.passwords.hash("other horse")
+            name="Alice", email="a@example.com", password_hash=passwords.hasher().hash("other horse")
         ).execute()
     models.db.close_all()
 

@@ -10,8 +10,8 @@ import yaml
 
 from chat_server import models
 from chat_server.app import SPEC
-from chat_server.handlers import is_threaded, is_writer
-from chat_server.routes import VERBS, resolve
+from chat_server.edge.offload import is_threaded, is_writer
+from chat_server.edge.routes import VERBS, resolve
 from tests.conftest import write_lock_held_by_another_thread
 
 WRITERS = {

@@ -11,6 +11,7 @@ import pytest
 from playhouse.test_utils import count_queries
 
 from chat_server import models
+from chat_server.storage.queries import message_created, time_text
 
 from .conftest import POSTGRES_URL, fresh_postgres
 
@@ -48,15 +49,13 @@ def test_a_send_is_two_round_trips(alice, make_chat):
     assert chats[0]["last_read_id"] == message["id"] and chats[0]["unread_count"] == 0
     # The event built in SQL is the one Event.record would have written.
     (data,) = events_of_kind(models.MESSAGE_CREATED)
-    assert json.loads(data) == models._message_created(chat_id, message)
+    assert json.loads(data) == message_created(chat_id, message)
 
 
 @pytest.mark.parametrize("microsecond", [0, 5, 999_999])
 def test_a_sent_time_in_sql_reads_as_rfc3339_does(app, microsecond):
     time = datetime.datetime(2026, 11, 27, 9, 8, 7, microsecond)
-    formatted, _ = (
-        models.db.obj.get_sql_context().sql(models._time_text(peewee.SQL('"sent"."time"'), rfc3339=True)).query()
-    )
+    formatted, _ = models.db.obj.get_sql_context().sql(time_text(peewee.SQL('"sent"."time"'), rfc3339=True)).query()
     query = f"SELECT {formatted} FROM (SELECT %s::timestamp AS time) AS sent"
     with models.db.connection_context():
         (text,) = models.db.execute_sql(query, (time,)).fetchone()
@@ -175,7 +174,7 @@ def test_a_send_waits_for_its_membership_before_the_event_lock(app, alice, make_
 
 @pytest.mark.parametrize("microsecond", [0, 5, 999_999])
 def test_the_hot_reads_format_times_as_rfc3339_does(app, alice, make_chat, microsecond):
-    """History and the chat list have PostgreSQL format their times (models._time_as_stored)."""
+    """History and the chat list have PostgreSQL format their times (storage/queries.py, time_as_stored)."""
     chat_id = make_chat(alice)
     time = datetime.datetime(2026, 11, 27, 9, 8, 7, microsecond)
     with models.db.connection_context():

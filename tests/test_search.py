@@ -2,7 +2,7 @@
 
 import pytest
 
-from chat_server import search
+from chat_server.storage import search
 
 CORPUS = (
     "Lunch at noon?",

@@ -4,7 +4,8 @@ import datetime
 
 import pytest
 
-from chat_server import credentials, models
+from chat_server import models
+from chat_server.accounts import credentials, passwords
 from chat_server.app import create_app
 from tests.conftest import Person, new_client, write_lock_held_by_another_thread
 
@@ -137,7 +138,7 @@ def test_register_user_with_a_weak_password_is_bad_request(client, name, passwor
 
 def test_login_with_a_password_the_rules_now_refuse_still_works(app):
     with models.db.connection_context():
-        models.User.register("old-timer", "password", "old@example.com")
+        passwords.register("old-timer", "password", "old@example.com")
     assert login(app, "old-timer", "password")[1].status_code == 200
 
 

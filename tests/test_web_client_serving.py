@@ -13,7 +13,7 @@ import yaml
 
 from chat_server import models
 from chat_server.app import SPEC, create_app
-from chat_server.web_client import CONTENT_TYPES, WEB, web_files
+from chat_server.edge.web_client import CONTENT_TYPES, WEB, web_files
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_DOC = yaml.safe_load(SPEC.read_text())

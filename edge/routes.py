@@ -50,7 +50,11 @@ class ExactRoutes:
         await self.app(scope, receive, send)
 
 
+# The package this one is a layer of (chat_server), where handlers/ lives.
+PACKAGE = __package__.rpartition(".")[0]
+
+
 def resolve(name: str):
     """The function a name in the spec stands for (`handlers.auth.login`), inside this package wherever it is
     installed: the spec names handlers by their place in the repository, not by the package they install as."""
-    return get_function_from_name(f"{__package__}.{name}")
+    return get_function_from_name(f"{PACKAGE}.{name}")

@@ -1,4 +1,5 @@
-"""Which requests leave the event loop, and why."""
+"""Which requests leave the event loop, and why: the markers handlers carry (@threaded, @writes, @hashes), and the
+wrapper that reads them."""
 
 import functools
 import inspect
@@ -6,9 +7,45 @@ import inspect
 import anyio
 from connexion.context import context
 
-from . import events, green, models, session_check
-from .errors import Unauthorized
-from .handlers import is_hashing, is_threaded, is_writer
+from .. import models
+from ..accounts import passwords
+from ..core.errors import Unauthorized
+from ..storage import green
+from ..storage.engines import WouldWait
+from ..streams import fanout
+from . import session_check
+
+
+def threaded(handler):
+    """Keep this handler in the threadpool, off the event loop: its work grows with data (or, with @hashes, it
+    hashes a password)."""
+    handler.threaded = True
+    return handler
+
+
+def writes(handler):
+    """Mark a handler that writes: it would wait for the write lock, so it leaves the event loop while one is held."""
+    handler.writes = True
+    return handler
+
+
+def hashes(handler):
+    """Mark a handler that hashes a password: it runs in the threadpool only when one of the hashing turns is free,
+    and waits for one on the event loop (accounts/passwords.py, Passwords.turn)."""
+    handler.hashes = True
+    return threaded(handler)
+
+
+def is_hashing(handler) -> bool:
+    return getattr(handler, "hashes", False)
+
+
+def is_threaded(handler) -> bool:
+    return getattr(handler, "threaded", False)
+
+
+def is_writer(handler) -> bool:
+    return getattr(handler, "writes", False)
 
 
 def in_request_scope(handler, inline: bool):
@@ -21,7 +58,7 @@ def in_request_scope(handler, inline: bool):
       threadpool: a flood of logins never holds more pool threads than there are turns;
     - `@threaded` handlers (they hash a password or delete without bound) run in the threadpool;
     - on PostgreSQL everything else runs on the event loop too, in a greenlet that waits for the
-      database's answers without blocking the loop (green.py);
+      database's answers without blocking the loop (storage/green.py);
     - `@writes` handlers run in the threadpool while another thread holds the write lock, since
       they would wait for it and stall every request; a read never waits for a writer in WAL mode;
     - any handler whose write transaction cannot start at once all the same (the lock was taken
@@ -30,7 +67,7 @@ def in_request_scope(handler, inline: bool):
       its writing in one transaction; one that needs several is `@threaded`.
     """
 
-    if inspect.iscoroutinefunction(handler):  # it manages its own queries (events.query)
+    if inspect.iscoroutinefunction(handler):  # it manages its own queries (streams/broker.py, query)
 
         @functools.wraps(handler)
         async def run_async(**kwargs):
@@ -53,7 +90,7 @@ def in_request_scope(handler, inline: bool):
                 return handler(**kwargs)
         finally:
             if models.Event.recorded_since_asked():
-                events.committed()
+                fanout.committed()
 
     if is_hashing(handler):
 
@@ -62,7 +99,7 @@ def in_request_scope(handler, inline: bool):
             # A forged session is refused before it takes a hashing turn from the logins.
             if await session_check.refused_session(context.get("token_info")):
                 raise Unauthorized(session_check.SESSION_ENDED)
-            async with models.passwords.turn():
+            async with passwords.hasher().turn():
                 return await anyio.to_thread.run_sync(functools.partial(run, **kwargs))
 
         return run_in_its_turn
@@ -84,7 +121,7 @@ def in_request_scope(handler, inline: bool):
             try:
                 with database.never_waiting():
                     return run(**kwargs)
-            except models.WouldWait:
+            except WouldWait:
                 pass
         return await anyio.to_thread.run_sync(functools.partial(run, **kwargs))
 

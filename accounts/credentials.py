@@ -6,12 +6,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BadRequest
-from .events import seconds
+from ..core.errors import BadRequest
+from ..core.times import seconds
 
 DEFAULTS = {"CHAT_SESSION_IDLE": "14d", "CHAT_SESSION_LIFETIME": "90d"}
 # Package data beside this module (pyproject.toml), found from __file__ like the spec (app.py says why).
-COMMON_PASSWORDS = Path(__file__).parent / "data" / "common-passwords.txt"
+COMMON_PASSWORDS = Path(__file__).parent.parent / "data" / "common-passwords.txt"
 
 
 @dataclass(frozen=True)

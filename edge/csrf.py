@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
 
-from .errors import Forbidden
+from ..core.errors import Forbidden
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 DEFAULT_PORTS = {"http": 80, "https": 443}

@@ -1,4 +1,5 @@
-"""The one error mapping: every error the app can raise becomes {"error": "<what was wrong>"} as JSON."""
+"""The one error mapping: every error the app can raise (core/errors.py, the framework's, the database's) becomes
+{"error": "<what was wrong>"} as JSON."""
 
 import json
 import logging
@@ -13,55 +14,14 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import ClientDisconnect
 
+from ..core.errors import ApiError
 from .routes import Routes
+from .session_check import SESSION_ENDED, refused_session
 
 MAX_ERROR_CHARS = 300
 QUOTED_INPUT = re.compile(r"""^(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")(?= )""", re.DOTALL)
 
 log = logging.getLogger("chat")
-
-
-class ApiError(Exception):
-    """An error a client caused, or must wait out; map_errors turns it into {"error": message} with this status."""
-
-    status = 400
-
-    def __init__(self, message: str, retry_after: int | None = None):
-        super().__init__(message)
-        self.message = message
-        self.headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
-
-
-class BadRequest(ApiError):
-    status = 400
-
-
-class Unauthorized(ApiError):
-    status = 401
-
-
-class Forbidden(ApiError):
-    status = 403
-
-
-class NotFound(ApiError):
-    status = 404
-
-
-class Conflict(ApiError):
-    status = 409
-
-
-class PayloadTooLarge(ApiError):
-    status = 413
-
-
-class TooManyRequests(ApiError):
-    status = 429
-
-
-class Unavailable(ApiError):
-    status = 503
 
 
 def error_response(status: int, message: str, headers: dict | None = None) -> ConnexionResponse:
@@ -91,8 +51,6 @@ async def session_first(request: ConnexionRequest, status: int) -> ConnexionResp
     The session is checked right before the handler (session_check.py); a request refused before that, by
     validation say, is checked here, so a forged or ended session gets 401 whatever else was wrong with it.
     """
-    from .session_check import SESSION_ENDED, refused_session  # it needs the models, which need this module
-
     if status != 401 and 400 <= status < 500 and await refused_session(request.context.get("token_info")):
         return error_response(401, SESSION_ENDED)
     return None

@@ -12,9 +12,10 @@ first (errors.py), and a dead session turns the 400 into that 401.
 
 from dataclasses import dataclass, field
 
-from . import credentials, green
-from .errors import Unauthorized
-from .models import LiveSession, Session, SessionLookup, db, queries_are_local
+from ..accounts import credentials
+from ..core.errors import Unauthorized
+from ..models import LiveSession, Session, SessionLookup, db, queries_are_local
+from ..storage import green
 
 SESSION_ENDED = "the session cookies are not valid, or the session has ended"
 

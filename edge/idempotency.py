@@ -19,8 +19,11 @@ import anyio
 from connexion.context import request
 from peewee import EXCLUDED, SQL
 
-from .errors import Conflict
-from .models import BATCH_ROWS, IdempotencyKey, Statement, db, in_batches, utcnow
+from ..core.errors import Conflict
+from ..core.times import utcnow
+from ..models import IdempotencyKey, db
+from ..storage.batches import BATCH_ROWS, in_batches
+from ..storage.statement import Statement
 
 log = logging.getLogger("chat")
 

@@ -1,7 +1,7 @@
 """Limits on what one request may make the server parse: query parameters, and a body-size cap whose 413 the
 client can read."""
 
-from .errors import BadRequest, PayloadTooLarge
+from ..core.errors import BadRequest, PayloadTooLarge
 
 MAX_BODY_BYTES = 256 * 1024
 # No operation declares more than three query parameters; Connexion's parsing is quadratic in their number.

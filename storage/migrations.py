@@ -32,7 +32,7 @@ from peewee import (
 )
 from playhouse.migrate import SchemaMigrator, make_index_name, migrate
 
-from . import names
+from ..core import names
 
 log = logging.getLogger("chat")
 TABLE = "schema_migration"
@@ -192,7 +192,7 @@ def key_legacy_names(database) -> None:
     """Key the names of users from before name keys, oldest account first.
 
     An account whose name looks like an older one's keeps no key: it still logs in by its exact name, and the
-    warning names it so that someone can rename or delete one of the two (README, "Names").
+    warning names it so that someone can rename or delete one of the two (docs/configuration.md, "Names").
     """
 
     class User(Model):
@@ -221,7 +221,7 @@ def key_legacy_names(database) -> None:
         if keyed:
             User.bulk_update(keyed, fields=[User.name_key])
     if clashes:
-        log.warning("user names that look like older ones (README, Names): %s", ", ".join(clashes))
+        log.warning("user names that look like older ones (docs/configuration.md, Names): %s", ", ".join(clashes))
 
 
 def edits_and_search(schema: Schema) -> None:

@@ -7,7 +7,7 @@
 
 import os
 
-from .models import Membership
+from ..models import Membership
 
 CHOICES = ("self", "contacts", "all")
 DEFAULT = "contacts"

@@ -1,5 +1,8 @@
-"""argon2id password hashing under a budget: at most N hashing requests at once, so memory peaks at N times the
-cost of one hash."""
+"""Passwords: argon2id hashing under a budget (at most N hashing requests at once, so memory peaks at N times the
+cost of one hash), and the account operations that hash or verify one.
+
+The hasher is built when the server starts (`configure`, from create_app), never on import: building one hashes
+a dummy password, 64 MiB and tens of milliseconds with the secure profile."""
 
 import contextlib
 import os
@@ -10,7 +13,8 @@ import time
 import anyio
 import argon2
 
-from .errors import Unavailable
+from ..core.errors import Unavailable
+from ..models import User
 
 PROFILES = {
     "secure": argon2.profiles.RFC_9106_LOW_MEMORY,
@@ -25,7 +29,7 @@ POLL_SECONDS = 0.01
 
 
 class Passwords:
-    """Hash and verify passwords. A request that hashes takes a `turn()` first (offload.py does this for `@hashes`
+    """Hash and verify passwords. A request that hashes takes a `turn()` first (edge/offload.py does this for `@hashes`
     handlers): beyond `concurrency` at once, it waits up to `wait_seconds`, then is refused (503).
 
     Each secure hash takes 64 MiB for tens of milliseconds, so a burst of logins or registrations would otherwise
@@ -73,3 +77,37 @@ class Passwords:
         except argon2.exceptions.VerificationError:
             return False
         return password_hash is not None
+
+
+_hasher: Passwords | None = None
+
+
+def configure(profile: str = "secure", concurrency: int = DEFAULT_CONCURRENCY) -> Passwords:
+    """Build this process's hasher (create_app does, at start)."""
+    global _hasher
+    _hasher = Passwords(profile, concurrency)
+    return _hasher
+
+
+def hasher() -> Passwords:
+    """The hasher configure() built; a secure one, built now, for a script that never called it."""
+    return _hasher or configure()
+
+
+def register(name: str, password: str, email: str) -> User:
+    return User.register(name, hasher().hash(password), email)
+
+
+def authenticate(name: str, password: str) -> User | None:
+    """The user with this name and password, else None; unknown names cost a hash too."""
+    user = User.by_name(name)
+    return user if hasher().verify(user.password_hash if user else None, password) else None
+
+
+def verify(user: User, password: str) -> bool:
+    return hasher().verify(user.password_hash, password)
+
+
+def change(user: User, password: str, keep_session: int) -> None:
+    """Store a new password and end every other session of the user, together: a thief holding one is out."""
+    user.change_password(hasher().hash(password), keep_session)

@@ -5,7 +5,7 @@ from pathlib import Path
 from starlette.responses import FileResponse, JSONResponse
 
 # Shipped as package data beside this module (pyproject.toml), found from __file__ like the spec in app.py.
-WEB = Path(__file__).parent / "web"
+WEB = Path(__file__).parent.parent / "web"
 INDEX = "index.html"
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",

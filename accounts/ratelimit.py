@@ -12,7 +12,7 @@ import limits
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from .errors import TooManyRequests
+from ..core.errors import TooManyRequests
 
 DEFAULTS = {
     "CHAT_LOGIN_RATE": "10/300",

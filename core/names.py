@@ -36,7 +36,7 @@ INVISIBLE = (
 )
 _INVISIBLE = re.compile(f"[{INVISIBLE}]")
 
-CONFUSABLES = Path(__file__).parent / "data" / "confusables.txt"
+CONFUSABLES = Path(__file__).parent.parent / "data" / "confusables.txt"
 
 MAX_LENGTH = 64  # characters of a name, the UserName schema's maxLength
 # The longest key of any one character, in characters: U+FDFA, an Arabic phrase in one code point.

@@ -1,0 +1,312 @@
+"""The hot paths' hand-tuned two-dialect SQL: the history page, the chat list, search, a send and an event's
+insert, each built once per kind of database (storage/statement.py) over the tables models.py passes in.
+
+The tables come as keyword arguments, so that storage never imports the models it serves.
+"""
+
+import datetime
+
+from peewee import JOIN, SQL, Case, Expression, PostgresqlDatabase, Select, Tuple, Value, fn
+
+from ..core.times import rfc3339, utcnow
+from .engines import db
+
+MAX_ID = 2**63 - 1
+EVENTS_CHANNEL = "chat_events"  # PostgreSQL NOTIFY channel; the payload is the newest event id
+EVENT_LOCK_KEY = 0x63686175  # PostgreSQL advisory lock: event ids become visible in id order
+MESSAGE_CREATED = "message.created"
+UNREAD_CAP = 999  # chat_listing says why
+
+
+def live_session(user, *, Session):
+    """The join condition that finds the user's live session (parameters: Session.lookup's three, then `user`)."""
+    seen = fn.COALESCE(Session.last_seen_at, Session.created_at)
+    return (Session.token_hash == "") & (Session.created_at > utcnow()) & (seen > utcnow()) & (Session.user == user)
+
+
+def session_seen(*, Session):
+    """The session's last request, as the hot reads return it on every row: as text, which only the first row's is
+    parsed from (Session.confirm), instead of PostgreSQL's driver making a datetime for each row."""
+    return fn.COALESCE(Session.last_seen_at, Session.created_at).cast("text")
+
+
+def time_text(column, rfc3339: bool = False):
+    """A PostgreSQL time column as text with no fraction when it is zero, as isoformat() writes it: in the form
+    SQLite stores ("2026-11-27 05:25:30.123456"), which rfc3339() reads, or with `rfc3339` already RFC 3339."""
+    date = SQL("""'YYYY-MM-DD"T"HH24:MI:SS'""" if rfc3339 else "'YYYY-MM-DD HH24:MI:SS'")
+    whole = fn.date_trunc(SQL("'second'"), column) == column
+    text = fn.to_char(column, date).concat(Case(None, [(whole, SQL("''"))], fn.to_char(column, SQL("'.US'"))))
+    return text.concat(SQL("'Z'")) if rfc3339 else text
+
+
+def time_as_stored(column):
+    """A time column as the text SQLite stores: PostgreSQL formats it itself, for the hot reads, where its driver
+    would build a datetime for every row, which rfc3339() then formats again (BENCHMARKS.md)."""
+    return time_text(column) if isinstance(db.obj, PostgresqlDatabase) else column
+
+
+def messages_between(order, *, Membership, Message, Session):
+    """A page of a chat's history in `order` (parameters: Session.lookup's three, the reader, the chat, the
+    cursors, the reader and the chat again, the limit)."""
+    # Only for a member with a live session, both checked in this query: the session as a join (one row at most,
+    # by its unique hash), the membership once (no correlation, so SQLite evaluates it once and PostgreSQL plans
+    # it as a one-time filter). A request then makes this one query (handlers/messages.py).
+    member = Membership.select(Membership.id).where(Membership.user == 0, Membership.chat == 0)
+    return (
+        Message.select(
+            Message.id,
+            Message.content,
+            Message.sender_id,
+            time_as_stored(Message.time),
+            time_as_stored(Message.edited_at),
+            Session.id,
+            session_seen(Session=Session),
+        )
+        .join(Session, on=live_session(0, Session=Session))
+        .where(Message.chat == 0, Message.id > 0, Message.id < 0, fn.EXISTS(member))
+        .order_by(order)
+        .limit(1)
+    )
+
+
+# A chat's place in the list is (activity, id), largest first. A cursor names the last chat a page showed as
+# "<activity in microseconds since 1970>-<chat id>", and the next page holds the chats at or below
+# (activity, id - 1): strictly after that chat. Any cursor of that shape is a place in the list, even one
+# no page handed out; 16 digits of microseconds reach past the year 2200, well inside datetime's range.
+LISTING_START = (datetime.datetime.max, MAX_ID)
+_EPOCH = datetime.datetime(1970, 1, 1)
+_MICROSECOND = datetime.timedelta(microseconds=1)
+
+
+def listing_cursor(activity: datetime.datetime | str, chat_id: int) -> str:
+    if isinstance(activity, str):
+        activity = datetime.datetime.fromisoformat(activity)
+    return f"{(activity - _EPOCH) // _MICROSECOND}-{chat_id}"
+
+
+def listing_position(cursor: str) -> tuple[datetime.datetime, int]:
+    micros, chat_id = cursor.split("-")
+    # Every real id is at most MAX_ID, so clamping a larger one selects the same chats and keeps it bindable.
+    return _EPOCH + int(micros) * _MICROSECOND, min(int(chat_id) - 1, MAX_ID)
+
+
+def chat_listing(*, Chat, Membership, Message, Session):
+    """A page of a user's chats with their newest message and unread count (parameters: Session.lookup's three,
+    the user twice, the cursor's two parts, the limit)."""
+    # Sorting every chat of the user is unavoidable, since activity is computed; the page is chosen on the keys
+    # alone, and only its own chats fetch their last message, which may be 10,000 characters.
+    newest = Message.select(fn.MAX(Message.id)).where(Message.chat == Chat.id)
+    newest_row = Message.alias("newest")
+    activity = fn.COALESCE(newest_row.time, Chat.created_at)
+    page = (
+        Chat.select(
+            Chat.id,
+            Chat.title,
+            newest_row.id.alias("last_id"),
+            activity.alias("activity"),
+            Membership.last_read_id,
+            Membership.user,
+            Session.id.alias("session_id"),
+            session_seen(Session=Session).alias("seen"),
+        )
+        # The caller's live session, checked here too (models.Message.page says why).
+        .join(Session, on=live_session(0, Session=Session))
+        .join(Membership, on=(Membership.chat == Chat.id))
+        .join(newest_row, JOIN.LEFT_OUTER, on=(newest_row.id == newest))
+        .where(Membership.user == 0, Tuple(activity, Chat.id) <= Tuple(*LISTING_START))
+        .order_by(activity.desc(), Chat.id.desc())
+        .limit(1)
+        .alias("page")
+    )
+    last = Message.alias("last")
+    # Counting stops at UNREAD_CAP: an index range scan of at most that many messages per chat on the page.
+    after_marker = Message.alias("unread")
+    unread_rows = (
+        after_marker.select(SQL("1"))
+        .where(
+            after_marker.chat == page.c.id,
+            after_marker.id > fn.COALESCE(page.c.last_read_id, SQL("0")),
+            after_marker.sender_id != page.c.user_id,
+        )
+        .limit(SQL(str(UNREAD_CAP)))
+    )
+    unread = Message.select(fn.COUNT(SQL("*"))).from_(unread_rows.alias("capped"))
+    return (
+        Chat.select(
+            page.c.id,
+            page.c.title,
+            last.content,
+            time_as_stored(last.time),
+            last.sender_id,
+            page.c.last_read_id,
+            unread,
+            page.c.activity,
+            page.c.session_id,
+            page.c.seen,
+        )
+        .from_(page)
+        .join(last, JOIN.LEFT_OUTER, on=(last.id == page.c.last_id))
+        .order_by(page.c.activity.desc(), page.c.id.desc())
+    )
+
+
+def search(in_one_chat: bool, *, Membership, Message, MessageSearch):
+    """Parameters: the reader, the query (search.fts5_query or search.tsquery), the cursor, the chat if
+    `in_one_chat`, the limit. SQLite walks its FTS5 index newest first and stops at the limit; PostgreSQL
+    matches the GIN index on the messages' tsvector (migrations.message_search)."""
+    columns = (Message.id, Message.chat, Message.content, Message.sender_id, Message.time, Message.edited_at)
+    readable = (Membership.chat == Message.chat) & (Membership.user == 0)
+    if isinstance(db.obj, PostgresqlDatabase):
+        vector = fn.to_tsvector(SQL("'simple'"), Message.content)
+        matches = Expression(vector, "@@", fn.to_tsquery(SQL("'simple'"), ""))
+        query = Message.select(*columns).join(Membership, on=readable).where(matches, Message.id < 0)
+        newest_first = Message.id.desc()
+    else:
+        query = (
+            Message.select(*columns)
+            .join(MessageSearch, on=(MessageSearch.rowid == Message.id))
+            .join(Membership, on=readable, src=Message)
+            .where(MessageSearch.match(""), MessageSearch.rowid < 0)
+        )
+        newest_first = MessageSearch.rowid.desc()
+    if in_one_chat:
+        query = query.where(Message.chat == 0)
+    return query.order_by(newest_first).limit(1)
+
+
+def send_message(*, Chat, Event, Membership, Message):
+    """A send: the insert, which returns the id and the time.
+
+    SQLite is given the time, and the read marker and the event are statements of their own in the caller's
+    transaction. On PostgreSQL the send is one string of statements, one round trip and, outside a transaction,
+    one implicit transaction (roundtrips.py says why):
+
+    1. lock the chat's row, so that sends to one chat take turns and their times follow their ids (a statement
+       of its own: in an INSERT ... SELECT ... FOR NO KEY UPDATE the clock may be read before the lock is
+       granted), then the sender's membership row;
+    2. take the event lock (models.Event says why), held to the commit;
+    3. insert the message timed by the database's clock, move the sender's read marker to it, record its
+       `message.created` event and notify the streams, as one data-modifying WITH. The event's data is built
+       here in SQL, the same JSON as Event.record would write (message_created in Python; tests compare
+       the two), because the event needs the id and the time the insert makes.
+
+    NO KEY UPDATE is the mode an UPDATE of the title takes. It lets through the FOR KEY SHARE that the foreign
+    keys of new messages and memberships take on the chat, and every plain read; it queues only with renames and
+    leaves (FOR NO KEY UPDATE) and adds (FOR SHARE), short one-chat transactions like a send, and with the purge's
+    delete. As each send's first lock it cannot close a cycle with leave_some's chats in id order.
+    """
+    postgres = isinstance(db.obj, PostgresqlDatabase)
+    time = fn.timezone(SQL("'UTC'"), fn.clock_timestamp()) if postgres else Value(utcnow())
+    insert = Message.insert_from(
+        Membership.select(Value(0), Value(0), Value(""), time).where(Membership.user == 0, Membership.chat == 0),
+        [Message.chat, Message.sender_id, Message.content, Message.time],
+    )
+    if not postgres:
+        return insert.returning(Message.id, Message.time)
+    lock = Chat.select(Chat.id).where(Chat.id == 0).for_update("FOR NO KEY UPDATE")
+    # The sender's membership row before the event lock, as mark_read takes them (its UPDATE, then the event
+    # lock at its commit): taken the other way round, a send and a mark-read of one member deadlock.
+    member = Membership.select(Membership.id).where(Membership.user == 0, Membership.chat == 0)
+    event_lock = Select(columns=[fn.pg_advisory_xact_lock(SQL(str(EVENT_LOCK_KEY)))])
+    sent = insert.returning(Message.id, Message.time, Message.chat, Message.sender_id, Message.content).cte("sent")
+    marked = (
+        Membership.update(last_read_id=sent.c.id)
+        .from_(sent)
+        .where(
+            Membership.user == 0,
+            Membership.chat == 0,
+            Membership.last_read_id.is_null() | (Membership.last_read_id < sent.c.id),
+        )
+        .cte("marked")
+    )
+    message = fn.jsonb_build_object(
+        SQL("'id'"), sent.c.id, SQL("'content'"), sent.c.content, SQL("'sender_id'"), sent.c.sender_id,
+        SQL("'time'"), time_text(sent.c.time, rfc3339=True), SQL("'edited_at'"), SQL("NULL"),
+    )  # fmt: skip
+    # jsonb prints ": " and ", " as json.dumps does (json prints " : "); its keys come shortest first.
+    data = fn.jsonb_build_object(SQL("'chat_id'"), sent.c.chat_id, SQL("'message'"), message).cast("text")
+    recorded = (
+        Event.insert_from(
+            Select((sent,), [SQL(f"'{MESSAGE_CREATED}'"), sent.c.chat_id, data, sent.c.time]),
+            [Event.kind, Event.chat_id, Event.data, Event.time],
+        )
+        .returning(Event.id)
+        .cte("recorded")
+    )
+    notify = fn.pg_notify(SQL(f"'{EVENTS_CHANNEL}'"), recorded.c.id.cast("text"))
+    answer = Select((sent, recorded), [sent.c.id, sent.c.time, notify]).with_cte(sent, marked, recorded)
+    return [lock, member.for_update("FOR NO KEY UPDATE"), event_lock, answer]
+
+
+def record_and_notify(insert, *, Event) -> list:
+    """PostgreSQL: take the event lock, run the insert, and notify the streams of the newest id, as two statements.
+
+    The lock is held from here to the commit, so event ids become visible in id order (Event).
+    """
+    recorded = insert.returning(Event.id).cte("recorded")
+    # The channel and the lock's key are constants, written into the SQL.
+    notify = recorded.select_from(fn.pg_notify(SQL(f"'{EVENTS_CHANNEL}'"), fn.MAX(recorded.c.id).cast("text")))
+    return [Select(columns=[fn.pg_advisory_xact_lock(SQL(str(EVENT_LOCK_KEY)))]), notify]
+
+
+# The smaller statements of the hot paths; each placeholder value marks where a parameter goes.
+def session_user(*, Session):
+    """Parameters: the token's hash, then the oldest created_at and the oldest last request a live session has."""
+    seen = fn.COALESCE(Session.last_seen_at, Session.created_at)
+    return Session.select(Session.user, Session.id, seen).where(
+        Session.token_hash == "", Session.created_at > utcnow(), seen > utcnow()
+    )
+
+
+def membership(*, Membership):
+    """Parameters: the user, then the chat."""
+    return Membership.select(Membership.id).where(Membership.user == 0, Membership.chat == 0)
+
+
+def message(*, Message):
+    """Parameters: the message, then its chat."""
+    return Message.select(Message.id, Message.content, Message.sender_id, Message.time, Message.edited_at).where(
+        Message.id == 0, Message.chat == 0
+    )
+
+
+def move_read_marker(*, Membership):
+    """Parameters: the message, the user, the chat, the message again: the marker only moves forward."""
+    return Membership.update(last_read_id=0).where(
+        Membership.user == 0,
+        Membership.chat == 0,
+        Membership.last_read_id.is_null() | (Membership.last_read_id < 0),
+    )
+
+
+_EVENT_PLACEHOLDER = {"kind": "", "chat_id": 0, "user_id": 0, "session_id": 0, "data": ""}
+
+
+def record_event(*, Event):
+    """Parameters: event_values()."""
+    return Event.insert(**_EVENT_PLACEHOLDER, time=utcnow())
+
+
+def event_values(row: dict) -> tuple:
+    return (row["kind"], row["chat_id"], row.get("user_id"), row.get("session_id"), row["data"], row["time"])
+
+
+def events_after(fields, *, Event):
+    """Parameters: the last event id seen, the limit."""
+    return Event.select(*fields).where(Event.id > 0).order_by(Event.id).limit(1)
+
+
+def message_json(message_id: int, content: str, sender_id: int, time, edited_at) -> dict:
+    """A message as the API shows it (the Message schema)."""
+    return {
+        "id": message_id,
+        "content": content,
+        "sender_id": sender_id,
+        "time": rfc3339(time),
+        "edited_at": rfc3339(edited_at),
+    }
+
+
+def message_created(chat_id: int, message: dict) -> dict:
+    """The data of a message.created event; on PostgreSQL a send builds the same JSON in SQL (send_message)."""
+    return {"chat_id": chat_id, "message": message}
