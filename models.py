@@ -64,8 +64,8 @@ class BaseModel(Model):
 class User(BaseModel):
     id = NeverReusedIdField()
     name = CharField(max_length=64, unique=True)
-    # What makes look-alike names one name (names.py); a key is up to KEY_EXPANSION times its name's length.
-    # NULL only for an account from before keys whose name looks like an older account's (migrations.py).
+    # What makes look-alike names one name (core/names.py); a key is up to KEY_EXPANSION times its name's length.
+    # NULL only for an account from before keys whose name looks like an older account's (storage/migrations.py).
     name_key = CharField(max_length=names.KEY_LENGTH, null=True, unique=True)
     email = CharField(max_length=254)
     password_hash = CharField(max_length=255)
@@ -604,7 +604,7 @@ class Event(BaseModel):
         database, time = db.obj, utcnow()
         rows = [{**event, "data": json.dumps(event["data"], ensure_ascii=False), "time": time} for event in events]
         if isinstance(database, PostgresqlDatabase):
-            # In the COMMIT's round trip (roundtrips.py): take the event lock, insert, notify the newest id.
+            # In the COMMIT's round trip (storage/roundtrips.py): take the event lock, insert, notify the newest id.
             if len(rows) == 1:  # every send: the statement is built once
                 values = event_values(rows[0])
                 database.at_commit(_RECORD_EVENT_AND_NOTIFY.sql(database, values), values)
@@ -692,7 +692,8 @@ class PrunedEvents(BaseModel):
 
 
 class IdempotencyKey(BaseModel):
-    """The response to a request sent with an Idempotency-Key, kept a day so a retry gets it again (idempotency.py).
+    """The response to a request sent with an Idempotency-Key, kept a day so a retry gets it again
+    (edge/idempotency.py).
 
     The user is a plain column, like Message.sender_id: user ids are never reused, and the row expires anyway.
     Status and body are null only inside the transaction that claimed the key, until the handler has answered.

@@ -7,7 +7,7 @@ connection checkout and the waits around them: a tenth of a chat list's time (BE
 
 What a client sees stays as it was: a forged, expired or revoked session gets 401, whatever else is wrong with the
 request. A request that fails validation never reaches its handler, so the error mapping asks `refused_session`
-first (errors.py), and a dead session turns the 400 into that 401.
+first (edge/responses.py), and a dead session turns the 400 into that 401.
 """
 
 from dataclasses import dataclass, field

@@ -42,7 +42,7 @@ class SqliteSerializedWrites(PooledSqliteDatabase):
     the tail short. Other processes still wait through busy_timeout. The lock is taken in begin()
     and given back at commit or rollback, because `db.atomic()` on the proxy never calls a
     subclass's atomic(). On the event loop, inside never_waiting(), a transaction that would
-    wait for either lock raises WouldWait instead (offload.py).
+    wait for either lock raises WouldWait instead (edge/offload.py).
     """
 
     def __init__(self, *args, **kwargs):

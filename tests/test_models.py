@@ -2,6 +2,8 @@
 
 import re
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 
@@ -212,3 +214,18 @@ def test_init_db_adds_columns_an_older_database_lacks(database_url, alice, make_
         "last_read_id": None,
         "unread_count": 0,
     }
+
+
+@pytest.mark.parametrize(
+    "module", ["chat_server.models", "chat_server.storage.migrations", "chat_server.streams.fanout"]
+)
+def test_importing_storage_loads_no_web_framework_and_hashes_nothing(module):
+    """Below the edge nothing imports connexion, starlette or uvicorn (tox -e lint's contracts say so of the source;
+    this says so of what Python loads), and nothing builds a password hasher on import: argon2 stays unloaded."""
+    loaded = subprocess.run(
+        [sys.executable, "-c", f"import sys, {module}; print(' '.join(sorted(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert [name for name in loaded if name.split(".")[0] in ("connexion", "starlette", "uvicorn", "argon2")] == []
