@@ -1,4 +1,4 @@
-"""PostgreSQL on the event loop (green.py): a request waiting for PostgreSQL does not hold up the others."""
+"""PostgreSQL on the event loop (storage/green.py): a request waiting for PostgreSQL does not hold up the others."""
 
 import threading
 
@@ -14,7 +14,11 @@ from .live_server import live_server
 
 def waiting_for_advisory_lock(admin) -> bool:
     with admin.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+        # Only this database's: another server may be busy on another database of this PostgreSQL.
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
         return cursor.fetchone()[0] > 0
 
 

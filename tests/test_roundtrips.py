@@ -151,14 +151,19 @@ def test_a_send_waits_for_its_membership_before_the_event_lock(app, alice, make_
         sender.start()
         with watcher.cursor() as cursor:
             for _ in range(200):
-                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                # Only this database's sessions: another server may be busy on another database of this PostgreSQL.
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
                 if cursor.fetchone()[0]:
                     break
                 sender.join(0.05)
             else:
                 pytest.fail("the send never waited for the member's row")
             cursor.execute(
-                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = %s",
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = %s"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                 (models.EVENT_LOCK_KEY,),
             )
             assert cursor.fetchone()[0] == 0, "the send holds the event lock while it waits for the member's row"
