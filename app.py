@@ -83,7 +83,10 @@ def create_app(
     app.add_middleware(SecurityHeaders, position=MiddlewarePosition.BEFORE_EXCEPTION)
     app.add_middleware(WebClient, position=MiddlewarePosition.BEFORE_SWAGGER)
     app.add_middleware(
-        csrf.CrossSiteRequests, position=MiddlewarePosition.BEFORE_SWAGGER, allowed=csrf.allowed_origins()
+        csrf.CrossSiteRequests,
+        position=MiddlewarePosition.BEFORE_SWAGGER,
+        routes=routes,
+        allowed=csrf.allowed_origins(),
     )
     app.add_middleware(BodySizeLimit, position=MiddlewarePosition.BEFORE_SWAGGER)
     app.add_middleware(QueryParameterLimit, position=MiddlewarePosition.BEFORE_SWAGGER)
@@ -237,7 +240,11 @@ def main(argv: list[str] | None = None) -> None:
         setting(streams, flag, variable, EVENT_DEFAULTS[variable], help=f"{what}, %(default)s")
     accounts = parser.add_argument_group("accounts and sessions")
     for flag, variable, what in (
-        ("--session-idle", "CHAT_SESSION_IDLE", "a session ends after this long without a request: 14d, 12h, 30m"),
+        (
+            "--session-idle",
+            "CHAT_SESSION_IDLE",
+            "a session ends this long after its last request (at least 60s): 14d, 30m",
+        ),
         ("--session-lifetime", "CHAT_SESSION_LIFETIME", "a session ends this long after login in any case"),
     ):
         setting(accounts, flag, variable, credentials.DEFAULTS[variable], help=f"{what}, %(default)s")

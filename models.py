@@ -145,12 +145,20 @@ class Session(BaseModel):
     user = ForeignKeyField(User, backref="sessions", on_delete="CASCADE")
     token_hash = CharField(max_length=64, unique=True)
     created_at = UTCDateTimeField(default=utcnow)
-    # When the session last made a request, to a minute (SEEN_EVERY); null in rows older than the column.
+    # When the session last made a request, to a tenth of the idle timeout or a minute (clock_step); null in rows
+    # older than the column.
     last_seen_at = UTCDateTimeField(null=True, default=utcnow)
 
-    # The idle clock moves at most once a minute per session. Writing it on every request would make every
-    # read a write (on SQLite, a wait for its one write lock), and an idle timeout of days needs no finer clock.
+    # The idle clock moves when a request finds it a step behind: a tenth of the idle timeout, and at most once a
+    # minute. Writing it on every request would make every read a write (on SQLite, a wait for its one write
+    # lock), and a timeout of days needs no finer clock; a short one (the least is MIN_IDLE_SECONDS in
+    # accounts/credentials.py) gets a step well inside it, so an active session never ends.
     SEEN_EVERY = datetime.timedelta(seconds=60)
+    STEPS_PER_IDLE = 10
+
+    @classmethod
+    def clock_step(cls, idle: datetime.timedelta) -> datetime.timedelta:
+        return min(cls.SEEN_EVERY, idle / cls.STEPS_PER_IDLE)
 
     @staticmethod
     def hash_token(token: str) -> str:
@@ -169,12 +177,12 @@ class Session(BaseModel):
         """The session's id when this token is a live session of that user, else None.
 
         A session is live until it has been `idle` without a request, or `lifetime` after login; one query
-        tells, and a second, at most once a minute (SEEN_EVERY), moves its idle clock forward.
+        tells, and a second, at most once a step (clock_step), moves its idle clock forward.
         """
         row = _SESSION_USER.first(*cls.lookup(token, idle, lifetime))
         if row is None or row[0] != user_id:
             return None
-        cls.confirm(row[1], row[2])
+        cls.confirm(row[1], row[2], idle)
         return row[1]
 
     @classmethod
@@ -185,21 +193,21 @@ class Session(BaseModel):
         return cls.hash_token(token), now - lifetime, now - idle
 
     @classmethod
-    def confirm(cls, session_id: int, seen: datetime.datetime | str) -> None:
-        """A request of this live session arrived: move its idle clock if it is a minute behind (SEEN_EVERY)."""
-        now = utcnow()
-        if cls.last_seen_at.python_value(seen) < now - cls.SEEN_EVERY:
-            cls._seen(session_id, now)
+    def confirm(cls, session_id: int, seen: datetime.datetime | str, idle: datetime.timedelta) -> None:
+        """A request of this live session arrived: move its idle clock if it is a step behind (clock_step)."""
+        now, step = utcnow(), cls.clock_step(idle)
+        if cls.last_seen_at.python_value(seen) < now - step:
+            cls._seen(session_id, now, step)
 
     @classmethod
-    def _seen(cls, session_id: int, now: datetime.datetime) -> None:
+    def _seen(cls, session_id: int, now: datetime.datetime, step: datetime.timedelta) -> None:
         """Move the session's idle clock to `now`, best effort.
 
         On SQLite this runs on the event loop, inside never_waiting(): when another writer holds the lock, the
-        clock stays put and a request in the next minute tries again; a minute matters nothing to a timeout of
-        days. The condition keeps two workers that both saw a stale clock from writing it twice.
+        clock stays put and the next request tries again; a step is a tenth of the timeout at most. The condition
+        keeps two workers that both saw a stale clock from writing it twice.
         """
-        stale = cls.last_seen_at.is_null() | (cls.last_seen_at < now - cls.SEEN_EVERY)
+        stale = cls.last_seen_at.is_null() | (cls.last_seen_at < now - step)
         with contextlib.suppress(WouldWait), db.atomic():
             cls.update(last_seen_at=now).where(cls.id == session_id, stale).execute()
 

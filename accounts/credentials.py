@@ -10,6 +10,9 @@ from ..core.errors import BadRequest
 from ..core.times import seconds
 
 DEFAULTS = {"CHAT_SESSION_IDLE": "14d", "CHAT_SESSION_LIFETIME": "90d"}
+# The shortest idle timeout: the idle clock moves at a tenth of it (models.Session.clock_step), so a session that
+# makes a request more often than every 54 s of a 60 s timeout stays live, a write skipped on a busy lock included.
+MIN_IDLE_SECONDS = 60
 # Package data beside this module (pyproject.toml), found from __file__ like the spec (app.py says why).
 COMMON_PASSWORDS = Path(__file__).parent.parent / "data" / "common-passwords.txt"
 
@@ -31,7 +34,10 @@ class SessionSettings:
             except ValueError as exc:
                 raise ValueError(f"{name}: {exc}") from None
 
-        return cls(idle=get("CHAT_SESSION_IDLE"), lifetime=get("CHAT_SESSION_LIFETIME"))
+        idle = get("CHAT_SESSION_IDLE")
+        if idle < MIN_IDLE_SECONDS:
+            raise ValueError(f"CHAT_SESSION_IDLE: at least {MIN_IDLE_SECONDS}s, so that an active session stays live")
+        return cls(idle=idle, lifetime=get("CHAT_SESSION_LIFETIME"))
 
     @property
     def idle_timeout(self) -> datetime.timedelta:

@@ -1,6 +1,7 @@
 """Rate limits on password guessing and registration, per client address and per account name (`limits`, moving
-window). The state lives in the storage the URL names: `memory://` holds for one process only; `redis://host:port`
-holds across `--workers` and hosts."""
+window). The state lives in the storage the URL names: `memory://` holds for one process only (moving_window.py,
+which forgets a key once its hits have left their window); `redis://host:port` holds across `--workers` and
+hosts."""
 
 import math
 import os
@@ -12,7 +13,9 @@ import limits
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
+from ..core import names
 from ..core.errors import TooManyRequests
+from .moving_window import MovingWindowMemory
 
 DEFAULTS = {
     "CHAT_LOGIN_RATE": "10/300",
@@ -45,7 +48,9 @@ class RateLimits:
     nothing, so one address that knows the password cannot clear the count another address is running up."""
 
     def __init__(self, login: str, login_address: str, register: str, storage: str):
-        self._window = MovingWindowRateLimiter(storage_from_string(storage))
+        self._window = MovingWindowRateLimiter(
+            MovingWindowMemory() if storage == "memory://" else storage_from_string(storage)
+        )
         self.login_name = Limit(parse_rate(login), "login-name", "failed logins for this name")
         self.login_address = Limit(parse_rate(login_address), "login-address", "failed logins from your address")
         self.register = Limit(parse_rate(register), "register-address", "registrations from your address")
@@ -59,6 +64,10 @@ class RateLimits:
             setting["CHAT_REGISTER_RATE"],
             setting["CHAT_RATE_LIMIT_STORAGE"],
         )
+
+    @property
+    def storage(self):
+        return self._window.storage
 
     def storage_answers(self) -> bool:
         return self._window.storage.check()
@@ -82,6 +91,12 @@ class RateLimits:
         reset = self._window.get_window_stats(limit.rate, limit.scope, key).reset_time
         wait = max(1, math.ceil(reset - time.time()))
         raise TooManyRequests(f"too many {limit.what}; retry in {wait} s", retry_after=wait)
+
+
+def name_key(name: str) -> str:
+    """What failed logins for a name are counted under: the key that decides look-alikes (core/names.py), so that
+    every spelling that logs in as one user shares that user's count."""
+    return names.lookup_key(name) or name
 
 
 rate_limits = RateLimits(*DEFAULTS.values())

@@ -4,8 +4,12 @@ the visitor's cookies.
 Browsers say where a request comes from: `Origin` on every POST, PUT and DELETE (or, in older ones, only a
 `Referer`). Such a request is served when that origin is the server's own (the scheme it was reached with and its
 `Host`) or one of `--allowed-origins`; any other, `Origin: null` included, gets 403. A request that carries neither
-header does not come from a browser page (curl, generated clients) and passes, as the OWASP CSRF cheat sheet allows.
-Safe methods change nothing, so they are never checked; HEAD is refused by routes.ExactRoutes anyway.
+header does not come from a browser page (curl, generated clients) and passes, as the OWASP CSRF cheat sheet allows,
+unless the browser says `Sec-Fetch-Site: cross-site`.
+
+Safe methods change nothing, so they are not checked, except an operation the spec marks `x-changes-state` (the
+seed's `GET /api/logout`): a cross-site page could navigate to it, which sends neither header. HEAD is refused by
+routes.ExactRoutes anyway.
 """
 
 import os
@@ -14,6 +18,7 @@ from urllib.parse import urlsplit
 from starlette.datastructures import Headers
 
 from ..core.errors import Forbidden
+from .routes import Routes
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -48,25 +53,37 @@ def allowed_origins(env=os.environ) -> frozenset[str]:
 
 
 class CrossSiteRequests:
-    """ASGI middleware: refuse (403) an unsafe request whose Origin, or else Referer, is not one this server serves
-    pages from."""
+    """ASGI middleware: refuse (403) a request that changes state when its Origin, or else Referer, is not one this
+    server serves pages from, or when it carries neither and the browser says it is cross-site."""
 
-    def __init__(self, app, allowed: frozenset[str] = frozenset()):
+    def __init__(self, app, routes: Routes, allowed: frozenset[str] = frozenset()):
         self.app = app
+        self.routes = routes
         self.allowed = allowed
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["method"] in UNSAFE_METHODS:
-            headers = Headers(scope=scope)
-            claimed = headers.get("origin")
-            source = "Origin"
-            if claimed is None and "referer" in headers:
-                claimed, source = headers["referer"], "Referer"
-            if claimed is not None:
-                origin = origin_of(claimed)
-                if origin is None or (origin not in self.allowed and origin != self._own_origin(scope, headers)):
-                    raise Forbidden(f"cross-site request refused: its {source} is not this server's origin")
+        if scope["type"] == "http" and self._changes_state(scope):
+            self._check(scope, Headers(scope=scope))
         await self.app(scope, receive, send)
+
+    def _changes_state(self, scope) -> bool:
+        if scope["method"] in UNSAFE_METHODS:
+            return True
+        operation = self.routes.operation(scope["path"], scope["method"])
+        return bool(operation and operation.get("x-changes-state"))
+
+    def _check(self, scope, headers: Headers) -> None:
+        claimed = headers.get("origin")
+        source = "Origin"
+        if claimed is None and "referer" in headers:
+            claimed, source = headers["referer"], "Referer"
+        if claimed is None:
+            if headers.get("sec-fetch-site", "").lower() == "cross-site":
+                raise Forbidden("cross-site request refused: the browser says it comes from another site")
+            return
+        origin = origin_of(claimed)
+        if origin is None or (origin not in self.allowed and origin != self._own_origin(scope, headers)):
+            raise Forbidden(f"cross-site request refused: its {source} is not this server's origin")
 
     @staticmethod
     def _own_origin(scope, headers: Headers) -> str | None:

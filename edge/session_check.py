@@ -54,7 +54,7 @@ class SessionClaim:
         no token is a live session."""
         if found is not None and not self.checked:
             self.token, self.session_id, self.checked = self.tokens[0], found[0], True  # the one lookup() used
-            Session.confirm(*found)
+            Session.confirm(*found, credentials.sessions.idle_timeout)
         if not self.check():
             raise Unauthorized(SESSION_ENDED)
 

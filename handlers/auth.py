@@ -41,13 +41,15 @@ def check_token_cookie(value: str, request) -> dict | None:
 @hashes
 @writes
 def login(body: dict) -> JSONResponse:
-    """Refused with 429 once a name or an address has too many failed logins, before any password is hashed."""
+    """Refused with 429 once a name (every spelling that logs in as its user) or an address has too many failed
+    logins, before any password is hashed."""
     limits, name, address = ratelimit.rate_limits, body["name"], client_address()
-    limits.check(limits.login_name, name)
+    key = ratelimit.name_key(name)
+    limits.check(limits.login_name, key)
     limits.check(limits.login_address, address)
     user = passwords.authenticate(name, body["password"])
     if user is None:
-        limits.count(limits.login_name, name)
+        limits.count(limits.login_name, key)
         limits.count(limits.login_address, address)
         raise BadRequest("wrong name or password")
     return start_session(user.id, 200)
@@ -84,11 +86,11 @@ def change_password(user: int, user_id: int, body: dict, token_info: dict) -> di
     """Rate-limited like a login: a wrong current password counts as a failed login for the name and the address,
     and once either is over its limit the change is refused (429) before any password is hashed."""
     account = own_account(user, user_id)
-    limits, address = ratelimit.rate_limits, client_address()
-    limits.check(limits.login_name, account.name)
+    limits, address, key = ratelimit.rate_limits, client_address(), ratelimit.name_key(account.name)
+    limits.check(limits.login_name, key)
     limits.check(limits.login_address, address)
     if not passwords.verify(account, body["current_password"]):
-        limits.count(limits.login_name, account.name)
+        limits.count(limits.login_name, key)
         limits.count(limits.login_address, address)
         raise BadRequest("wrong password")
     credentials.check_new_password(body["new_password"], account.name)

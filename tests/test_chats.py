@@ -29,6 +29,22 @@ def test_create_chat_title_limits(alice):
     assert alice.client.post("/api/chats", data={}).status_code == 400
 
 
+@pytest.mark.parametrize("control", ["\u202a", "\u202b", "\u202c", "\u202d", "\u202e", "\u2066", "\u2067", "\u2069"])
+def test_create_and_rename_chat_refuse_bidi_controls_in_the_title(alice, make_chat, control):
+    response = alice.client.post("/api/chats", data={"title": f"{control}exe.txt"})
+    assert response.status_code == 400
+    assert "title" in response.json()["error"]
+    chat_id = make_chat(alice, "plain")
+    assert alice.client.put(f"/api/chats/{chat_id}", data={"title": f"a{control}b"}).status_code == 400
+
+
+def test_send_message_keeps_bidi_controls_in_the_text(alice, make_chat):
+    chat_id = make_chat(alice)
+    text = "\u05e9\u05dc\u05d5\u05dd \u202eevil.exe\u202c \u2067isolated\u2069"
+    assert alice.client.post(f"/api/chats/{chat_id}", data={"content": text}).status_code == 201
+    assert alice.client.get(f"/api/chats/{chat_id}").json()["messages"][-1]["content"] == text
+
+
 def test_create_chat_requires_login(client):
     assert client.post("/api/chats", data={"title": "x"}).status_code == 401
 

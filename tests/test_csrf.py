@@ -56,12 +56,49 @@ def test_same_origin_or_headerless_login_is_allowed(client, alice, headers):
     [
         ("PUT", "/api/user/{me}", {"data": {"email": "evil@example.com"}}),
         ("DELETE", "/api/user/{me}", {}),
-        ("GET", "/api/logout", {}),
+        ("GET", "/api/chats", {}),
+        ("GET", "/api/user/{me}", {}),
     ],
 )
 def test_unsafe_methods_are_checked_and_safe_ones_are_not(alice, method, path, kwargs):
     response = alice.client.request(method, path.format(me=alice.id), headers={"Origin": EVIL}, **kwargs)
     assert response.status_code == (200 if method == "GET" else 403)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Sec-Fetch-Site": "cross-site"},  # a link or a redirect on another site: no Origin, often no Referer
+        {"Referer": f"{EVIL}/page"},
+        {"Origin": EVIL},
+        {"Sec-Fetch-Site": "cross-site", "Referer": f"{EVIL}/"},
+    ],
+)
+def test_get_logout_from_another_site_is_forbidden_and_the_session_lives(alice, headers):
+    response = alice.client.get("/api/logout", headers=headers)
+    assert response.status_code == 403
+    assert "cross-site" in response.json()["error"]
+    assert "set-cookie" not in response.headers
+    assert alice.client.get("/api/session").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},  # the seed's clients
+        {"Sec-Fetch-Site": "same-origin"},
+        {"Sec-Fetch-Site": "none"},  # typed into the address bar
+        {"Referer": "http://testserver/"},
+    ],
+)
+def test_get_logout_from_this_site_or_no_page_logs_out(alice, headers):
+    assert alice.client.get("/api/logout", headers=headers).status_code == 200
+    assert alice.client.get("/api/session").status_code == 401
+
+
+def test_a_cross_site_post_without_origin_or_referer_is_forbidden(alice):
+    response = alice.client.post("/api/chats", data={"title": "pwned"}, headers={"Sec-Fetch-Site": "cross-site"})
+    assert response.status_code == 403
 
 
 def test_an_allowed_origin_passes(database_url, monkeypatch):

@@ -30,6 +30,24 @@ def test_login_limit_refuses_even_the_right_password_until_the_window_passes(app
     assert response.status_code == 429
 
 
+@pytest.mark.parametrize("spelling", ["Alice", "ALICE", " alice", "\u0430lice"])
+def test_login_limit_counts_every_spelling_that_logs_in_as_the_user(app, alice, spelling):
+    """The count is kept under the look-alike key: another spelling of the name gets no fresh guesses."""
+    assert alice.client.post("/api/login", data={"name": spelling, "password": alice.password}).status_code == 200
+    for _ in range(10):
+        assert alice.client.post("/api/login", data={**WRONG, "name": spelling}).status_code == 400
+    for name in ("alice", "Alice", "ALICE"):
+        assert alice.client.post("/api/login", data={**WRONG, "name": name}).status_code == 429
+
+
+def test_change_password_shares_the_login_limit_of_every_spelling(app, alice):
+    for _ in range(10):
+        assert alice.client.post("/api/login", data={**WRONG, "name": "ALICE"}).status_code == 400
+    form = {"current_password": alice.password, "new_password": "another good horse"}
+    response = alice.client.put(f"/api/user/{alice.id}/password", data=form)
+    assert response.status_code == 429
+
+
 def test_login_successes_do_not_count(app, alice):
     for _ in range(12):
         assert alice.client.post("/api/login", data={"name": "alice", "password": alice.password}).status_code == 200
@@ -74,6 +92,30 @@ def test_parse_rate_reads_n_per_seconds():
     rate = parse_rate("10/300")
     assert (rate.amount, rate.get_expiry()) == (10, 300)
     assert parse_rate("off") is None
+
+
+def test_memory_limits_refuse_the_hit_over_the_rate_until_the_window_moves():
+    limits = RateLimits("3/1", "off", "off", "memory://")
+    for _ in range(3):
+        limits.hit(limits.login_name, "alice")
+    with pytest.raises(TooManyRequests) as refused:
+        limits.hit(limits.login_name, "alice")
+    assert refused.value.headers == {"Retry-After": "1"}
+    limits.hit(limits.login_name, "bob")  # another key has its own window
+    time.sleep(1.05)
+    limits.hit(limits.login_name, "alice")
+
+
+def test_memory_limits_forget_a_key_once_its_hits_leave_the_window():
+    """limits' own MemoryStorage kept every key it had seen (200,000 expired keys held 106 MB)."""
+    limits = RateLimits("5/1", "off", "off", "memory://")
+    for n in range(2_000):
+        limits.count(limits.login_name, f"name-{n}")
+    store = limits.storage
+    assert store.keys == 2_000
+    time.sleep(1.05)
+    limits.count(limits.login_name, "one more")
+    assert store.keys == 1
 
 
 def test_redis_storage_shares_counts_between_two_processes_worth_of_limits():

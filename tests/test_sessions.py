@@ -188,10 +188,29 @@ def test_session_settings_come_from_the_environment(database_url, monkeypatch):
         models.db.close_all()
 
 
-@pytest.mark.parametrize("value", ["2w", "0d", "-1h", "soon"])
+@pytest.mark.parametrize("value", ["2w", "0d", "-1h", "soon", "59s", "30"])
 def test_bad_session_setting_is_refused(value):
     with pytest.raises(ValueError, match="CHAT_SESSION_IDLE"):
         credentials.SessionSettings.from_environment({"CHAT_SESSION_IDLE": value})
+
+
+def test_short_idle_timeout_never_ends_an_active_session(database_url, monkeypatch):
+    """At the least idle timeout the clock still moves well inside it: a request every 25 s keeps a 70 s session
+    live (the clock used to move once a minute, so the second request found it 75 s old)."""
+    monkeypatch.setenv("CHAT_SESSION_IDLE", "70s")
+    app = create_app(database_url, validate_responses=True, password_profile="cheapest")
+    try:
+        client = new_client(app)
+        form = {"name": "erin", "password": "correct horse", "email": "e@ex.com"}
+        assert client.post("/api/user/0", data=form).status_code == 201
+        erin = Person(id=0, name="erin", password="correct horse", client=client)
+        set_session_times(erin, last_seen_at=datetime.timedelta(seconds=50))
+        assert client.get("/api/chats").status_code == 200
+        moved = models.utcnow() - session_of(client).last_seen_at
+        set_session_times(erin, last_seen_at=moved + datetime.timedelta(seconds=25))  # 25 s pass
+        assert client.get("/api/chats").status_code == 200
+    finally:
+        models.db.close_all()
 
 
 def test_idle_session_is_unauthorized(alice):

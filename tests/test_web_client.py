@@ -518,3 +518,22 @@ def test_titles_and_names_render_as_text(visit, server):
     frank.textbox("Message").press("Enter")  # white space only is a message too: the API takes it
     expect(frank.log.get_by_role("listitem")).to_have_count(2)
     frank.assert_clean()
+
+
+def test_bidi_controls_in_a_message_stay_inside_it(visit):
+    """A right-to-left override in a message (the API keeps it) is shown in a bidi context of its own, so it cannot
+    reorder the name, time or anything else around it; titles refuse such controls (test_chats.py)."""
+    grace = visit("grace")
+    register(grace)
+    grace.new_chat("Bidi")
+    text = "\u202eevil.exe"
+    grace.textbox("Message").fill(text)
+    grace.textbox("Message").press("Enter")
+    content = grace.log.locator(".content")
+    expect(content).to_have_count(1)
+    preview = grace.chat("Bidi").locator(".chat-last bdi")
+    expect(preview).to_have_count(1)
+    for element in (content, preview, grace.page.locator("#chat-title"), grace.chat("Bidi").locator(".chat-title")):
+        assert element.evaluate("node => getComputedStyle(node).unicodeBidi") == "isolate"
+    assert content.evaluate("node => node.textContent") == text
+    grace.assert_clean()

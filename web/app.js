@@ -174,7 +174,7 @@ function nameOf(userId) {
 
 /** A span with a user's name, filled in once the name is known. */
 function userName(userId, className = "sender") {
-  return el("span", { class: className, "data-user": userId }, nameOf(userId));
+  return el("span", { class: className, "data-user": userId, dir: "auto" }, nameOf(userId));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -287,9 +287,11 @@ function fillChatItem(item, chat) {
           { class: "chat-last" },
           chat.sender_id === state.me.id ? el("span", { class: "sender" }, "You") : userName(chat.sender_id),
           ": ",
-          chat.last_message,
+          el("bdi", {}, chat.last_message),
         );
-  const parts = [el("span", { class: "chat-title" }, chat.title)];
+  // Each text from the server in a bidi context of its own (dir="auto" or <bdi>): a bidi control inside a title or
+  // a message cannot reorder what is around it.
+  const parts = [el("span", { class: "chat-title", dir: "auto" }, chat.title)];
   if (chat.last_message_time) parts.push(timeElement(chat.last_message_time, "chat-time"));
   parts.push(preview);
   if (unread > 0) {
@@ -437,7 +439,7 @@ function fillMessage(item, message) {
     timeElement(message.time, "sent"),
     message.edited_at ? el("span", { class: "edited", title: `edited ${message.edited_at}` }, " (edited)") : null,
   );
-  const content = el("p", { class: "content", id: contentId }, message.content);
+  const content = el("p", { class: "content", id: contentId, dir: "auto" }, message.content);
   const parts = [meta, content];
   if (mine) {
     const edit = el("button", { type: "button", "aria-describedby": contentId }, "Edit");
@@ -555,7 +557,7 @@ async function loadMembers(chatId) {
   for (const member of members) state.names.set(member.id, member.name);
   byId("members").replaceChildren(
     ...members.map((member) =>
-      el("li", {}, member.name, member.id === state.me.id ? el("span", { class: "you" }, " (you)") : null),
+      el("li", {}, el("bdi", {}, member.name), member.id === state.me.id ? el("span", { class: "you" }, " (you)") : null),
     ),
   );
 }
@@ -733,14 +735,14 @@ function searchHit(hit) {
   const button = el(
     "button",
     { type: "button", class: "hit" },
-    el("span", { class: "chat-title" }, chat ? chat.title : `chat ${hit.chat_id}`),
+    el("span", { class: "chat-title", dir: "auto" }, chat ? chat.title : `chat ${hit.chat_id}`),
     timeElement(hit.time, "chat-time"),
     el(
       "span",
       { class: "hit-text" },
       hit.sender_id === state.me.id ? el("span", { class: "sender" }, "You") : userName(hit.sender_id),
       ": ",
-      hit.content,
+      el("bdi", {}, hit.content),
     ),
   );
   button.addEventListener("click", () => showHit(hit));
