@@ -18,10 +18,10 @@ from connexion.middleware import MiddlewarePosition
 from connexion.resolver import Resolver
 
 from . import models
-from .accounts import credentials, passwords, privacy, ratelimit
+from .accounts import consent, credentials, passwords, privacy, ratelimit
 from .accounts.passwords import DEFAULT_CONCURRENCY, PROFILES
 from .accounts.ratelimit import DEFAULTS as RATE_DEFAULTS
-from .edge import csrf, idempotency, shutdown
+from .edge import csrf, idempotency, search_lane, shutdown
 from .edge.connections import DEFAULTS as CONNECTION_DEFAULTS
 from .edge.connections import ConnectionLimits
 from .edge.dispatch import decorate_once
@@ -63,6 +63,8 @@ def create_app(
     fanout.configure(os.environ)
     credentials.configure(os.environ)
     privacy.configure(os.environ)
+    search_lane.configure(os.environ)
+    consent.configure(os.environ)
 
     # Connexion logs every rejected form at ERROR, quoting the rejected value (a mistyped password, say):
     # a client's mistake is not a server error, and the 400 is in the access log anyway.
@@ -127,6 +129,13 @@ def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0 seconds, not {text}")
     return value
 
 
@@ -216,11 +225,29 @@ def main(argv: list[str] | None = None) -> None:
         help="logins and registrations at once per worker, 64 MiB each with the secure profile (default: the core "
         "count, %(default)s); others wait up to 3 s, then get 503",
     )
+    searches = parser.add_argument_group("search")
+    setting(
+        searches,
+        "--search-concurrency",
+        "CHAT_SEARCH_CONCURRENCY",
+        search_lane.DEFAULTS["CHAT_SEARCH_CONCURRENCY"],
+        type=positive_int,
+        help="searches at once per worker, in threads of their own (default: the core count, %(default)s)",
+    )
+    setting(
+        searches,
+        "--search-budget",
+        "CHAT_SEARCH_BUDGET",
+        search_lane.DEFAULTS["CHAT_SEARCH_BUDGET"],
+        type=positive_seconds,
+        help="seconds a search may take, waiting for a slot included, before it gets 503 (default %(default)s)",
+    )
     rates = parser.add_argument_group("rate limits", "N/SECONDS (N in any SECONDS-long window) or off")
     for flag, variable, what in (
         ("--login-rate", "CHAT_LOGIN_RATE", "failed logins per name"),
         ("--login-address-rate", "CHAT_LOGIN_ADDRESS_RATE", "failed logins per client address"),
         ("--register-rate", "CHAT_REGISTER_RATE", "registrations per client address"),
+        ("--invite-rate", "CHAT_INVITE_RATE", "invitations a user may send (adds that need consent)"),
     ):
         setting(rates, flag, variable, RATE_DEFAULTS[variable], help=f"{what}, %(default)s")
     setting(
@@ -254,8 +281,17 @@ def main(argv: list[str] | None = None) -> None:
         "CHAT_EMAIL_VISIBILITY",
         privacy.DEFAULT,
         choices=privacy.CHOICES,
-        help="who sees a user's email: the user only, also the people who share a chat with them (default), or "
-        "every logged-in user",
+        help="who sees a user's email: the user only, also the people who share a chat with them that they joined "
+        "themselves (default), or every logged-in user",
+    )
+    setting(
+        accounts,
+        "--default-who-can-add-me",
+        "CHAT_DEFAULT_WHO_CAN_ADD_ME",
+        consent.DEFAULT,
+        choices=consent.CHOICES,
+        help="who may add a user to a chat at once until they choose (their who_can_add_me); anyone else invites "
+        "them: anyone, contacts (people who share a chat they joined themselves; the default) or nobody",
     )
     setting(
         accounts,
@@ -273,6 +309,14 @@ def main(argv: list[str] | None = None) -> None:
         ("--max-header-bytes", "CHAT_MAX_HEADER_BYTES", int, "largest header block; larger gets 431"),
     ):
         setting(connections, flag, variable, CONNECTION_DEFAULTS[variable], type=kind, help=f"{what}, %(default)s")
+    setting(
+        connections,
+        "--max-connections-per-address",
+        "CHAT_MAX_CONNECTIONS_PER_ADDRESS",
+        CONNECTION_DEFAULTS["CHAT_MAX_CONNECTIONS_PER_ADDRESS"],
+        help="connections one client address may hold with a request unanswered or idle (event streams aside); "
+        "beyond them it gets 503 (default: a tenth of --max-connections)",
+    )
     connections.add_argument(
         "--keep-alive-timeout", type=float, default=5, help="seconds an idle connection stays open (%(default)s)"
     )
@@ -287,9 +331,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ssl-keyfile", help="the certificate's private key")
     parser.add_argument(
         "--forwarded-allow-ips",
-        default="127.0.0.1",
-        help="proxies whose X-Forwarded-Proto/For headers are trusted (default %(default)s); behind a TLS proxy, "
-        "cookies are Secure when it says https",
+        default="",
+        help="proxies whose X-Forwarded-Proto/For headers are trusted: addresses or networks, comma-separated "
+        "(default: none); the client's address, for rate limits and connection shares, is then the one they "
+        "forward, and behind a TLS proxy cookies are Secure when it says https",
     )
     args = parser.parse_args(argv)
     for dest, variable in exported.items():
@@ -298,6 +343,7 @@ def main(argv: list[str] | None = None) -> None:
         limits = ratelimit.configure(os.environ)
         fanout.Settings.from_environment(os.environ)
         credentials.SessionSettings.from_environment(os.environ)
+        consent.default_who_can_add_me(os.environ)
         csrf.allowed_origins(os.environ)
         ConnectionLimits.from_environment()
     except ValueError as exc:
@@ -321,6 +367,8 @@ def main(argv: list[str] | None = None) -> None:
         access_log=args.access_log,
         ssl_certfile=args.ssl_certfile,
         ssl_keyfile=args.ssl_keyfile,
+        # Without a proxy to trust, no X-Forwarded-* header is read at all (uvicorn's own default trusts 127.0.0.1).
+        proxy_headers=bool(args.forwarded_allow_ips.strip()),
         forwarded_allow_ips=args.forwarded_allow_ips,
         http=f"{__package__}.edge.connections:GuardedHttpToolsProtocol",
         ws="none",

@@ -11,6 +11,7 @@ import threading
 from peewee import (
     SQL,
     BigIntegerField,
+    BooleanField,
     CharField,
     ForeignKeyField,
     IntegerField,
@@ -23,9 +24,9 @@ from peewee import (
 from playhouse.sqlite_ext import FTS5Model, RowIDField, SearchField
 
 from .core import names
-from .core.times import rfc3339, utcnow
-from .storage import migrations, queries, search
-from .storage.batches import BATCH_ROWS, advisory_lock, in_batches
+from .core.times import utcnow
+from .storage import migrations, purges, queries, search
+from .storage.batches import BATCH_ROWS, in_batches
 
 # Engine setup, Statement and the hot SQL live in storage/; the names tests and tools import from here (`x as x`)
 # stay importable.
@@ -41,7 +42,6 @@ from .storage.queries import (
     MAX_ID,
     MESSAGE_CREATED,
     event_values,
-    listing_cursor,
     listing_position,
     message_created,
     message_json,
@@ -69,6 +69,8 @@ class User(BaseModel):
     name_key = CharField(max_length=names.KEY_LENGTH, null=True, unique=True)
     email = CharField(max_length=254)
     password_hash = CharField(max_length=255)
+    # Who may add the user to a chat at once (accounts/consent.py); null: the server's default.
+    who_can_add_me = CharField(max_length=16, null=True)
 
     @classmethod
     def by_name(cls, name: str):
@@ -97,10 +99,12 @@ class User(BaseModel):
     def as_dict(self) -> dict:
         return {"id": self.id, "name": self.name, "email": self.email}
 
-    def update_profile(self, name: str | None, email: str | None) -> None:
+    def update_profile(self, name: str | None, email: str | None, who_can_add_me: str | None = None) -> None:
         changes = {} if name is None else {User.name: names.display_name(name), User.name_key: names.name_key(name)}
         if email is not None:
             changes[User.email] = email
+        if who_can_add_me is not None:
+            changes[User.who_can_add_me] = who_can_add_me
         if changes:
             with db.atomic():
                 User.update(changes).where(User.id == self.id).execute()
@@ -110,35 +114,6 @@ class User(BaseModel):
         with db.atomic():
             User.update(password_hash=password_hash).where(User.id == self.id).execute()
             Session.end_all(self.id, keep=keep_session)
-
-    def delete_account(self) -> None:
-        """Drop the user, their sessions and memberships, and every chat they were the last member of.
-
-        A batch per transaction, however many chats: the sessions first (the user is logged out), then the
-        memberships (the chats left empty are gone at once, their messages purged after), then the user.
-        Every state in between is one the user could have reached by leaving chats one by one, and deleting
-        the account again finishes the job.
-        """
-        sessions = Session.select(Session.id).where(Session.user == self.id).limit(BATCH_ROWS)
-
-        def end_sessions() -> bool:
-            ended = Session.delete().where(Session.id.in_(sessions)).execute()
-            Event.record(SESSION_ENDED, None, {}, user_id=self.id)  # every stream of the user's ends
-            return ended == BATCH_ROWS
-
-        in_batches(end_sessions)
-        while True:
-            in_batches(lambda: Membership.leave_some(self.id) == BATCH_ROWS)
-            Chat.purge_deleted()
-            with db.atomic():
-                # Someone may have added the user to a chat meanwhile; then go round again. On PostgreSQL the lock
-                # waits for a chat being created or joined right now (the new membership's foreign key holds the
-                # user row), so the check sees its membership; a later one fails its foreign key instead.
-                if isinstance(db.obj, PostgresqlDatabase):
-                    User.select(User.id).where(User.id == self.id).for_update().execute()
-                mine = Membership.select(Membership.id).where(Membership.user == self.id)
-                if User.delete().where(User.id == self.id, ~fn.EXISTS(mine)).execute():
-                    return
 
 
 class Session(BaseModel):
@@ -251,7 +226,7 @@ class Chat(BaseModel):
     def create_with_member(cls, title: str, user_id: int) -> "Chat":
         with db.atomic():
             chat = cls.create(title=title)
-            Membership.create(chat=chat.id, user=user_id)
+            Membership.create(chat=chat.id, user=user_id, joined_by_self=True)
             name = User.select(User.name).where(User.id == user_id).scalar()
             Event.record(MEMBER_ADDED, chat.id, {"chat_id": chat.id, "user": {"id": user_id, "name": name}}, user_id)
         return chat
@@ -268,7 +243,9 @@ class Chat(BaseModel):
 
         A purge cut short (a crash, a restart) leaves its chats listed, and the next purge finishes them.
         """
-        in_batches(_purge_step)
+        in_batches(
+            lambda: purges.purge_step(Chat=Chat, DeletedChat=DeletedChat, Membership=Membership, Message=Message)
+        )
 
     @classmethod
     def listing_for(
@@ -282,23 +259,7 @@ class Chat(BaseModel):
         found no row: either the session is not live, or the page is empty (Session.live tells which).
         """
         start = LISTING_START if before is None else listing_position(before)
-        rows = _CHAT_LISTING.rows(*session, user_id, user_id, *start, limit + 1)
-        live = (rows[0][-2], rows[0][-1]) if rows else None
-        more = len(rows) > limit
-        del rows[limit:]
-        chats = [
-            {
-                "id": chat_id,
-                "title": title,
-                "last_message": content,
-                "last_message_time": rfc3339(time),
-                "sender_id": sender_id,
-                "last_read_id": last_read_id,
-                "unread_count": unread,
-            }
-            for chat_id, title, content, time, sender_id, last_read_id, unread, _activity, _session, _seen in rows
-        ]
-        return chats, (listing_cursor(rows[-1][7], rows[-1][0]) if more else None), live
+        return queries.chat_page(_CHAT_LISTING.rows(*session, user_id, user_id, *start, limit + 1), limit)
 
 
 class Membership(BaseModel):
@@ -307,6 +268,9 @@ class Membership(BaseModel):
     joined_at = UTCDateTimeField(default=utcnow)
     # The newest message the member marked read or sent; it only moves forward.
     last_read_id = IntegerField(null=True)
+    # Whether the member joined by themselves (created the chat, or accepted an invitation), not added by another:
+    # only such a chat makes its members the user's contacts (accounts/consent.py).
+    joined_by_self = BooleanField(default=False, constraints=[SQL("DEFAULT FALSE")])
 
     class Meta:
         indexes = ((("user", "chat"), True),)
@@ -316,28 +280,33 @@ class Membership(BaseModel):
         return _MEMBERSHIP.first(user_id, chat_id) is not None
 
     @classmethod
-    def share_a_chat(cls, user_id: int, other_id: int) -> bool:
-        """Whether the two users are members of one chat together."""
+    def is_contact(cls, user_id: int, other_id: int) -> bool:
+        """Whether `other_id` is a member of a chat that `user_id` joined by themselves: one of the user's contacts."""
         theirs = cls.alias()
         together = theirs.select(theirs.id).where(theirs.chat == cls.chat, theirs.user == other_id)
-        return cls.select(cls.id).where(cls.user == user_id, fn.EXISTS(together)).exists()
+        return cls.select(cls.id).where(cls.user == user_id, cls.joined_by_self, fn.EXISTS(together)).exists()
 
     @classmethod
     def add(cls, chat_id: int, user_id: int, name: str, adder_id: int) -> bool:
         """Add a member while the adder still is one and the chat is not being deleted, checked inside the write;
         whether it was added. On PostgreSQL the chat row is locked FOR SHARE, so a leave in progress finishes first."""
         with db.atomic():
-            _lock_chats(Chat.id == chat_id, "FOR SHARE")
+            lock_chats(Chat.id == chat_id, "FOR SHARE")
             adder = cls.select(cls.id).where(cls.chat == chat_id, cls.user == adder_id)
-            deleted = DeletedChat.select(DeletedChat.chat).where(DeletedChat.chat == chat_id)
-            source = Chat.select(Chat.id, Value(user_id), Value(utcnow())).where(
-                Chat.id == chat_id, fn.EXISTS(adder), ~fn.EXISTS(deleted)
-            )
-            added = cls.insert_from(source, [cls.chat, cls.user, cls.joined_at]).as_rowcount().execute() > 0
-            if added:
-                Event.record(
-                    MEMBER_ADDED, chat_id, {"chat_id": chat_id, "user": {"id": user_id, "name": name}}, user_id
-                )
+            added = cls.join(chat_id, user_id, name, False, fn.EXISTS(adder))
+        return added
+
+    @classmethod
+    def join(cls, chat_id: int, user_id: int, name: str, by_self: bool, allowed) -> bool:
+        """Insert the membership if the chat is not being deleted and `allowed` holds, and record member.added."""
+        deleted = DeletedChat.select(DeletedChat.chat).where(DeletedChat.chat == chat_id)
+        source = Chat.select(Chat.id, Value(user_id), Value(utcnow()), Value(by_self)).where(
+            Chat.id == chat_id, allowed, ~fn.EXISTS(deleted)
+        )
+        columns = [cls.chat, cls.user, cls.joined_at, cls.joined_by_self]
+        added = cls.insert_from(source, columns).as_rowcount().execute() > 0
+        if added:
+            Event.record(MEMBER_ADDED, chat_id, {"chat_id": chat_id, "user": {"id": user_id, "name": name}}, user_id)
         return added
 
     @classmethod
@@ -364,9 +333,10 @@ class Membership(BaseModel):
     def leave(cls, chat_id: int, user_id: int) -> None:
         """Leave a chat; the last member out deletes it: gone at once, its messages purged in batches after."""
         with db.atomic():
-            _lock_chats(Chat.id == chat_id)
+            lock_chats(Chat.id == chat_id)
             left = cls.delete().where(cls.chat == chat_id, cls.user == user_id).execute()
-            emptied = DeletedChat.mark(Chat.select(Chat.id).where(Chat.id == chat_id, ~fn.EXISTS(_members_of(Chat.id))))
+            members = Membership.select(Membership.id).where(Membership.chat == Chat.id)
+            emptied = DeletedChat.mark(Chat.select(Chat.id).where(Chat.id == chat_id, ~fn.EXISTS(members)))
             if left:
                 Event.record(MEMBER_LEFT, chat_id, {"chat_id": chat_id, "user_id": user_id}, user_id)
         if emptied:
@@ -379,7 +349,7 @@ class Membership(BaseModel):
         ids, chats = [membership for membership, _ in batch], [chat for _, chat in batch]
         if not ids:
             return 0
-        _lock_chats(Chat.id.in_(chats))
+        lock_chats(Chat.id.in_(chats))
         others = cls.alias()
         alone = others.select(others.id).where(others.chat == cls.chat, others.user != user_id)
         DeletedChat.mark(cls.select(cls.chat).where(cls.id.in_(ids), ~fn.EXISTS(alone)))
@@ -483,19 +453,23 @@ class Message(BaseModel):
 
     @classmethod
     def search(
-        cls, reader_id: int, terms: list[search.Term], chat_id: int | None, limit: int, before: int | None
+        cls,
+        reader_id: int,
+        terms: list[search.Term],
+        chat_id: int | None,
+        limit: int,
+        before: int | None,
+        budget_seconds: float = 2.0,
     ) -> list[dict]:
         """The newest `limit` messages below `before` that match every term, in the chats the reader is a member
-        of (only `chat_id`'s, when given), each with its chat id."""
-        if not terms:
-            return []
-        postgres = isinstance(db.obj, PostgresqlDatabase)
-        query = search.tsquery(terms) if postgres else search.fts5_query(terms)
+        of (only `chat_id`'s, when given), each with its chat id; Unavailable after `budget_seconds`.
+
+        When the reader's chats hold fewer than search.CANDIDATE_LIMIT messages below `before`, only those are
+        read and matched, so the cost follows the reader's chats, not the server's; otherwise the full-text index
+        is searched first (storage/queries.py, search)."""
+        plans = _SEARCH if chat_id is None else _SEARCH_ONE_CHAT
         below = MAX_ID if before is None else before
-        if chat_id is None:
-            rows = _SEARCH.rows(reader_id, query, below, limit)
-        else:
-            rows = _SEARCH_ONE_CHAT.rows(reader_id, query, below, chat_id, limit)
+        rows = search.run(plans, _SEARCH_CANDIDATES, reader_id, terms, chat_id, limit, below, budget_seconds)
         return [
             {"id": message_id, "chat_id": chat, **message_json(message_id, content, sender, time, edited_at)}
             for message_id, chat, content, sender, time, edited_at in rows
@@ -561,6 +535,21 @@ class DeletedChat(BaseModel):
         return cls.insert_from(chats, [cls.chat]).on_conflict_ignore().as_rowcount().execute()
 
 
+class Invitation(BaseModel):
+    """An invitation to a chat for someone who may not be added at once (accounts/consent.py): pending until they
+    accept (it becomes a membership and goes) or decline (it stays, declined, to refuse a re-invitation a while)."""
+
+    id = NeverReusedIdField()
+    chat = ForeignKeyField(Chat, backref="invitations", on_delete="CASCADE", index=False)
+    user = ForeignKeyField(User, backref="invitations", on_delete="CASCADE", index=False)
+    inviter = ForeignKeyField(User, backref="invitations_sent", on_delete="CASCADE")
+    created_at = UTCDateTimeField(default=utcnow)
+    declined_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("user", "chat"), True), (("chat",), False))
+
+
 # The event types streams deliver (openapi/chat.yaml, GET /api/events), and one they never see: a session that
 # ended (logout), or all of a user's (account deleted), which ends its streams.
 MESSAGE_EDITED = "message.edited"
@@ -569,9 +558,9 @@ CHAT_RENAMED = "chat.renamed"
 MEMBER_ADDED = "member.added"
 MEMBER_LEFT = "member.left"
 CHAT_READ = "chat.read"
+CHAT_INVITED = "chat.invited"
 SESSION_ENDED = "session.ended"
 
-PRUNE_LOCK_KEY = 0x63686176
 
 _recorded = threading.local()
 
@@ -655,23 +644,16 @@ class Event(BaseModel):
         return newest, {chat for _, chat in rows if chat is not None}
 
     @classmethod
-    def replay(cls, user_id: int, after: int, upto: int, limit: int) -> list[tuple]:
-        """The oldest `limit` events in (after, upto] of every chat the user is or was in since `after`."""
-        mine = Membership.select(Membership.chat).where(Membership.user == user_id)
-        touched = cls.select(cls.chat_id).where(cls.user_id == user_id, cls.id > after, cls.kind == MEMBER_LEFT)
-        return list(
-            cls.select(*ROW_FIELDS)
-            .where(cls.id > after, cls.id <= upto, cls.chat_id.in_(mine) | cls.chat_id.in_(touched))
-            .order_by(cls.id)
-            .limit(limit)
-            .tuples()
-        )
+    def replay(cls, starts: dict[int, int], upto: int, limit: int, user_id: int, after: int) -> list[tuple]:
+        """The oldest `limit` events up to `upto` of the chats in `starts`, each chat's after the id given for it,
+        and the user's own events of no chat (an invitation) after `after` (storage/queries.py, replay)."""
+        return queries.replay(starts, upto, limit, user_id, after, ROW_FIELDS, SESSION_ENDED, Event=cls)
 
     @classmethod
-    def memberships_changed(cls, user_id: int, after: int, upto: int) -> list[tuple[int, str]]:
-        """(chat, kind) of the user's joins and leaves in (after, upto], in order."""
+    def memberships_changed(cls, user_id: int, after: int, upto: int) -> list[tuple[int, int, str]]:
+        """(event id, chat, kind) of the user's joins and leaves in (after, upto], in order."""
         return list(
-            cls.select(cls.chat_id, cls.kind)
+            cls.select(cls.id, cls.chat_id, cls.kind)
             .where(cls.user_id == user_id, cls.id > after, cls.id <= upto, cls.kind.in_([MEMBER_ADDED, MEMBER_LEFT]))
             .order_by(cls.id)
             .tuples()
@@ -689,7 +671,7 @@ class Event(BaseModel):
     @classmethod
     def prune(cls, older_than: datetime.datetime) -> None:
         """Delete the events recorded before `older_than`, oldest first, a batch per transaction."""
-        in_batches(lambda: _prune_step(older_than))
+        in_batches(lambda: purges.prune_step(older_than, Event=Event, PrunedEvents=PrunedEvents))
 
 
 class PrunedEvents(BaseModel):
@@ -722,52 +704,7 @@ class IdempotencyKey(BaseModel):
 ROW_FIELDS = (Event.id, Event.kind, Event.chat_id, Event.user_id, Event.session_id, Event.data)
 
 
-def _prune_step(older_than: datetime.datetime) -> bool:
-    advisory_lock(PRUNE_LOCK_KEY)
-    through = None
-    for event_id, time in Event.select(Event.id, Event.time).order_by(Event.id).limit(BATCH_ROWS).tuples():
-        if time >= older_than:
-            break
-        through = event_id
-    if through is None:
-        return False
-    Event.delete().where(Event.id <= through).execute()
-    PrunedEvents.insert(id=1, through=through).on_conflict(
-        conflict_target=[PrunedEvents.id], update={PrunedEvents.through: through}
-    ).execute()
-    return True
-
-
-# Deleted chats purged together: their messages BATCH_ROWS at a time, then their rows (about 5 µs each on SQLite).
-CHATS_PER_PURGE = 1_000
-PURGE_LOCK_KEY = 0x63686174  # "chat": PostgreSQL's advisory lock for purges
-
-
-def _members_of(chat):
-    return Membership.select(Membership.id).where(Membership.chat == chat)
-
-
-def _deleted_chats(only_memberless: bool = True):
-    """The first deleted chats still to purge, as a subquery; one revived by a member added meanwhile is kept."""
-    chats = DeletedChat.select(DeletedChat.chat).order_by(DeletedChat.chat).limit(CHATS_PER_PURGE)
-    return chats.where(~fn.EXISTS(_members_of(DeletedChat.chat))) if only_memberless else chats
-
-
-def _purge_step() -> bool:
-    """Delete a batch of the deleted chats' messages or, once they have none, the chats; whether anything went."""
-    advisory_lock(PURGE_LOCK_KEY)  # purges take turns: they may delete the same rows in a different order
-    messages = Message.select(Message.id).where(Message.chat.in_(_deleted_chats())).limit(BATCH_ROWS)
-    if Message.delete().where(Message.id.in_(messages)).execute():
-        return True
-    left = Message.select(Message.id).where(Message.chat == Chat.id)
-    purged = Chat.delete().where(Chat.id.in_(_deleted_chats()), ~fn.EXISTS(left)).execute()
-    revived = DeletedChat.delete().where(
-        DeletedChat.chat.in_(_deleted_chats(only_memberless=False)), fn.EXISTS(_members_of(DeletedChat.chat))
-    )
-    return purged + revived.execute() > 0
-
-
-def _lock_chats(where, mode: str = "FOR NO KEY UPDATE") -> None:
+def lock_chats(where, mode: str = "FOR NO KEY UPDATE") -> None:
     """On PostgreSQL, lock the chats whose memberships this transaction changes, in id order.
 
     Otherwise two members leaving at once could each still see the other and neither mark the chat deleted.
@@ -778,6 +715,8 @@ def _lock_chats(where, mode: str = "FOR NO KEY UPDATE") -> None:
         Chat.select(Chat.id).where(where).order_by(Chat.id).for_update(mode).execute()
 
 
+_PURGE_TABLES = {"Chat": Chat, "DeletedChat": DeletedChat, "Membership": Membership, "Message": Message}
+
 # The queries of the hot paths (storage/queries.py says what each takes), over these tables.
 _SESSION_USER = Statement(lambda: queries.session_user(Session=Session), prepared=True)
 _MEMBERSHIP = Statement(lambda: queries.membership(Membership=Membership), prepared=True)
@@ -786,8 +725,15 @@ _CHAT_LISTING = Statement(
 )
 _MESSAGE = Statement(lambda: queries.message(Message=Message))
 _SEARCH_TABLES = {"Membership": Membership, "Message": Message, "MessageSearch": MessageSearch}
-_SEARCH = Statement(lambda: queries.search(False, **_SEARCH_TABLES))
-_SEARCH_ONE_CHAT = Statement(lambda: queries.search(True, **_SEARCH_TABLES))
+_SEARCH = {
+    plan: Statement(lambda plan=plan: queries.search(plan, False, **_SEARCH_TABLES))
+    for plan in ("count", "index", "scan", "fill")
+}
+_SEARCH_ONE_CHAT = {
+    plan: Statement(lambda plan=plan: queries.search(plan, True, **_SEARCH_TABLES))
+    for plan in ("count", "index", "scan", "fill")
+}
+_SEARCH_CANDIDATES = Statement(lambda: queries.search("match", False, **_SEARCH_TABLES))
 _PAGE_TABLES = {"Membership": Membership, "Message": Message, "Session": Session}
 _MESSAGES_NEWEST_FIRST = Statement(lambda: queries.messages_between(Message.id.desc(), **_PAGE_TABLES), prepared=True)
 _MESSAGES_OLDEST_FIRST = Statement(lambda: queries.messages_between(Message.id.asc(), **_PAGE_TABLES), prepared=True)
@@ -797,4 +743,16 @@ _RECORD_EVENT = Statement(lambda: queries.record_event(Event=Event))
 _RECORD_EVENT_AND_NOTIFY = Statement(lambda: queries.record_and_notify(queries.record_event(Event=Event), Event=Event))
 _EVENTS_AFTER = Statement(lambda: queries.events_after(ROW_FIELDS, Event=Event), prepared=True)
 
-MODELS = [User, Session, Chat, Membership, Message, MessageVersion, DeletedChat, Event, PrunedEvents, IdempotencyKey]
+MODELS = [
+    User,
+    Session,
+    Chat,
+    Membership,
+    Message,
+    MessageVersion,
+    DeletedChat,
+    Invitation,
+    Event,
+    PrunedEvents,
+    IdempotencyKey,
+]

@@ -1,7 +1,8 @@
 """Who sees a user's email: `--email-visibility` (CHAT_EMAIL_VISIBILITY).
 
 - `self`: only the user themself;
-- `contacts` (the default): also the people who share a chat with them, who could ask them anyway;
+- `contacts` (the default): also the people who share a chat with them that they joined by themselves (created, or
+  accepted an invitation to), who could ask them anyway; being added by someone makes no contacts;
 - `all`: every logged-in user, as the seed API did, which lets anyone walk /api/user/1..N and harvest addresses.
 """
 
@@ -32,6 +33,6 @@ def shown_email(viewer_id: int, user_id: int, email: str) -> str | None:
     """The email as this viewer may see it: the address, or None."""
     if viewer_id == user_id or visibility == "all":
         return email
-    if visibility == "contacts" and Membership.share_a_chat(viewer_id, user_id):
+    if visibility == "contacts" and Membership.is_contact(user_id, viewer_id):
         return email
     return None

@@ -1,7 +1,7 @@
-"""Rate limits on password guessing and registration, per client address and per account name (`limits`, moving
-window). The state lives in the storage the URL names: `memory://` holds for one process only (moving_window.py,
-which forgets a key once its hits have left their window); `redis://host:port` holds across `--workers` and
-hosts."""
+"""Rate limits on password guessing and registration, per client address and per account name, and on invitations
+per inviter (`limits`, moving window). The state lives in the storage the URL names: `memory://` holds for one
+process only (moving_window.py, which forgets a key once its hits have left their window); `redis://host:port` holds
+across `--workers` and hosts."""
 
 import math
 import os
@@ -21,6 +21,7 @@ DEFAULTS = {
     "CHAT_LOGIN_RATE": "10/300",
     "CHAT_LOGIN_ADDRESS_RATE": "30/300",
     "CHAT_REGISTER_RATE": "10/3600",
+    "CHAT_INVITE_RATE": "50/3600",
     "CHAT_RATE_LIMIT_STORAGE": "memory://",
 }
 RATE = re.compile(r"(\d+)/(\d+)")
@@ -44,16 +45,18 @@ class Limit:
 
 
 class RateLimits:
-    """Failed logins are counted per name and per address; registrations per address. A successful login resets
-    nothing, so one address that knows the password cannot clear the count another address is running up."""
+    """Failed logins are counted per name and per address; registrations per address; invitations per inviter. A
+    successful login resets nothing, so one address that knows the password cannot clear the count another address
+    is running up."""
 
-    def __init__(self, login: str, login_address: str, register: str, storage: str):
+    def __init__(self, login: str, login_address: str, register: str, storage: str, invite: str = "off"):
         self._window = MovingWindowRateLimiter(
             MovingWindowMemory() if storage == "memory://" else storage_from_string(storage)
         )
         self.login_name = Limit(parse_rate(login), "login-name", "failed logins for this name")
         self.login_address = Limit(parse_rate(login_address), "login-address", "failed logins from your address")
         self.register = Limit(parse_rate(register), "register-address", "registrations from your address")
+        self.invite = Limit(parse_rate(invite), "invite-user", "invitations from you")
 
     @classmethod
     def from_environment(cls, env=os.environ) -> "RateLimits":
@@ -63,6 +66,7 @@ class RateLimits:
             setting["CHAT_LOGIN_ADDRESS_RATE"],
             setting["CHAT_REGISTER_RATE"],
             setting["CHAT_RATE_LIMIT_STORAGE"],
+            setting["CHAT_INVITE_RATE"],
         )
 
     @property
@@ -99,7 +103,7 @@ def name_key(name: str) -> str:
     return names.lookup_key(name) or name
 
 
-rate_limits = RateLimits(*DEFAULTS.values())
+rate_limits = RateLimits.from_environment({})
 
 
 def configure(env=os.environ) -> RateLimits:

@@ -1,10 +1,13 @@
 """What one connection may cost before the app sees it: caps on the URL and headers, a deadline for each request to
-arrive, a cap on open connections, and JSON errors where uvicorn would answer in plain text."""
+arrive, a cap on open connections and a share of them per client address, and JSON errors where uvicorn would
+answer in plain text."""
 
+import ipaddress
 import json
 import os
 from dataclasses import dataclass
 
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from .security_headers import with_security_headers
@@ -14,6 +17,7 @@ DEFAULTS = {
     "CHAT_MAX_HEADER_BYTES": "16384",
     "CHAT_REQUEST_TIMEOUT": "30",
     "CHAT_MAX_CONNECTIONS": "1000",
+    "CHAT_MAX_CONNECTIONS_PER_ADDRESS": "",  # empty: a tenth of CHAT_MAX_CONNECTIONS, at least 1
 }
 
 # After an error answer, what the client still sends is read and dropped, up to this much or this long.
@@ -27,25 +31,78 @@ class ConnectionLimits:
     max_header_bytes: int
     request_timeout: float
     max_connections: int
+    max_connections_per_address: int
 
     @classmethod
     def from_environment(cls, env=os.environ) -> "ConnectionLimits":
         setting = {name: env.get(name, default) for name, default in DEFAULTS.items()}
+        max_connections = int(setting["CHAT_MAX_CONNECTIONS"])
+        share = setting["CHAT_MAX_CONNECTIONS_PER_ADDRESS"].strip()
+        try:
+            per_address = int(share) if share else max(1, max_connections // 10)
+        except ValueError:
+            raise ValueError(f"--max-connections-per-address must be a whole number, not {share!r}") from None
         limits = cls(
             int(setting["CHAT_MAX_URL_BYTES"]),
             int(setting["CHAT_MAX_HEADER_BYTES"]),
             float(setting["CHAT_REQUEST_TIMEOUT"]),
-            int(setting["CHAT_MAX_CONNECTIONS"]),
+            max_connections,
+            per_address,
         )
         if (
-            min(limits.max_url_bytes, limits.max_header_bytes, limits.max_connections) < 1
+            min(limits.max_url_bytes, limits.max_header_bytes, limits.max_connections, per_address) < 1
             or limits.request_timeout <= 0
         ):
             raise ValueError(f"connection limits must be positive: {limits}")
         return limits
 
 
-def error_bytes(status: int, message: str) -> bytes:
+def address_key(host: str | None) -> str | None:
+    """What an address's share is counted under: an IPv4 address, or the /64 of an IPv6 one (one site's usual
+    allocation, within which a client can pick any address it likes)."""
+    if not host or ":" not in host:
+        return host or None
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.ip_network((address, 64), strict=False))
+
+
+class AddressShares:
+    """The open connections of each client address in this process. Whether one holds a share is asked only when
+    its address has many open (an event stream does not; it may have become one since it was counted)."""
+
+    def __init__(self):
+        self._open: dict[str, set] = {}
+
+    def join(self, key: str, connection) -> None:
+        self._open.setdefault(key, set()).add(connection)
+
+    def leave(self, key: str, connection) -> None:
+        connections = self._open.get(key)
+        if connections is not None:
+            connections.discard(connection)
+            if not connections:
+                del self._open[key]
+
+    def held(self, key: str, share: int, enough: int) -> int:
+        """The shares `key`'s connections hold, counted up to `enough`; any number under `share` when fewer than
+        that many are open."""
+        connections = self._open.get(key, ())
+        if len(connections) < share:
+            return len(connections)
+        held = 0
+        for connection in connections:
+            held += connection.holds_share()
+            if held >= enough:
+                break
+        return held
+
+
+def error_bytes(status: int, message: str, retry_after: int | None = None) -> bytes:
     """A whole HTTP response carrying {"error": message}, for answers given before there is a request to route."""
     body = json.dumps({"error": message}).encode()
     headers = [
@@ -53,21 +110,39 @@ def error_bytes(status: int, message: str) -> bytes:
         (b"content-length", b"%d" % len(body)),
         (b"connection", b"close"),
     ]
+    if retry_after is not None:
+        headers.append((b"retry-after", b"%d" % retry_after))
     head = b"".join(name + b": " + value + b"\r\n" for name, value in with_security_headers(headers))
     return STATUS_LINE[status] + head + b"\r\n" + body
 
 
-async def over_capacity(scope, receive, send) -> None:
-    """The answer to a request on a connection beyond the cap: 503, come back in a second."""
-    body = json.dumps({"error": "the server has too many open connections; retry in a moment"}).encode()
+OVER_CAPACITY = "the server has too many open connections; retry in a moment"
+OVER_SHARE = "your address has too many connections open or requests unfinished; retry in a moment"
+
+
+def unavailable(message: str):
+    """An app that answers every request with 503 and `message`: come back in a second."""
+    body = json.dumps({"error": message}).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", b"%d" % len(body)),
         (b"retry-after", b"1"),
         (b"connection", b"close"),
     ]
-    await send({"type": "http.response.start", "status": 503, "headers": with_security_headers(headers)})
-    await send({"type": "http.response.body", "body": body})
+
+    async def answer(scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": 503, "headers": with_security_headers(headers)})
+        await send({"type": "http.response.body", "body": body})
+
+    return answer
+
+
+over_capacity = unavailable(OVER_CAPACITY)
+over_share = unavailable(OVER_SHARE)
+
+
+def is_event_stream(headers) -> bool:
+    return any(name.lower() == b"content-type" and value.startswith(b"text/event-stream") for name, value in headers)
 
 
 class Refused(Exception):
@@ -86,15 +161,28 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
       does a connection that sends nothing. Between requests, uvicorn's keep-alive timeout applies. A client
       that stops reading its response for as long is dropped, and the unsent response with it.
     - A request on a connection beyond the connection cap gets 503 with Retry-After instead of the app.
+    - Each client address holds a share of connections: those with a request unanswered and those idle, but not
+      event streams, which the app caps per user. A connection that opens beyond its address's share is answered
+      503 with Retry-After at once; beyond twice the share, it is closed without waiting for the request. Behind a
+      proxy named in --forwarded-allow-ips, the proxy's idle connections count for no one, and each request from
+      its headers until its response starts counts for the address the proxy forwarded.
     - Malformed HTTP gets a JSON 400, where uvicorn sends text/plain.
     """
 
     limits: ConnectionLimits | None = None
+    shares = AddressShares()
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if GuardedHttpToolsProtocol.limits is None:
             GuardedHttpToolsProtocol.limits = ConnectionLimits.from_environment()
+        # uvicorn's own middleware, when --forwarded-allow-ips names proxies, so that shares key on the address it
+        # will tell the app.
+        self._proxies = self.app.trusted_hosts if isinstance(self.app, ProxyHeadersMiddleware) else None
+        self._app, self.app = self.app, self._run_app
+        self._share_key: str | None = None
+        self._proxied = False
+        self._stream_scope = None
         # One timer per connection, checked lazily: re-arming a timer for every request costs throughput.
         self._timer = None
         self._write_timer = None
@@ -107,13 +195,68 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
+        peer = self.client[0] if self.client else None
+        self._proxied = self._proxies is not None and peer in self._proxies
+        if not self._proxied and (key := address_key(peer)) is not None:
+            held = self._take_share(key)
+            if held >= self.limits.max_connections_per_address:
+                # Past twice the share the address is flooding: no linger, which would hold a descriptor longer.
+                self._answer(503, OVER_SHARE, linger=held < 2 * self.limits.max_connections_per_address, retry=1)
+                return
         self._expect_request()
 
     def connection_lost(self, exc) -> None:
         self._cancel_timer()
         if self._write_timer is not None:
             self._write_timer.cancel()
+        if self._share_key is not None:
+            self.shares.leave(self._share_key, self)
         super().connection_lost(exc)
+
+    def holds_share(self) -> bool:
+        """Whether this connection counts toward its address's share: it does unless it is an event stream, or,
+        from a proxy, between requests."""
+        cycle = self.cycle
+        if self._proxied:
+            return cycle is not None and not cycle.response_started
+        streaming = cycle is not None and cycle.response_started and not cycle.response_complete
+        return not (streaming and cycle.scope is self._stream_scope)
+
+    def _take_share(self, key: str) -> int:
+        """Count this connection under `key`; return the shares the address held before."""
+        if self._share_key is not None:
+            self.shares.leave(self._share_key, self)
+        share = self.limits.max_connections_per_address
+        held = self.shares.held(key, share, 2 * share)
+        self.shares.join(key, self)
+        self._share_key = key
+        return held
+
+    def _forwarded_share_is_full(self) -> bool:
+        key = address_key(self._forwarded_client())
+        if key is None or self._take_share(key) < self.limits.max_connections_per_address:
+            return False
+        self.logger.info("refused a request forwarded for %s: 503 %s", key, OVER_SHARE)
+        return True
+
+    def _forwarded_client(self) -> str | None:
+        """The client address uvicorn's ProxyHeadersMiddleware will give the app for this request."""
+        peer = self.client[0] if self.client else None
+        forwarded = [value for name, value in self.headers if name == b"x-forwarded-for"]
+        if not forwarded:
+            return peer
+        host, _ = self._proxies.get_trusted_client_address(b", ".join(forwarded).decode("latin1"))
+        return host or peer
+
+    async def _run_app(self, scope, receive, send) -> None:
+        """The app, watched for a response that is an event stream (which then holds no share)."""
+
+        async def watched(message) -> None:
+            if message["type"] == "http.response.start" and is_event_stream(message.get("headers", ())):
+                self._stream_scope = scope
+            await send(message)
+
+        await self._app(scope, receive, watched)
 
     def pause_writing(self) -> None:
         """The client is not reading what it asked for: the unsent response waits in memory, for a bounded time."""
@@ -165,8 +308,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_headers = False
         self._header_bytes = 0
+        refusal = None
         if len(self.connections) > self.limits.max_connections:
-            self.app, app = over_capacity, self.app
+            refusal = over_capacity
+        elif self._proxied and self._forwarded_share_is_full():
+            refusal = over_share
+        if refusal is not None:
+            self.app, app = refusal, self.app
             try:
                 super().on_headers_complete()
             finally:
@@ -217,7 +365,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         self._answer(408, f"the request did not arrive within {self.limits.request_timeout:g} s", linger=False)
 
-    def _answer(self, status: int, message: str, linger: bool = True) -> None:
+    def _answer(self, status: int, message: str, linger: bool = True, retry: int | None = None) -> None:
         """Send the error and end the connection. With `linger`, first read and drop what the client is still
         sending, up to a bound: closing on a client mid-send makes it see a reset instead of the answer."""
         self.logger.info("refused a connection from %s: %d %s", self.client, status, message)
@@ -228,7 +376,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.cycle.message_event.set()
         self._cancel_timer()
         self._due = None
-        self.transport.write(error_bytes(status, message))
+        self.transport.write(error_bytes(status, message, retry))
         if not linger:
             self.transport.close()
             return

@@ -7,7 +7,7 @@ from starlette.background import BackgroundTask
 
 from ..streams import fanout
 from ..streams.audience import Row
-from ..streams.fanout import Start, Subscriber, replay_rows, reset_event
+from ..streams.fanout import Replay, Start, Subscriber, reset_event
 
 RETRY_MS = 3_000  # the reconnect delay a stream suggests to EventSource
 # Events are for the one client that asked: no cache may keep them (security_headers.py says no-store on every
@@ -27,14 +27,19 @@ def stream_response(subscriber: Subscriber, start: Start, last_event_id: int | N
     async def events():
         try:
             yield ServerSentEvent(retry=RETRY_MS)
+            audience = start.audience
             if start.reset:
                 yield as_sse(reset_event(start.head))
             elif last_event_id is not None:
-                async for row in replay_rows(start.audience, last_event_id, start.head):
-                    if row is None:
-                        return
+                replay = Replay(start, last_event_id)
+                async for row in replay.rows():
                     yield as_sse(row)
-            subscriber.go_live(start.audience, start.head)
+                if replay.ended:
+                    return
+                if replay.cut_short:  # too far behind: the client fetches again, and the stream goes on from here
+                    yield as_sse(reset_event(start.head, too_far=True))
+                    audience = start.at_head
+            subscriber.go_live(audience, start.head)
             yield ready_event(start.head)
             while True:
                 await subscriber.ready.wait()

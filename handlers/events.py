@@ -1,6 +1,6 @@
 """The event stream: every change in your chats, as Server-Sent Events or as a JSON batch."""
 
-from connexion.context import request
+from connexion.context import receive, request
 from starlette.responses import JSONResponse
 
 from ..edge.cookies import session_id
@@ -28,13 +28,20 @@ def _wants_json(accept: str) -> bool:
     return json_rank > stream_rank
 
 
+async def _disconnected() -> None:
+    """Return once the client has gone away (uvicorn says so only through receive())."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
 async def get_events(user: int, token_info: dict, last_event_id: int | None = None, timeout: int = 0):
     header = request.headers.get("last-event-id")
     if header is not None:  # validated against the spec already; EventSource resends it on every reconnect
         last_event_id = int(header)
     session = session_id(token_info)
     if _wants_json(request.headers.get("accept", "")):
-        return JSONResponse(await fanout.poll(user, session, last_event_id, timeout), headers=NOT_STORED)
+        polled = await fanout.poll(user, session, last_event_id, timeout, _disconnected if timeout else None)
+        return JSONResponse(polled, headers=NOT_STORED)
     subscriber = await fanout.broker.subscribe(user, session)
     try:
         start = await fanout.begin(user, session, last_event_id)

@@ -1,6 +1,6 @@
 """Users: register, read, change and delete accounts."""
 
-from ..accounts import passwords, ratelimit
+from ..accounts import consent, deletion, passwords, ratelimit
 from ..accounts.credentials import check_new_password
 from ..accounts.privacy import shown_email
 from ..core.errors import Conflict, NotFound
@@ -14,7 +14,10 @@ def get_user(user: int, user_id: int, name: str | None = None) -> dict:
     found = User.by_name(name) if name is not None else User.get_or_none(User.id == user_id)
     if found is None:
         raise NotFound("no such user")
-    return {"user": {**found.as_dict(), "email": shown_email(user, found.id, found.email)}}
+    shown = {**found.as_dict(), "email": shown_email(user, found.id, found.email)}
+    if found.id == user:
+        shown["who_can_add_me"] = consent.who_can_add(found)
+    return {"user": shown}
 
 
 @hashes
@@ -37,12 +40,12 @@ def update_user(user: int, user_id: int, body: dict | None = None) -> dict:
     # Your own name in another case or look is yours to take: it only changes how it is shown.
     if name is not None and User.name_taken(name, other_than=account.id):
         raise Conflict("that name is taken")
-    account.update_profile(name=name, email=body.get("email"))
+    account.update_profile(name=name, email=body.get("email"), who_can_add_me=body.get("who_can_add_me"))
     return {"status": "ok"}
 
 
 @threaded
 @writes
 def delete_user(user: int, user_id: int) -> dict:
-    own_account(user, user_id).delete_account()
+    deletion.delete_account(own_account(user, user_id))
     return {"status": "ok"}

@@ -13,7 +13,8 @@ The target is one of:
 - a chat-server started here with --server-workers processes, on a fresh SQLite file or on --database (a PostgreSQL
   database is used as it is, migrated at start; the locustfile's names are unique per run);
 - --host: a server that already runs on a loopback address, started with `--register-rate off` (every user
-  registers from 127.0.0.1); nothing is started or stopped;
+  registers from 127.0.0.1) and `--default-who-can-add-me anyone` (users add strangers to their chats); nothing is
+  started or stopped;
 - --cluster POSTGRES_URL: tests/cluster.py's rehearsal, two chat-server hosts over that database behind HAProxy, with
   rate-limit counts in Redis at 127.0.0.1:6379 (needs the `test` and `redis` extras and Debian's haproxy).
 
@@ -51,7 +52,9 @@ GRACE_SECONDS = 60
 # The master gives up (and fails the run) when its workers have not all connected within this long.
 WORKER_WAIT_SECONDS = 30
 # Rate limits stay on except registration, since every Locust user registers from this one address.
-SERVER_OPTIONS = ["--password-profile", "cheapest", "--register-rate", "off"]
+# Every user registers from 127.0.0.1, and adds people who never met them to chats, as on a private server where all
+# know each other (docs/configuration.md, --default-who-can-add-me).
+SERVER_OPTIONS = ["--password-profile", "cheapest", "--register-rate", "off", "--default-who-can-add-me", "anyone"]
 REDIS_URL = "redis://127.0.0.1:6379"
 
 

@@ -165,6 +165,12 @@ def with_connection(function, *args):
         return function(*args)
 
 
+async def in_thread(function, *args):
+    """Run a model query in the threadpool, off the event loop, whatever the database: for work that grows with
+    data (an event replay), which must never hold up the loop."""
+    return await anyio.to_thread.run_sync(functools.partial(with_connection, function, *args))
+
+
 async def query(function, *args):
     """Run a model query: on the event loop for SQLite (microseconds), in the threadpool for PostgreSQL."""
     if queries_are_local():

@@ -19,6 +19,7 @@ from peewee import (
     AutoField,
     BigAutoField,
     BigIntegerField,
+    BooleanField,
     CharField,
     DateTimeField,
     ForeignKeyField,
@@ -55,9 +56,12 @@ class Schema:
         self.database.bind(tables)
         self.database.create_tables(tables, safe=True)
 
-    def add_column(self, table: str, column: str, field) -> None:
+    def add_column(self, table: str, column: str, field, allow_not_null: bool = False) -> None:
+        """Add the column if it is missing. allow_not_null adds a NOT NULL column in one statement, which needs a
+        default in its DDL; otherwise a NOT NULL column is added nullable, filled and then constrained (on SQLite
+        by rebuilding the table)."""
         if column not in {existing.name for existing in self.database.get_columns(table)}:
-            migrate(self.migrator.add_column(table, column, field))
+            migrate(self.migrator.add_column(table, column, field, allow_not_null=allow_not_null))
 
     def add_index(self, table: str, columns: tuple[str, ...], unique: bool = False) -> None:
         """Add the index under the name Peewee gives a model's index on these columns."""
@@ -254,6 +258,77 @@ def edits_and_search(schema: Schema) -> None:
     schema.database.execute_sql(f"UPDATE event SET data = {set_null} WHERE kind = 'message.created'")
 
 
+def consent_to_be_added(schema: Schema) -> None:
+    """Adding someone who has not said they may be added at once invites them instead (invitation); each user says
+    who may add them at once (who_can_add_me, null: the server's default); and a membership records whether its
+    member joined by themselves, since only such chats make contacts. Of the memberships there are, the chat's
+    creator's is marked so: the chat's first membership, made as the chat was; every other member was added."""
+
+    class User(Model):
+        id = NeverReusedId()
+
+        class Meta:
+            table_name = "user"
+
+    class Chat(Model):
+        id = NeverReusedId()
+        created_at = DateTimeField()
+
+        class Meta:
+            table_name = "chat"
+
+    class Membership(Model):
+        chat = ForeignKeyField(Chat, on_delete="CASCADE")
+        joined_at = DateTimeField()
+        joined_by_self = BooleanField(default=False, constraints=[SQL("DEFAULT FALSE")])
+
+        class Meta:
+            table_name = "membership"
+
+    class Invitation(Model):
+        id = NeverReusedId()
+        chat = ForeignKeyField(Chat, on_delete="CASCADE", index=False)
+        user = ForeignKeyField(User, on_delete="CASCADE", index=False)
+        inviter = ForeignKeyField(User, backref="sent", on_delete="CASCADE")
+        created_at = DateTimeField()
+        declined_at = DateTimeField(null=True)
+
+        class Meta:
+            table_name = "invitation"
+            indexes = ((("user", "chat"), True), (("chat",), False))
+
+    schema.add_column("user", "who_can_add_me", CharField(max_length=16, null=True))
+    if "joined_by_self" not in {column.name for column in schema.database.get_columns("membership")}:
+        joined_by_self = BooleanField(default=False, constraints=[SQL("DEFAULT FALSE")])
+        schema.add_column("membership", "joined_by_self", joined_by_self, allow_not_null=True)
+        mark_creators(schema.database, Chat, Membership)
+    schema.create_tables(Invitation)
+
+
+def mark_creators(database, Chat, Membership) -> None:
+    """Mark each chat's first membership as joined by self when it was made within a second of the chat (its
+    creator's; a creator who left leaves the next member unmarked)."""
+    database.bind([Chat, Membership])
+    first = Membership.select(fn.MIN(Membership.id)).group_by(Membership.chat)
+    rows = (
+        Membership.select(Membership.id, Membership.joined_at, Chat.created_at)
+        .join(Chat, on=(Chat.id == Membership.chat))
+        .where(Membership.id.in_(first))
+        .tuples()
+    )
+    creators = [
+        membership
+        for membership, joined_at, created_at in rows.iterator()
+        if abs(_as_datetime(joined_at) - _as_datetime(created_at)) <= datetime.timedelta(seconds=1)
+    ]
+    for batch in chunked(creators, 500):
+        Membership.update(joined_by_self=True).where(Membership.id.in_(batch)).execute()
+
+
+def _as_datetime(value) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
 # SQLite: an FTS5 index with its text in the message table ("external content"), kept in step by triggers, so that
 # every write of a message (send, edit, delete, a chat's purge) updates it in its own transaction. unicode61 folds
 # case and, with remove_diacritics 2, accents.
@@ -297,6 +372,7 @@ STEPS: list[Callable[[Schema], None]] = [
     events_and_read_markers,
     accounts_and_idempotency_keys,
     edits_and_search,
+    consent_to_be_added,
 ]
 
 

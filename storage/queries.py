@@ -10,6 +10,7 @@ from peewee import JOIN, SQL, Case, Expression, PostgresqlDatabase, Select, Tupl
 
 from ..core.times import rfc3339, utcnow
 from .engines import db
+from .search import CANDIDATES
 
 MAX_ID = 2**63 - 1
 EVENTS_CHANNEL = "chat_events"  # PostgreSQL NOTIFY channel; the payload is the newest event id
@@ -150,13 +151,70 @@ def chat_listing(*, Chat, Membership, Message, Session):
     )
 
 
-def search(in_one_chat: bool, *, Membership, Message, MessageSearch):
-    """Parameters: the reader, the query (search.fts5_query or search.tsquery), the cursor, the chat if
-    `in_one_chat`, the limit. SQLite walks its FTS5 index newest first and stops at the limit; PostgreSQL
-    matches the GIN index on the messages' tsvector (migrations.message_search)."""
+def chat_page(rows: list[tuple], limit: int) -> tuple[list[dict], str | None, tuple | None]:
+    """chat_listing's rows (at most limit + 1) as the API shows a page of chats, the next page's cursor (None when
+    no chat is left), and the live session's (id, last seen) from the first row (None when there is no row)."""
+    live = (rows[0][-2], rows[0][-1]) if rows else None
+    more = len(rows) > limit
+    del rows[limit:]
+    chats = [
+        {
+            "id": chat_id,
+            "title": title,
+            "last_message": content,
+            "last_message_time": rfc3339(time),
+            "sender_id": sender_id,
+            "last_read_id": last_read_id,
+            "unread_count": unread,
+        }
+        for chat_id, title, content, time, sender_id, last_read_id, unread, _activity, _session, _seen in rows
+    ]
+    return chats, (listing_cursor(rows[-1][7], rows[-1][0]) if more else None), live
+
+
+def search(plan: str, in_one_chat: bool, *, Membership, Message, MessageSearch):
+    """A search's statements, by `plan`; the chat's id comes after the cursor when `in_one_chat`.
+
+    - "count": how many messages the reader's chats hold below the cursor, counted up to a limit (parameters:
+      reader, cursor, chat, limit). Under search.CANDIDATE_LIMIT the search reads only those ("scan", "fill").
+    - "index": the full-text index first (reader, query, cursor, chat, limit). SQLite walks its FTS5 index newest
+      first and stops at the limit; PostgreSQL matches the GIN index on the messages' tsvector
+      (migrations.message_search). Its cost follows the whole corpus: for readers of many messages only.
+    - "scan" (PostgreSQL): the reader's messages first, each matched as it is read, never the GIN index (reader,
+      cursor, chat, candidate limit, query, limit). The subquery's LIMIT keeps the match out of it.
+    - "fill" (SQLite): copy the reader's messages into CANDIDATES (reader, cursor, chat), which "match"
+      then searches (query, limit): FTS5 cannot match one row without reading a prefix's whole doclist.
+    """
     columns = (Message.id, Message.chat, Message.content, Message.sender_id, Message.time, Message.edited_at)
     readable = (Membership.chat == Message.chat) & (Membership.user == 0)
-    if isinstance(db.obj, PostgresqlDatabase):
+    postgres = isinstance(db.obj, PostgresqlDatabase)
+    if plan == "match":
+        matches = Expression(SQL('"search_candidates"'), "MATCH", "")
+        return (
+            Message.select(*columns)
+            .from_(CANDIDATES)
+            .join(Message, on=(Message.id == CANDIDATES.rowid))
+            .where(matches)
+            .order_by(CANDIDATES.rowid.desc())
+            .limit(1)
+        )
+    if plan in ("count", "scan", "fill"):
+        picked = {"count": (Message.id,), "fill": (Message.id, Message.content), "scan": columns}[plan]
+        mine = Message.select(*picked)
+        mine = mine.join(Membership, on=readable).where(Message.id < 0)
+        if in_one_chat:
+            mine = mine.where(Message.chat == 0)
+        if plan == "count":
+            return mine.limit(1).select_from(fn.COUNT(SQL("*")))
+        if plan == "fill":
+            return CANDIDATES.insert(mine, columns=[CANDIDATES.rowid, CANDIDATES.content])
+        candidate = mine.order_by(Message.id.desc()).limit(1).alias("candidate")
+        c = candidate.c
+        vector = fn.to_tsvector(SQL("'simple'"), c.content)
+        matches = Expression(vector, "@@", fn.to_tsquery(SQL("'simple'"), ""))
+        found = (c.id, c.chat_id, c.content, c.sender_id, c.time, c.edited_at)
+        return Select([candidate], found).where(matches).order_by(c.id.desc()).limit(1)
+    if postgres:
         vector = fn.to_tsvector(SQL("'simple'"), Message.content)
         matches = Expression(vector, "@@", fn.to_tsquery(SQL("'simple'"), ""))
         query = Message.select(*columns).join(Membership, on=readable).where(matches, Message.id < 0)
@@ -310,3 +368,45 @@ def message_json(message_id: int, content: str, sender_id: int, time, edited_at)
 def message_created(chat_id: int, message: dict) -> dict:
     """The data of a message.created event; on PostgreSQL a send builds the same JSON in SQL (send_message)."""
     return {"chat_id": chat_id, "message": message}
+
+
+# Chats one replay query scans; a user in more chats takes several queries, merged.
+REPLAY_CHATS_PER_QUERY = 200
+
+
+def replay(starts: dict[int, int], upto: int, limit: int, user_id: int, after: int, fields, ended: str, *, Event):
+    """The oldest `limit` events up to `upto` of the chats in `starts`, each chat's after the id given for it, and
+    the user's own events of no chat but `ended` (an invitation) after `after`.
+
+    Each chat is an ordered scan of the (chat_id, id) index that stops at `limit` rows, so a page costs the same
+    however long the log before the resume point is; the chats' pages are merged by id.
+    """
+    own = (
+        Event.select(*fields)
+        .where(Event.user_id == user_id, Event.chat_id.is_null(), Event.kind != ended, Event.id > after)
+        .where(Event.id <= upto)
+        .order_by(Event.id)
+        .limit(limit)
+    )
+    chats = sorted(starts.items())
+    if not chats:
+        return [tuple(row) for row in own.tuples()]
+    rows: list[tuple] = []
+    for first in range(0, len(chats), REPLAY_CHATS_PER_QUERY):
+        scans = [
+            Event.select(*fields)
+            .where(Event.chat_id == chat, Event.id > start, Event.id <= upto)
+            .order_by(Event.id)
+            .limit(limit)
+            .alias(f"chat{n}")
+            for n, (chat, start) in enumerate(chats[first : first + REPLAY_CHATS_PER_QUERY])
+        ]
+        if first == 0:
+            scans.append(own.alias("own"))
+        # A compound of subqueries: SQLite allows ORDER BY and LIMIT in a compound's parts only inside one.
+        merged = Select(from_list=[scans[0]], columns=[SQL("*")])
+        for scan in scans[1:]:
+            merged = merged.union_all(Select(from_list=[scan], columns=[SQL("*")]))
+        page = [tuple(row) for row in db.execute(merged.order_by(SQL("1")).limit(limit))]
+        rows = sorted(rows + page)[:limit]
+    return rows

@@ -4,7 +4,7 @@ joins and leaves as the rows go by."""
 import json
 from dataclasses import dataclass
 
-from ..models import CHAT_READ, MEMBER_ADDED, MEMBER_LEFT, SESSION_ENDED, Event
+from ..models import CHAT_INVITED, CHAT_READ, MEMBER_ADDED, MEMBER_LEFT, SESSION_ENDED, Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,18 +46,26 @@ class Audience:
                 return was_member
             if row.kind == CHAT_READ:
                 return row.session_id != self.session and row.chat_id in self.chats
+            if row.kind == CHAT_INVITED:  # recorded with no chat: only the invitee sees it
+                return True
         return row.kind not in (CHAT_READ, SESSION_ENDED) and row.chat_id in self.chats
 
     @classmethod
-    def as_of(cls, user: int, session: int, after: int, upto: int, chats_at_upto: set[int]) -> "Audience":
-        """The audience as it was right after event `after`, from the chats as event `upto` left them."""
+    def resuming(
+        cls, user: int, session: int, after: int, upto: int, chats_at_upto: set[int]
+    ) -> tuple["Audience", dict[int, int]]:
+        """The audience as it was right after event `after`, from the chats as event `upto` left them, and where a
+        replay of (after, upto] starts in each chat it must read: `after` in the chats the user was in then, and
+        right before the join in those the user joined since (nothing earlier there is theirs to see)."""
         chats = set(chats_at_upto)
+        joined = {}
         seen = set()
-        for chat, kind in Event.memberships_changed(user, after, upto):
+        for event_id, chat, kind in Event.memberships_changed(user, after, upto):
             if chat not in seen:  # the first join or leave after `after` tells whether the user was in then
                 seen.add(chat)
                 if kind == MEMBER_LEFT:
                     chats.add(chat)
                 else:
                     chats.discard(chat)
-        return cls(user, session, chats)
+                    joined[chat] = event_id - 1
+        return cls(user, session, chats), {**dict.fromkeys(chats, after), **joined}

@@ -19,14 +19,15 @@ import contextlib
 import datetime
 import json
 import logging
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import anyio
 
 from ..core.errors import TooManyRequests
 from ..core.times import seconds, utcnow
 from ..models import Event
-from ..storage.engines import query, with_connection
+from ..storage.engines import in_thread, query, with_connection
 from .audience import Audience, Row
 from .watchers import FETCH_ROWS, Watch
 
@@ -38,6 +39,8 @@ DEFAULTS = {
     "CHAT_MAX_STREAMS_PER_USER": "20",
 }
 REPLAY_ROWS = 500  # rows a resuming stream reads at a time
+# Rows a resume or a poll reads at most (the spec's GET /api/events says so): a stream further behind gets `reset`.
+MAX_REPLAY_ROWS = 10_000
 MAX_BACKLOG = 10_000  # rows a stream may have waiting; a stream that falls further behind ends, and resumes
 MAX_JSON_EVENTS = 1_000
 
@@ -219,67 +222,105 @@ def committed() -> None:
 @dataclass
 class Start:
     """Where a stream or a poll begins: the audience as of the client's last event (replaying to `head` brings it
-    up to date), the newest event id, and whether the client's id is unusable and it must refetch instead."""
+    up to date), the newest event id, whether the client's id is unusable and it must refetch instead, and where
+    the replay starts in each chat it reads (Audience.resuming), and the audience as of `head`, for a stream that
+    skips the replay (cut short: Replay)."""
 
     audience: Audience
     head: int
     reset: bool
+    starts: dict[int, int] = field(default_factory=dict)
+    at_head: Audience | None = None
+
+
+def _begin(user: int, session: int, last_event_id: int | None) -> Start:
+    head, chats = Event.snapshot(user)
+    if last_event_id is None:
+        return Start(Audience(user, session, chats), head, False)
+    pruned = Event.pruned_through()
+    if last_event_id > head or last_event_id < pruned:
+        return Start(Audience(user, session, chats), head, True)
+    audience, starts = Audience.resuming(user, session, last_event_id, head, chats)
+    return Start(audience, head, False, starts, Audience(user, session, chats))
 
 
 async def begin(user: int, session: int, last_event_id: int | None) -> Start:
-    """Read the snapshot a stream starts from; the caller then replays (last_event_id, head] with `replay_rows`."""
-    head, chats = await query(Event.snapshot, user)
-    if last_event_id is None:
-        return Start(Audience(user, session, chats), head, False)
-    pruned = await query(Event.pruned_through)
-    if last_event_id > head or last_event_id < pruned:
-        return Start(Audience(user, session, chats), head, True)
-    audience = await query(Audience.as_of, user, session, last_event_id, head, chats)
-    return Start(audience, head, False)
+    """Read, off the event loop, the snapshot a stream starts from; the caller then replays (last_event_id, head]
+    with a Replay."""
+    return await in_thread(_begin, user, session, last_event_id)
 
 
-async def replay_rows(audience: Audience, after: int, upto: int, limit: int | None = None):
-    """The rows (after, upto] the audience may see, oldest first, read a page at a time; None ends it."""
-    sent = 0
-    while after < upto:
-        page = await query(Event.replay, audience.user, after, upto, REPLAY_ROWS)
-        for values in page:
-            row = Row(*values)
-            verdict = audience.admits(row)
-            if verdict is Audience.END:
-                yield None
+class Replay:
+    """The rows (after, head] a resuming audience may see, oldest first, read a page at a time off the event loop.
+
+    Each page is an ordered index scan per chat (Event.replay), so it costs the same however long the log before
+    the resume point is. At most `budget` rows are read: a client further behind is `cut_short` (a stream then
+    gets `reset`; a poll answers what it found, with the id it read up to). `ended` when the session ended.
+    """
+
+    def __init__(self, start: Start, after: int, budget: int | None = None):
+        self.start, self.through, self.budget = start, after, MAX_REPLAY_ROWS if budget is None else budget
+        self.ended = self.cut_short = False
+
+    async def rows(self, limit: int | None = None):
+        start, audience, read, sent = self.start, self.start.audience, 0, 0
+        while self.through < start.head:
+            if read >= self.budget:
+                self.cut_short = True
                 return
-            if verdict:
-                yield row
-                sent += 1
-                if limit is not None and sent >= limit:
+            starts = {chat: max(after, self.through) for chat, after in start.starts.items()}
+            page = await in_thread(Event.replay, starts, start.head, REPLAY_ROWS, audience.user, self.through)
+            read += len(page)
+            for values in page:
+                row = Row(*values)
+                verdict = audience.admits(row)
+                if verdict is Audience.END:
+                    self.ended = True
                     return
-        if len(page) < REPLAY_ROWS:
-            return
-        after = page[-1][0]
+                self.through = row.id
+                if verdict:
+                    yield row
+                    sent += 1
+                    if limit is not None and sent >= limit:
+                        return
+            if len(page) < REPLAY_ROWS:
+                self.through = start.head
+                return
 
 
-def reset_event(head: int) -> Row:
-    data = {"reason": "your last event id is older than the events kept here, or unknown", "last_event_id": head}
-    return Row(head, "reset", None, None, None, json.dumps(data))
+def reset_event(head: int, too_far: bool = False) -> Row:
+    reason = (
+        f"you are more than {MAX_REPLAY_ROWS} events behind; fetch your chats again"
+        if too_far
+        else "your last event id is older than the events kept here, or unknown"
+    )
+    return Row(head, "reset", None, None, None, json.dumps({"reason": reason, "last_event_id": head}))
 
 
-async def poll(user: int, session: int, last_event_id: int | None, timeout: int) -> dict:
-    """The JSON form: the events waiting after `last_event_id`, or, with a timeout, the first to arrive."""
-    subscriber = await broker.subscribe(user, session) if timeout else None
+async def poll(
+    user: int, session: int, last_event_id: int | None, timeout: int, disconnected: Callable[[], Awaitable] | None
+) -> dict:
+    """The JSON form: the events waiting after `last_event_id`, or, with a timeout, the first to arrive.
+
+    A poll holds one of the user's stream slots while it runs, and gives it back the moment `disconnected`
+    returns (the client went away), not when its timeout passes.
+    """
+    subscriber = await broker.subscribe(user, session)
+    watching = None
+    if disconnected is not None:
+        watching = asyncio.get_running_loop().create_task(disconnected(), name="poll disconnect watch")
+        watching.add_done_callback(lambda _: (broker.unsubscribe(subscriber), subscriber.end()))
     try:
         start = await begin(user, session, last_event_id)
         if start.reset:
             return {"events": [reset_event(start.head).as_json()], "last_event_id": start.head}
-        events, through = [], start.head
+        events, through, caught_up = [], start.head, True
         if last_event_id is not None:
-            async for row in replay_rows(start.audience, last_event_id, start.head, MAX_JSON_EVENTS):
-                if row is None:
-                    break
-                events.append(row.as_json())
-            if len(events) == MAX_JSON_EVENTS:
-                through = events[-1]["id"]
-        if subscriber is not None and not events:
+            replay = Replay(start, last_event_id)
+            events = [row.as_json() async for row in replay.rows(MAX_JSON_EVENTS)]
+            if len(events) == MAX_JSON_EVENTS or replay.cut_short:
+                through, caught_up = replay.through, False
+        if timeout and caught_up and not events:
             subscriber.go_live(start.audience, start.head)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
@@ -295,8 +336,9 @@ async def poll(user: int, session: int, last_event_id: int | None, timeout: int)
             events = [row.as_json() for row in rows]
         return {"events": events, "last_event_id": through}
     finally:
-        if subscriber is not None:
-            broker.unsubscribe(subscriber)
+        if watching is not None:
+            watching.cancel()
+        broker.unsubscribe(subscriber)
 
 
 async def prune_forever(interval: float | None = None) -> None:

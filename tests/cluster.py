@@ -150,6 +150,9 @@ def _wait_until_serving(cluster: Cluster, haproxy: subprocess.Popen, log_path: P
 def running_cluster(database_url: str, *options: str, names: tuple[str, ...] = ("a", "b")) -> Iterator[Cluster]:
     """Start one chat-server per name over `database_url` (one after another, so that the first creates the schema),
     then HAProxy in front of them; stop everything afterwards."""
+    # HAProxy connects from 127.0.0.1 and says who its client is in X-Forwarded-For (`option forwardfor`): the hosts
+    # trust that, so that rate limits and connection shares count each client, not the proxy.
+    options = ("--forwarded-allow-ips", "127.0.0.1", *options)
     with contextlib.ExitStack() as stack:
         backends = {name: stack.enter_context(live_server(*options, "--database", database_url)) for name in names}
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="chat-cluster-")))

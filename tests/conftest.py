@@ -163,8 +163,29 @@ def make_chat():
         assert response.status_code == 201, response.text
         chat_id = response.json()["id"]
         for member in members:
-            assert person.client.post(f"/api/chats/{chat_id}/members", data={"user_id": member.id}).status_code == 201
+            join(person, chat_id, member)
         return chat_id
+
+    return make
+
+
+def join(adder: Person, chat_id: int, member: Person) -> None:
+    """Bring the member into the adder's chat: added at once, or invited (a stranger, by default) and accepting."""
+    added = adder.client.post(f"/api/chats/{chat_id}/members", data={"user_id": member.id})
+    assert added.status_code in (201, 202), added.text
+    if added.status_code == 202:
+        accepted = member.client.post(f"/api/invitations/{added.json()['id']}")
+        assert accepted.status_code == 200, accepted.text
+
+
+@pytest.fixture
+def invite():
+    """Invite a stranger and hand back the invitation's id."""
+
+    def make(adder: Person, chat_id: int, member: Person) -> int:
+        added = adder.client.post(f"/api/chats/{chat_id}/members", data={"user_id": member.id})
+        assert added.status_code == 202, added.text
+        return added.json()["id"]
 
     return make
 

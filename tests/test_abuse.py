@@ -27,6 +27,8 @@ FORM = {"content-type": "application/x-www-form-urlencoded"}
 FORM_HEADER = b"Content-Type: application/x-www-form-urlencoded\r\n"
 ATTACK_SECONDS = 2
 REPORT: list[tuple[str, str, str]] = []
+# The attacks come from 127.0.0.1; the ordinary user is another client address (all of 127/8 is loopback on Linux).
+BYSTANDER_ADDRESS = "127.0.0.2"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -48,8 +50,9 @@ def server():
         yield running
 
 
-def register(server, name: str) -> httpx.Client:
-    client = httpx.Client(base_url=server.url, timeout=ORDINARY_TIMEOUT)
+def register(server, name: str, address: str = "127.0.0.1") -> httpx.Client:
+    transport = httpx.HTTPTransport(local_address=address)
+    client = httpx.Client(base_url=server.url, timeout=ORDINARY_TIMEOUT, transport=transport)
     response = client.post("/api/user/0", data={"name": name, "password": "long enough", "email": f"{name}@ex.com"})
     assert response.status_code == 201, response.text
     return client
@@ -58,7 +61,7 @@ def register(server, name: str) -> httpx.Client:
 @pytest.fixture(scope="module")
 def bystander(server):
     """Another user, whose chat list is the ordinary request made during every attack."""
-    client = register(server, "bystander")
+    client = register(server, "bystander", BYSTANDER_ADDRESS)
     chat_id = client.post("/api/chats", data={"title": "daily"}).json()["id"]
     client.post(f"/api/chats/{chat_id}", data={"content": "still here"})
     yield client
@@ -179,7 +182,10 @@ def test_malformed_http_gets_a_json_400(server):
 def test_half_sent_request_is_closed_with_408_within_the_timeout(server, bystander):
     host, port = server.url.removeprefix("http://").split(":")
     with ordinary_traffic(bystander, "slow headers, slow body and 300 idle sockets", "408, closed"):
-        idle = [socket.create_connection((host, int(port))) for _ in range(300)]
+        # From three addresses, each within its share of connections (a tenth of --max-connections).
+        idle = [
+            socket.create_connection((host, int(port)), source_address=(f"127.0.0.{3 + n % 3}", 0)) for n in range(300)
+        ]
         try:
             status, headers, body = send_raw(server, b"GET /api/chats HTTP/1.1\r\nHost: x\r\n")
             assert status == 408
@@ -347,7 +353,10 @@ def test_concurrent_password_guesses_get_at_most_the_limit_plus_the_turns_in_fli
 
 
 def test_over_the_connection_cap_gets_503_with_retry_after():
-    with live_server("--max-connections", "20", "--request-timeout", "5") as capped:
+    # Each address may hold all the connections, so that one address can reach the cap.
+    with live_server(
+        "--max-connections", "20", "--max-connections-per-address", "30", "--request-timeout", "5"
+    ) as capped:
         host, port = capped.url.removeprefix("http://").split(":")
         held = [socket.create_connection((host, int(port))) for _ in range(25)]
         try:

@@ -22,8 +22,9 @@ HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "tra
 ACTORS = ("anonymous", "forged", "other_user_id", "revoked", "expired", "non_member", "member", "owner")
 NO_SESSION = dict.fromkeys(ACTORS[:5], 401)
 
-# The target of every operation is the owner's chat, the owner's message in it, or the owner's account. The member
-# is in that chat but sent nothing; the non-member shares no chat with the owner.
+# The target of every operation is the owner's chat, the owner's message in it, the owner's account, or the
+# invitation the non-member sent the owner. The member is in that chat but sent nothing; the non-member shares no chat
+# with the owner.
 MATRIX = {
     # Unsecured (`security: []`): cookies are ignored and the form decides; it is valid for everyone here.
     "login": dict.fromkeys(ACTORS, 200),
@@ -52,7 +53,8 @@ MATRIX = {
     "rename_chat": {**NO_SESSION, "non_member": 403, "member": 200, "owner": 200},
     "leave_chat": {**NO_SESSION, "non_member": 403, "member": 200, "owner": 200},
     "list_members": {**NO_SESSION, "non_member": 403, "member": 200, "owner": 200},
-    "add_member": {**NO_SESSION, "non_member": 403, "member": 201, "owner": 201},
+    # A member adds a stranger to the chat: an invitation (202), since the stranger never said they may be added.
+    "add_member": {**NO_SESSION, "non_member": 403, "member": 202, "owner": 202},
     "mark_read": {**NO_SESSION, "non_member": 403, "member": 200, "owner": 200},
     "get_message": {**NO_SESSION, "non_member": 403, "member": 200, "owner": 200},
     # Each actor's own chats: a search never reaches into a chat the caller is not in.
@@ -60,6 +62,10 @@ MATRIX = {
     # The owner's message: only its sender edits or deletes it, not another member.
     "edit_message": {**NO_SESSION, "non_member": 403, "member": 403, "owner": 200},
     "delete_message": {**NO_SESSION, "non_member": 403, "member": 403, "owner": 200},
+    # Each actor's own invitations; only the invitee (the owner) answers one, not its sender (the non-member).
+    "list_invitations": {**NO_SESSION, "non_member": 200, "member": 200, "owner": 200},
+    "accept_invitation": {**NO_SESSION, "non_member": 403, "member": 403, "owner": 200},
+    "decline_invitation": {**NO_SESSION, "non_member": 403, "member": 403, "owner": 200},
 }
 
 # get_user answers everyone logged in, but shows the email only to the user and to people who share a chat with them.
@@ -88,6 +94,7 @@ class Scene:
     stranger: Person
     chat_id: int
     message_id: int
+    invitation_id: int
     make_user: Callable[..., Person]
 
 
@@ -124,6 +131,7 @@ PARAMETERS = {
     "user_id": lambda scene: scene.owner.id,
     "id": lambda scene: scene.message_id,
     "message_id": lambda scene: scene.message_id,
+    "invitation_id": lambda scene: scene.invitation_id,
     "q": lambda scene: "anything",
 }
 
@@ -272,7 +280,10 @@ def scene(app, make_user, make_chat, send) -> Scene:
     stranger = make_user(password="stranger passphrase 42")
     chat_id = make_chat(owner, "plans", members=(member,))
     message_id = send(owner, chat_id, "hello")
-    return Scene(app, owner, member, stranger, chat_id, message_id, make_user)
+    strangers_chat = make_chat(stranger, "come along")
+    invited = stranger.client.post(f"/api/chats/{strangers_chat}/members", data={"user_id": owner.id})
+    assert invited.status_code == 202, invited.text
+    return Scene(app, owner, member, stranger, chat_id, message_id, invited.json()["id"], make_user)
 
 
 def test_matrix_has_a_row_for_every_operation_in_the_spec():

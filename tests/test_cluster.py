@@ -32,6 +32,8 @@ OPTIONS = (
     *("--login-rate", f"{GUESSES_ALLOWED}/60"),
     # A heartbeat well inside HAProxy's 30 s server timeout keeps idle streams open through the proxy.
     *("--event-heartbeat", "1"),
+    # The rehearsal adds people who never met to chats, as on a private server.
+    *("--default-who-can-add-me", "anyone"),
 )
 BLACK_BOX_TIMEOUT_SECONDS = 120
 RETRY_PAUSE_SECONDS = 0.05

@@ -59,6 +59,7 @@ class RestartableServer:
             *chat_server_command(),
             *("--host", "127.0.0.1", "--port", str(port), "--database", f"sqlite:///{self.database}"),
             *("--password-profile", "cheapest", "--register-rate", "off", "--no-access-log"),
+            *("--default-who-can-add-me", "anyone"),
         ]
         with server.log_path.open("wb") as log_file:
             self.process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, cwd=self.workdir)

@@ -15,8 +15,18 @@ from tests.live_server import live_server
 from tests.sse import Stream, check_event
 
 _names = itertools.count(1)
-# Short heartbeats so that a test sees one; registrations from 127.0.0.1 are not what these tests are about.
-OPTIONS = ("--register-rate", "off", "--event-heartbeat", "0.5", "--max-streams-per-user", "3")
+# Short heartbeats so that a test sees one; registrations from 127.0.0.1, and consent to be added, are not what
+# these tests are about: everyone may add everyone, unless they say otherwise (who_can_add_me).
+OPTIONS = (
+    "--register-rate",
+    "off",
+    "--event-heartbeat",
+    "0.5",
+    "--max-streams-per-user",
+    "3",
+    "--default-who-can-add-me",
+    "anyone",
+)
 
 
 @dataclass
@@ -146,6 +156,26 @@ def test_get_events_member_added_later_sees_the_join_then_new_messages_and_nothi
         bobs_own = bob.new_chat()
         assert to_bob.next().data == {"chat_id": bobs_own, "user": {"id": bob.id, "name": bob.name}}
         assert to_bob.drain() == []
+
+
+def test_get_events_chat_invited_reaches_the_invitee_only_and_accepting_joins(people):
+    alice, bob, carol = people(3)
+    assert bob.client.put(f"/user/{bob.id}", data={"who_can_add_me": "nobody"}).status_code == 200
+    chat_id = alice.new_chat(carol)
+    with bob.stream() as to_bob, carol.stream() as to_carol:
+        to_bob.ready()
+        to_carol.ready()
+        invited = alice.client.post(f"/chats/{chat_id}/members", data={"user_id": bob.id})
+        assert invited.status_code == 202
+        event = to_bob.next()
+        assert event.kind == "chat.invited"
+        assert event.data["invitation"]["id"] == invited.json()["id"]
+        assert event.data["invitation"]["inviter"] == {"id": alice.id, "name": alice.name}
+        sent = alice.send(chat_id, "bob is not in yet")
+        assert message_ids([to_carol.next()]) == [sent], "a member of the chat is not told who was invited"
+        assert bob.client.post(f"/invitations/{invited.json()['id']}").status_code == 200
+        assert to_bob.next().data == {"chat_id": chat_id, "user": {"id": bob.id, "name": bob.name}}
+        assert to_carol.next().kind == "member.added"
 
 
 def test_get_events_resume_after_50_missed_messages_gets_exactly_those(people):

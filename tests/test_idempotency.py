@@ -7,7 +7,7 @@ import pytest
 
 from chat_server import models
 from chat_server.edge import idempotency
-from tests.conftest import new_client
+from tests.conftest import join, new_client
 
 KEY = "5f0c7a9e-7d2b-4a51-9d3e-2f9c1b0e6a44"
 
@@ -95,7 +95,7 @@ def test_send_message_error_is_not_stored(alice, bob, make_chat):
     """A 403 stores nothing: once the sender is a member, the same request with the same key goes through."""
     chat_id = make_chat(alice)
     assert bob.client.post(f"/api/chats/{chat_id}", data={"content": "hi"}, headers=keyed()).status_code == 403
-    assert alice.client.post(f"/api/chats/{chat_id}/members", data={"user_id": bob.id}).status_code == 201
+    join(alice, chat_id, bob)
     response = bob.client.post(f"/api/chats/{chat_id}", data={"content": "hi"}, headers=keyed())
     assert response.status_code == 201
     assert "idempotent-replayed" not in response.headers
@@ -142,12 +142,23 @@ def test_create_chat_retry_replays_id_and_location(alice):
 
 
 def test_add_member_retry_replays_201_not_already_a_member(alice, bob, make_chat):
+    make_chat(bob, "contacts", members=(alice,))
     chat_id = make_chat(alice)
     first = alice.client.post(f"/api/chats/{chat_id}/members", data={"user_id": bob.id}, headers=keyed())
     again = alice.client.post(f"/api/chats/{chat_id}/members", data={"user_id": bob.id}, headers=keyed())
     assert first.status_code == again.status_code == 201
     assert again.headers["idempotent-replayed"] == "true"
     assert alice.client.post(f"/api/chats/{chat_id}/members", data={"user_id": bob.id}).status_code == 409
+
+
+def test_add_member_retry_replays_202_not_already_invited(alice, bob, make_chat):
+    chat_id = make_chat(alice)
+    first = alice.client.post(f"/api/chats/{chat_id}/members", data={"user_id": bob.id}, headers=keyed())
+    again = alice.client.post(f"/api/chats/{chat_id}/members", data={"user_id": bob.id}, headers=keyed())
+    assert first.status_code == again.status_code == 202
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    assert [i["id"] for i in bob.client.get("/api/invitations").json()["invitations"]] == [first.json()["id"]]
 
 
 def test_prune_expired_deletes_only_old_keys(alice, make_chat):

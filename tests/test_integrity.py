@@ -8,6 +8,7 @@ import pytest
 from peewee import IntegrityError, fn
 
 from chat_server import models
+from chat_server.accounts import deletion
 
 ROUNDS = 20
 
@@ -94,7 +95,7 @@ def test_create_chat_while_deleting_account_leaves_no_orphans(make_user):
 
         def delete(user_id=doomed.id):
             with models.db.connection_context():
-                models.User.get_by_id(user_id).delete_account()
+                deletion.delete_account(models.User.get_by_id(user_id))
 
         at_once(create_chats, delete)
     assert_no_orphans([])

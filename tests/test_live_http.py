@@ -15,8 +15,9 @@ from tests.live_server import live_or_remote_server, live_server, remote_server_
 
 @pytest.fixture(scope="module")
 def server():
-    # Every test here registers from 127.0.0.1; the registration limit is tested in tests/test_limits.py.
-    with live_or_remote_server("--register-rate", "off") as running:
+    # Every test here registers from 127.0.0.1; the registration limit is tested in tests/test_limits.py. Consent to
+    # be added is tested in-process (tests/test_members.py): here everyone may add everyone.
+    with live_or_remote_server("--register-rate", "off", "--default-who-can-add-me", "anyone") as running:
         yield running
 
 

@@ -181,6 +181,19 @@ def test_upgrade_from_version_1_searches_and_edits_the_messages_it_had(version_1
     assert [m["content"] for m in alice.get("/api/search", params={"q": "still"}).json()["messages"]] == ["still here?"]
 
 
+def test_upgrade_from_version_1_makes_only_each_chats_creator_a_contact_of_its_members(version_1, upgraded):
+    """The chat's first member, who joined as it was made, created it; the others were added, so they are nobody's
+    contacts: their email stays hidden, and adding them elsewhere invites them."""
+    alice, _ = login(upgraded, "alice", "correct horse")
+    bob, _ = login(upgraded, "bob", "battery staple")
+
+    assert bob.get(f"/api/user/{version_1['alice']}").json()["user"]["email"] == "alice@example.com"
+    assert alice.get(f"/api/user/{version_1['bob']}").json()["user"]["email"] is None
+    chat_id = alice.post("/api/chats", data={"title": "after"}).json()["id"]
+    assert alice.post(f"/api/chats/{chat_id}/members", data={"user_id": version_1["bob"]}).status_code == 202
+    assert bob.get(f"/api/user/{version_1['bob']}").json()["user"]["who_can_add_me"] == "contacts"
+
+
 def test_upgrade_to_version_4_gives_the_events_of_sent_messages_their_edited_at(database):
     """A message.created event recorded at version 3, before `edited_at`, reads as the Message schema says."""
     migrations.upgrade(database, to=3)

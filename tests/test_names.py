@@ -92,6 +92,7 @@ def test_get_user_by_look_alike_name(alice, bob):
 
 
 def test_add_member_by_look_alike_name(alice, bob, make_chat):
+    make_chat(bob, "contacts", members=(alice,))
     chat_id = make_chat(alice)
     assert alice.client.post(f"/api/chats/{chat_id}/members", data={"name": "BOB"}).status_code == 201
     members = alice.client.get(f"/api/chats/{chat_id}/members").json()["members"]

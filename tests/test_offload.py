@@ -30,6 +30,8 @@ WRITERS = {
     "delete_message",
     "add_member",
     "mark_read",
+    "accept_invitation",
+    "decline_invitation",
 }
 READERS = {
     "get_session",
@@ -39,12 +41,14 @@ READERS = {
     "get_message",
     "search_messages",
     "list_members",
+    "list_invitations",
     "get_events",
     "get_health",
     "get_ready",
 }
 # They hash a password, delete an unbounded number of rows, or (search) read one.
-THREADED = {"login", "register_user", "change_password", "end_session", "leave_chat", "delete_user", "search_messages"}
+# search_messages is async, and runs in a lane of its own (edge/search_lane.py), never the threadpool.
+THREADED = {"login", "register_user", "change_password", "end_session", "leave_chat", "delete_user"}
 
 
 @pytest.fixture

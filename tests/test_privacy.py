@@ -52,7 +52,9 @@ def test_email_visibility_setting(database_url, monkeypatch, setting, stranger_s
             assert clients[name].post("/api/user/0", data=form).status_code == 201
         ids = {name: int(client.cookies["user_id"]) for name, client in clients.items()}
         chat_id = clients["alice"].post("/api/chats", data={"title": "t"}).json()["id"]
-        assert clients["alice"].post(f"/api/chats/{chat_id}/members", data={"user_id": ids["bob"]}).status_code == 201
+        invited = clients["alice"].post(f"/api/chats/{chat_id}/members", data={"user_id": ids["bob"]})
+        assert invited.status_code == 202
+        assert clients["bob"].post(f"/api/invitations/{invited.json()['id']}").status_code == 200
 
         def email(viewer: str, user: str):
             return clients[viewer].get(f"/api/user/{ids[user]}").json()["user"]["email"]

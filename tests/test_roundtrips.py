@@ -11,6 +11,7 @@ import pytest
 from playhouse.test_utils import count_queries
 
 from chat_server import models
+from chat_server.core.times import rfc3339
 from chat_server.storage.queries import message_created, time_text
 
 from .conftest import POSTGRES_URL, fresh_postgres
@@ -59,7 +60,7 @@ def test_a_sent_time_in_sql_reads_as_rfc3339_does(app, microsecond):
     query = f"SELECT {formatted} FROM (SELECT %s::timestamp AS time) AS sent"
     with models.db.connection_context():
         (text,) = models.db.execute_sql(query, (time,)).fetchone()
-    assert text == models.rfc3339(time)
+    assert text == rfc3339(time)
 
 
 def test_a_send_inside_a_transaction_commits_with_it(app, alice, make_chat):
@@ -187,9 +188,9 @@ def test_the_hot_reads_format_times_as_rfc3339_does(app, alice, make_chat, micro
             chat=chat_id, sender_id=alice.id, content="hi", time=time, edited_at=time
         ).execute()
     (message,) = alice.client.get(f"/api/chats/{chat_id}").json()["messages"]
-    expected = models.rfc3339(time)
+    expected = rfc3339(time)
     assert message == {
         "id": message_id, "content": "hi", "sender_id": alice.id, "time": expected, "edited_at": expected
     }  # fmt: skip
     (chat,) = alice.client.get("/api/chats").json()["chats"]
-    assert chat["last_message_time"] == models.rfc3339(time)
+    assert chat["last_message_time"] == rfc3339(time)

@@ -1,7 +1,17 @@
-"""GET /api/search: the query language on both backends, paging, and what it never shows."""
+"""GET /api/search: the query language on both backends, paging, what it never shows, its bounds, and its lane."""
+
+import asyncio
+import concurrent.futures
+import datetime
+import threading
+import time
 
 import pytest
+from peewee import chunked
 
+from chat_server import models
+from chat_server.core.errors import Unavailable
+from chat_server.edge import search_lane
 from chat_server.storage import search
 
 CORPUS = (
@@ -151,3 +161,184 @@ def test_queries_become_quoted_words_only():
     assert search.fts5_query(terms) == '"meet"* "two words" "AND" "x" "unclosed"'
     assert search.tsquery(terms) == "'meet':* & 'two' <-> 'words' & 'AND' & 'x' & 'unclosed'"
     assert search.terms('- : ( ) * "" \'') == []
+
+
+# The costliest query the bounds allow: 8 words, 2 of them the shortest prefixes, of the commonest letters.
+WORST_QUERY = "th* re* the review comments see at lunch"
+MANY_MESSAGES = 200_000
+SEED_TEXTS = ("see the review comments", "lunch at noon?", "thanks, looks good", "the failing build", "on my way")
+
+
+@pytest.mark.parametrize(
+    ("query", "bound"),
+    [
+        ("one two three four five six seven eight nine", "at most 8 words"),
+        ('"one two three four five" six seven eight nine', "at most 8 words"),
+        ("ab* cd* ef*", "at most 2 prefixes"),
+        ("a*", "at least 2 letters or digits"),
+        ('"meet a"*', "at least 2 letters or digits"),
+    ],
+)
+def test_search_messages_out_of_bounds_is_400(alice, query, bound):
+    response = alice.client.get("/api/search", params={"q": query})
+    assert response.status_code == 400
+    assert bound in response.json()["error"]
+
+
+def test_search_messages_at_the_bounds_is_answered(alice, corpus):
+    assert found(alice, "one two three four five six seven eight") == []
+    assert found(alice, "meet* st* the") == ["Let's meet at the Café by the station"]
+    assert found(alice, WORST_QUERY) == []
+
+
+def seed_messages(chat_id: int, sender_id: int, count: int) -> None:
+    """Bulk-insert `count` messages into one chat, straight into the tables (and so the search index)."""
+    moment = models.utcnow() - datetime.timedelta(days=1)
+    rows = ((chat_id, sender_id, SEED_TEXTS[n % len(SEED_TEXTS)], moment) for n in range(count))
+    fields = [models.Message.chat, models.Message.sender_id, models.Message.content, models.Message.time]
+    with models.db.connection_context(), models.db.atomic():
+        for batch in chunked(rows, 2000):
+            models.Message.insert_many(batch, fields=fields).execute()
+        if models.queries_are_local():
+            models.db.execute_sql("ANALYZE")
+    if not models.queries_are_local():
+        with models.db.connection_context():
+            models.db.execute_sql("ANALYZE")
+
+
+@pytest.fixture
+def crowded(alice, bob, make_chat, send):
+    """200,000 messages in alice's big chat; bob owns one message in a chat of his own. Both searches match
+    nothing but read every candidate the plan gives them."""
+    big = make_chat(alice, "big")
+    seed_messages(big, alice.id, MANY_MESSAGES)
+    own = make_chat(bob, "mine")
+    send(bob, own, "my one message")
+    return big, own
+
+
+def timed(person, **params) -> tuple[int, float]:
+    began = time.perf_counter()
+    response = person.client.get("/api/search", params=params)
+    return response.status_code, time.perf_counter() - began
+
+
+def test_search_messages_of_a_one_message_user_reads_only_their_chats(bob, crowded):
+    # The first searches of the lane's threads open their connections and build their statements.
+    runs = [timed(bob, q=WORST_QUERY) for _ in range(13)]
+    assert {status for status, _ in runs} == {200}
+    assert found(bob, "my* one message") == ["my one message"]
+    assert found(bob, "re* see") == []
+    seconds = sorted(seconds for _, seconds in runs[3:])
+    print(
+        f"\nworst query, one-message user, {MANY_MESSAGES:,} messages, through the test client: "
+        f"median {seconds[len(seconds) // 2] * 1000:.1f} ms, max {seconds[-1] * 1000:.1f} ms"
+    )
+
+
+def test_search_messages_runs_in_the_search_lane(alice, corpus, monkeypatch):
+    threads = []
+    real_search = models.Message.search
+
+    def recording(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return real_search(*args, **kwargs)
+
+    monkeypatch.setattr(models.Message, "search", recording)
+    assert found(alice, "lunch") == ["Lunch at noon?"]
+    assert len(threads) == 1
+    assert threads[0].startswith(search_lane.THREAD_NAME)
+
+
+def hold_the_lane(lane: search_lane.SearchLane, release: threading.Event) -> threading.Thread:
+    """Take every slot of the lane until `release` is set."""
+    started = threading.Barrier(lane.concurrency + 1)
+
+    def hold(_seconds_left):
+        started.wait()
+        release.wait(10)
+
+    async def hold_all():
+        await asyncio.gather(*(lane.run(hold) for _ in range(lane.concurrency)))
+
+    holder = threading.Thread(target=asyncio.run, args=(hold_all(),))
+    holder.start()
+    started.wait(5)
+    return holder
+
+
+def test_search_messages_beyond_the_lane_is_503_with_retry_after(alice, corpus, monkeypatch):
+    lane = search_lane.SearchLane(concurrency=1, budget_seconds=0.2)
+    monkeypatch.setattr(search_lane, "_lane", lane)
+    release = threading.Event()
+    holder = hold_the_lane(lane, release)
+    try:
+        response = alice.client.get("/api/search", params={"q": "lunch"})
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "1"
+        assert "searches" in response.json()["error"]
+        assert alice.client.get("/api/chats").status_code == 200  # the rest of the server is not in the lane
+    finally:
+        release.set()
+        holder.join()
+    assert found(alice, "lunch") == ["Lunch at noon?"]
+
+
+def test_search_messages_beyond_its_time_budget_is_503(app):
+    slow = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 100000000) SELECT count(*) FROM r"
+    with models.db.connection_context():
+        with pytest.raises(Unavailable) as refused, search.budget(models.db.obj, 0.05):
+            models.db.execute_sql(slow).fetchone()
+        assert refused.value.headers == {"Retry-After": "1"}
+        assert models.db.execute_sql("SELECT 1").fetchone() == (1,)  # the connection goes on serving
+
+
+def test_search_messages_burst_leaves_other_users_answering(alice, bob, crowded, app):
+    """48 worst-case searches at once from alice, a member of 200,000 messages, while bob logs in, sends and
+    lists his chats."""
+    _, own = crowded
+    statuses, latencies = [], {"login": [], "send": [], "list": []}
+    done = threading.Event()
+
+    def search_once(_):
+        client = alice.client  # one account; the test client runs each request on a loop of its own
+        statuses.append(client.get("/api/search", params={"q": WORST_QUERY}).status_code)
+
+    def bobs_requests():
+        while not done.is_set():
+            for name, request in (
+                ("login", lambda: bob.client.post("/api/login", data={"name": bob.name, "password": bob.password})),
+                ("send", lambda: bob.client.post(f"/api/chats/{own}", data={"content": "still here"})),
+                ("list", lambda: bob.client.get("/api/chats")),
+            ):
+                began = time.perf_counter()
+                response = request()
+                latencies[name].append(time.perf_counter() - began)
+                assert response.status_code in (200, 201), response.text
+
+    other = concurrent.futures.ThreadPoolExecutor(1)
+    bobs = other.submit(bobs_requests)
+    with concurrent.futures.ThreadPoolExecutor(48) as burst:
+        list(burst.map(search_once, range(48)))
+    done.set()
+    bobs.result()
+    other.shutdown()
+    assert len(statuses) == 48
+    assert set(statuses) <= {200, 503}
+    assert all(latencies.values())
+    report = ", ".join(f"{name} max {max(values) * 1000:.0f} ms ({len(values)})" for name, values in latencies.items())
+    print(f"\n48 concurrent worst-case searches ({statuses.count(200)} answered, {statuses.count(503)} 503): {report}")
+
+
+@pytest.mark.parametrize("candidate_limit", [1, search.CANDIDATE_LIMIT], ids=["index-first", "messages-first"])
+def test_search_messages_plans_find_the_same(alice, bob, corpus, monkeypatch, candidate_limit):
+    """Readers of many messages search the full-text index first; readers of few, their own messages."""
+    monkeypatch.setattr(search, "CANDIDATE_LIMIT", candidate_limit)
+    _, ids, secret_chat, secret = corpus
+    newest = [secret, ids["the station café is closed"], ids["Let's meet at the Café by the station"]]
+    assert [m["id"] for m in bob.client.get("/api/search", params={"q": "st* the"}).json()["messages"]] == newest
+    page = bob.client.get("/api/search", params={"q": "station", "before": secret, "limit": 1}).json()["messages"]
+    assert [m["id"] for m in page] == newest[1:2]
+    assert found(bob, "station", chat_id=secret_chat) == ["the secret station lunch plans"]
+    assert found(alice, "secret") == []
+    assert found(alice, '"station café" clo*') == ["the station café is closed"]

@@ -79,7 +79,24 @@ def test_update_user_changes_name_and_email(alice):
         "id": alice.id,
         "name": "alicia",
         "email": "new@example.com",
+        "who_can_add_me": "contacts",
     }
+
+
+def test_get_user_shows_who_can_add_me_to_its_owner_only(alice, bob):
+    assert alice.client.get(f"/api/user/{alice.id}").json()["user"]["who_can_add_me"] == "contacts"
+    assert "who_can_add_me" not in bob.client.get(f"/api/user/{alice.id}").json()["user"]
+
+
+@pytest.mark.parametrize("setting", ["anyone", "contacts", "nobody"])
+def test_update_user_changes_who_can_add_me(alice, setting):
+    assert alice.client.put(f"/api/user/{alice.id}", data={"who_can_add_me": setting}).status_code == 200
+    assert alice.client.get(f"/api/user/{alice.id}").json()["user"]["who_can_add_me"] == setting
+
+
+@pytest.mark.parametrize("setting", ["everyone", ""])
+def test_update_user_unknown_who_can_add_me_is_bad_request(alice, setting):
+    assert alice.client.put(f"/api/user/{alice.id}", data={"who_can_add_me": setting}).status_code == 400
 
 
 def test_update_user_only_sent_fields_change(alice):

@@ -40,8 +40,15 @@ def browser():
 
 
 @pytest.fixture
-def server():
-    with live_server() as running:
+def server_options() -> tuple[str, ...]:
+    """Everyone may add everyone, as on a private server where all know each other: these tests are about chatting.
+    A test about consent parametrizes this to () for the default, where a stranger's add is an invitation."""
+    return ("--default-who-can-add-me", "anyone")
+
+
+@pytest.fixture
+def server(server_options):
+    with live_server(*server_options) as running:
         yield running
 
 
@@ -537,3 +544,52 @@ def test_bidi_controls_in_a_message_stay_inside_it(visit):
         assert element.evaluate("node => getComputedStyle(node).unicodeBidi") == "isolate"
     assert content.evaluate("node => node.textContent") == text
     grace.assert_clean()
+
+
+@pytest.mark.parametrize("server_options", [()], ids=["default"])
+def test_a_strangers_invitation_is_accepted_or_declined(visit, server, screenshots):
+    alice, bob = visit("alice"), visit("bob")
+    register(alice)
+    register(bob)
+    alice.new_chat("Secret plans")
+    alice.button("Add member").click()
+    alice.textbox("Member name").fill("bob")
+    alice.textbox("Member name").press("Enter")
+    expect(alice.page.locator("#members-status")).to_have_text("Invited bob. They join once they accept.")
+    expect(alice.members.get_by_role("listitem")).to_have_text(["alice (you)"])
+
+    invitation = bob.invitation("Secret plans")
+    expect(invitation).to_contain_text("alice invites you to “Secret plans”", timeout=LIVE_MS)
+    expect(bob.chat("Secret plans")).to_have_count(0)
+    bob.page.screenshot(path=screenshots / "bob-invited.png")
+    invitation.get_by_role("button", name="Accept").click()
+    expect(bob.page.get_by_role("heading", name="Secret plans", exact=True)).to_be_visible()
+    expect(bob.chat("Secret plans")).to_be_visible()
+    expect(bob.invitations).to_have_count(0)
+    expect(alice.members.get_by_role("listitem")).to_have_text(["alice (you)", "bob"], timeout=LIVE_MS)
+
+    with httpx.Client(base_url=server.api_url) as carol:
+        register_through_api(carol, "carol")
+        chat_id = carol.post("/chats", data={"title": "Carol's offers"}).json()["id"]
+        assert carol.post(f"/chats/{chat_id}/members", data={"name": "bob"}).status_code == 202
+        offer = bob.invitation("Carol's offers")
+        expect(offer).to_contain_text("carol invites you to “Carol's offers”", timeout=LIVE_MS)
+        offer.get_by_role("button", name="Decline").click()
+        expect(bob.invitations).to_have_count(0)
+        expect(bob.chat("Carol's offers")).to_have_count(0)
+        assert carol.post(f"/chats/{chat_id}/members", data={"name": "bob"}).status_code == 409
+
+    # alice is bob's contact now, so she adds him at once, until he says nobody may.
+    choice = bob.page.get_by_role("combobox", name="Who can add me to chats")
+    expect(choice).to_have_value("contacts")
+    with bob.page.expect_response(lambda response: response.request.method == "PUT") as changed:
+        choice.select_option("nobody")
+    assert changed.value.status == 200
+    alice.new_chat("Later")
+    alice.button("Add member").click()
+    alice.textbox("Member name").fill("bob")
+    alice.textbox("Member name").press("Enter")
+    expect(alice.page.locator("#members-status")).to_have_text("Invited bob. They join once they accept.")
+    expect(bob.invitation("Later")).to_be_visible(timeout=LIVE_MS)
+    alice.assert_clean()
+    bob.assert_clean()

@@ -26,6 +26,13 @@ class Person:
         return self.chats.get_by_role("listitem").filter(has=self.page.get_by_text(title, exact=True))
 
     @property
+    def invitations(self):
+        return self.page.get_by_role("list", name="Invitations").get_by_role("listitem")
+
+    def invitation(self, title: str):
+        return self.invitations.filter(has=self.page.get_by_text(title, exact=True))
+
+    @property
     def log(self):
         return self.page.get_by_role("log", name="Messages")
 

@@ -72,6 +72,10 @@ export const getSession = () => call("GET", "/api/session");
 
 export const getUser = (userId) => call("GET", "/api/user/{user_id}", { params: { user_id: userId } });
 
+/** Change who may add this user to a chat at once (`anyone`, `contacts` or `nobody`). */
+export const setWhoCanAddMe = (userId, whoCanAddMe) =>
+  call("PUT", "/api/user/{user_id}", { params: { user_id: userId }, form: { who_can_add_me: whoCanAddMe } });
+
 export const listChats = (before) => call("GET", "/api/chats", { query: { limit: CHAT_PAGE, before } });
 
 export const createChat = (title, idempotencyKey) =>
@@ -99,8 +103,18 @@ export const editMessage = (chatId, messageId, content) =>
 
 export const listMembers = (chatId) => call("GET", "/api/chats/{chat_id}/members", { params: { chat_id: chatId } });
 
+/** Resolves to `{status: "ok"}` when they were added, `{status: "invited", id}` when they must accept first. */
 export const addMember = (chatId, name, idempotencyKey) =>
   call("POST", "/api/chats/{chat_id}/members", { params: { chat_id: chatId }, form: { name }, idempotencyKey });
+
+/** The invitations waiting for this user's answer: adds by people they have not said may add them at once. */
+export const listInvitations = () => call("GET", "/api/invitations");
+
+export const acceptInvitation = (invitationId) =>
+  call("POST", "/api/invitations/{invitation_id}", { params: { invitation_id: invitationId } });
+
+export const declineInvitation = (invitationId) =>
+  call("DELETE", "/api/invitations/{invitation_id}", { params: { invitation_id: invitationId } });
 
 export const markRead = (chatId, messageId) =>
   call("POST", "/api/chats/{chat_id}/read", { params: { chat_id: chatId }, form: { message_id: messageId } });

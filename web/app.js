@@ -118,6 +118,13 @@ function enterApp(user) {
   byId("welcome").hidden = true;
   byId("app").hidden = false;
   live.start();
+  loadInvitations();
+  api
+    .getUser(user.id)
+    .then(({ user: mine }) => {
+      if (epoch === session) byId("who-can-add-me").value = mine.who_can_add_me;
+    })
+    .catch((error) => epoch === session && report(byId("app-error"), error));
   refreshChats().then(() => {
     const wanted = /^#chat\/(\d+)$/.exec(location.hash);
     if (epoch === session && wanted && !state.open) openChat(Number(wanted[1]), { focus: false });
@@ -134,6 +141,8 @@ function leaveApp() {
   state.names.clear();
   state.lookups.clear();
   byId("chats").replaceChildren();
+  byId("invitations").replaceChildren();
+  byId("invitations-panel").hidden = true;
   closeSearch();
   history.replaceState(null, "", location.pathname);
 }
@@ -628,6 +637,57 @@ async function deleteMessage(item) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Invitations: adds by people this user has not said may add them at once, each to accept or decline
+
+async function loadInvitations() {
+  const epoch = session;
+  if (!state.me) return;
+  try {
+    const { invitations } = await api.listInvitations();
+    if (epoch !== session) return;
+    showError(byId("invitations-error"), null);
+    byId("invitations").replaceChildren(...invitations.map(invitationItem));
+    byId("invitations-panel").hidden = invitations.length === 0;
+  } catch (error) {
+    if (epoch === session) report(byId("invitations-error"), error);
+  }
+}
+
+function invitationItem(invitation) {
+  state.names.set(invitation.inviter.id, invitation.inviter.name);
+  const title = el("bdi", { class: "title" }, invitation.title);
+  const inviter = el("bdi", { class: "sender" }, invitation.inviter.name);
+  const text = el("p", { id: `invitation-${invitation.id}` }, inviter, " invites you to “", title, "”");
+  const accept = el("button", { type: "button", "aria-describedby": text.id }, "Accept");
+  const decline = el("button", { type: "button", "aria-describedby": text.id }, "Decline");
+  const item = el("li", { "data-id": invitation.id }, text, el("div", { class: "buttons" }, accept, decline));
+  accept.addEventListener("click", () => answerInvitation(item, invitation, true));
+  decline.addEventListener("click", () => answerInvitation(item, invitation, false));
+  return item;
+}
+
+async function answerInvitation(item, invitation, accepting) {
+  const error = byId("invitations-error");
+  showError(error, null);
+  for (const button of item.querySelectorAll("button")) button.disabled = true;
+  try {
+    if (accepting) await api.acceptInvitation(invitation.id);
+    else await api.declineInvitation(invitation.id);
+  } catch (failure) {
+    for (const button of item.querySelectorAll("button")) button.disabled = false;
+    if (failure.status !== 404) return report(error, failure);
+  }
+  item.remove();
+  byId("invitations-panel").hidden = byId("invitations").children.length === 0;
+  if (accepting) {
+    await refreshChats();
+    if (state.chats.some((chat) => chat.id === invitation.chat_id)) openChat(invitation.chat_id);
+  } else {
+    byId("new-chat").focus();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Events from the stream
 
 function handleEvent(type, data) {
@@ -672,6 +732,9 @@ function handleEvent(type, data) {
     case "chat.read":
       refreshChatsSoon();
       break;
+    case "chat.invited":
+      loadInvitations();
+      break;
     case "reset":
       // What was missed cannot be replayed (our event id is too old, or unknown here): refetch the chats and the
       // open chat's messages, which now hold everything up to the reset; the stream goes on from there.
@@ -687,6 +750,7 @@ function handleEvent(type, data) {
       // Everything missed has been replayed. The first time, though, the stream started live with no replay, and
       // the chat list and messages fetched at login may be from just before it: fetch what is newer once.
       showConnection("live");
+      loadInvitations(); // the whole list, as the stream (re)starts: a reset replays nothing
       if (!state.streamLive) {
         state.streamLive = true;
         refreshChatsSoon();
@@ -913,11 +977,12 @@ function wireApp() {
     const name = byId("member-name").value;
     addKey ??= api.newIdempotencyKey();
     try {
-      await api.addMember(open.id, name, addKey);
+      const answer = await api.addMember(open.id, name, addKey);
       addKey = null;
       addForm.reset();
       hideAdd();
-      byId("members-status").textContent = `Added ${name}.`;
+      byId("members-status").textContent =
+        answer.status === "invited" ? `Invited ${name}. They join once they accept.` : `Added ${name}.`;
       await loadMembers(open.id);
     } catch (failure) {
       report(error, failure);
@@ -942,6 +1007,16 @@ function wireApp() {
 
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") markRead();
+  });
+
+  const whoCanAddMe = byId("who-can-add-me");
+  whoCanAddMe.addEventListener("change", async () => {
+    showError(byId("app-error"), null);
+    try {
+      await api.setWhoCanAddMe(state.me.id, whoCanAddMe.value);
+    } catch (failure) {
+      report(byId("app-error"), failure);
+    }
   });
 }
 

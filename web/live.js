@@ -18,6 +18,7 @@ const TYPES = [
   "member.added",
   "member.left",
   "chat.read",
+  "chat.invited",
   "reset",
   "ready",
 ];

@@ -193,12 +193,14 @@ assert.deepEqual(members.members, [
   { id: alice.id, name: "alice" },
   { id: bob.id, name: "bob" },
 ]);
+// alice created the chat herself, so its members are her contacts and see her email; bob was added, so his stays
+// hidden from alice until he shares a chat he joined himself with her.
 const contact = expectData(
-  await alice.session.api.GET("/user/{user_id}", { params: { path: { user_id: bob.id } } }),
+  await bob.session.api.GET("/user/{user_id}", { params: { path: { user_id: alice.id } } }),
   200,
   "get_user of a co-member",
 );
-assert.equal(contact.user.email, "bob@example.com");
+assert.equal(contact.user.email, "alice@example.com");
 
 step("alice and bob send messages both ways");
 const lines: [Person, string][] = [
