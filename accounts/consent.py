@@ -15,6 +15,7 @@ import os
 from peewee import IntegrityError, fn
 
 from ..core.errors import Conflict
+from ..core.settings import choice
 from ..core.times import rfc3339, utcnow
 from ..models import CHAT_INVITED, Chat, DeletedChat, Event, Invitation, Membership, User, db, lock_chats
 
@@ -27,10 +28,7 @@ default = DEFAULT
 
 def default_who_can_add_me(env=os.environ) -> str:
     """The setting in the environment; ValueError for one that is not among CHOICES."""
-    value = env.get("CHAT_DEFAULT_WHO_CAN_ADD_ME", DEFAULT).strip().lower()
-    if value not in CHOICES:
-        raise ValueError(f"--default-who-can-add-me is one of {', '.join(CHOICES)}; not {value!r}")
-    return value
+    return choice(env, "CHAT_DEFAULT_WHO_CAN_ADD_ME", "--default-who-can-add-me", CHOICES, DEFAULT)
 
 
 def configure(env=os.environ) -> None:

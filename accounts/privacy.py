@@ -8,6 +8,7 @@
 
 import os
 
+from ..core.settings import choice
 from ..models import Membership
 
 CHOICES = ("self", "contacts", "all")
@@ -18,10 +19,7 @@ visibility = DEFAULT
 
 def email_visibility(env=os.environ) -> str:
     """The setting in the environment; ValueError for one that is not among CHOICES."""
-    value = env.get("CHAT_EMAIL_VISIBILITY", DEFAULT).strip().lower()
-    if value not in CHOICES:
-        raise ValueError(f"--email-visibility is one of {', '.join(CHOICES)}; not {value!r}")
-    return value
+    return choice(env, "CHAT_EMAIL_VISIBILITY", "--email-visibility", CHOICES, DEFAULT)
 
 
 def configure(env=os.environ) -> None:

@@ -2,6 +2,7 @@
 freeing their place as soon as clients go. Streams themselves are read from live servers in test_event_stream.py."""
 
 import asyncio
+import contextlib
 import datetime
 import json
 import socket
@@ -198,23 +199,31 @@ def test_event_ids_become_visible_in_id_order_on_postgresql(app, alice, make_cha
 # Streams on a real uvicorn in this process, so the broker's bookkeeping can be looked at.
 
 
-@pytest.fixture
-def uvicorn_server(tmp_path, monkeypatch):
-    monkeypatch.setenv("CHAT_REGISTER_RATE", "off")
-    app = create_app(f"sqlite:///{tmp_path / 'streams.db'}", password_profile="cheapest")
+@contextlib.contextmanager
+def serving(app):
+    """The app on a real uvicorn in a thread of this process; yields its port. The models are closed after."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}/api"
-    server.should_exit = True
-    thread.join(10)
-    models.db.close_all()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        models.db.close_all()
+
+
+@pytest.fixture
+def uvicorn_server(tmp_path, monkeypatch):
+    monkeypatch.setenv("CHAT_REGISTER_RATE", "off")
+    with serving(create_app(f"sqlite:///{tmp_path / 'streams.db'}", password_profile="cheapest")) as port:
+        yield f"http://127.0.0.1:{port}/api"
 
 
 def test_get_events_dropped_streams_free_their_subscribers_at_once(uvicorn_server):
@@ -373,15 +382,7 @@ def test_get_events_json_polls_hold_a_stream_slot_and_free_it_when_the_client_go
     monkeypatch.setenv("CHAT_MAX_STREAMS_PER_USER", "1")
     monkeypatch.setenv("CHAT_REGISTER_RATE", "off")
     app = create_app(f"sqlite:///{tmp_path / 'polls.db'}", password_profile="cheapest")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            time.sleep(0.05)
+    with serving(app) as port:
         base = f"http://127.0.0.1:{port}/api"
         form = {"name": "poller", "password": "long enough", "email": "p@example.com"}
         cookies = dict(httpx.post(f"{base}/user/0", data=form).raise_for_status().cookies)
@@ -402,10 +403,6 @@ def test_get_events_json_polls_hold_a_stream_slot_and_free_it_when_the_client_go
                 time.sleep(0.02)
             assert not fanout.broker.per_user  # given back when the client went, not after its 30 s
             assert client.get("/events").status_code == 200
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        models.db.close_all()
 
 
 @pytest.mark.parametrize("history", [20_000, 200_000])
@@ -419,18 +416,12 @@ def test_get_events_resumes_from_zero_past_a_long_history_leave_others_answering
     monkeypatch.setenv("CHAT_REGISTER_RATE", "off")
     url = f"sqlite:///{tmp_path / 'history.db'}" if backend == "sqlite" else fresh_postgres()
     app = create_app(url, password_profile="cheapest")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     clients = {}
-    try:
-        while not server.started:
-            time.sleep(0.05)
+    with serving(app) as port, contextlib.ExitStack() as closing:
         for name in ("alice", "carol", "dave"):
-            clients[name] = client = httpx.Client(base_url=f"http://127.0.0.1:{port}/api", timeout=60)
+            clients[name] = client = closing.enter_context(
+                httpx.Client(base_url=f"http://127.0.0.1:{port}/api", timeout=60)
+            )
             form = {"name": name, "password": "long enough", "email": f"{name}@example.com"}
             assert client.post("/user/0", data=form).status_code == 201
         alice, carol, dave = clients["alice"], clients["carol"], clients["dave"]
@@ -479,9 +470,3 @@ def test_get_events_resumes_from_zero_past_a_long_history_leave_others_answering
             f"resume to ready {results['stream_seconds'] * 1000:.0f} ms; meanwhile {len(health)} health checks, max "
             f"{max(health) * 1000:.1f} ms, and {len(sends)} sends, max {max(sends) * 1000:.1f} ms"
         )
-    finally:
-        for client in clients.values():
-            client.close()
-        server.should_exit = True
-        thread.join(10)
-        models.db.close_all()
