@@ -31,8 +31,9 @@ from .edge.responses import map_errors
 from .edge.routes import ExactRoutes, Routes, resolve
 from .edge.security import CookieApiKeyHandler
 from .edge.security_headers import SecurityHeaders
-from .edge.validation import CACHED_VALIDATORS, FormContentType, path_parameters_per_operation
+from .edge.validation import CACHED_VALIDATORS, FormContentType, path_parameters_per_operation, streamed_operations
 from .edge.web_client import WebClient
+from .files import uploads
 from .storage import migrations
 from .streams import fanout
 from .streams.fanout import DEFAULTS as EVENT_DEFAULTS
@@ -42,6 +43,7 @@ __version__ = version("chat-server")
 # chat_server is a namespace package, which importlib.resources cannot read in an editable install.
 SPEC = Path(__file__).parent / "openapi" / "chat.yaml"
 DEFAULT_DATABASE_URL = "sqlite:///chat.db"
+MULTIPART_FRAMING_BYTES = 64 * 1024
 
 log = logging.getLogger("chat")
 
@@ -65,6 +67,7 @@ def create_app(
     privacy.configure(os.environ)
     search_lane.configure(os.environ)
     consent.configure(os.environ)
+    files = uploads.configure(os.environ, database_url)
 
     # Connexion logs every rejected form at ERROR, quoting the rejected value (a mistyped password, say):
     # a client's mistake is not a server error, and the 400 is in the access log anyway.
@@ -90,7 +93,9 @@ def create_app(
         routes=routes,
         allowed=csrf.allowed_origins(),
     )
-    app.add_middleware(BodySizeLimit, position=MiddlewarePosition.BEFORE_SWAGGER)
+    # An upload's body may be as large as --max-upload-size, and the multipart framing around the file besides.
+    upload_caps = {operation: files.max_size + MULTIPART_FRAMING_BYTES for operation in streamed_operations(spec)}
+    app.add_middleware(BodySizeLimit, position=MiddlewarePosition.BEFORE_SWAGGER, streamed=upload_caps)
     app.add_middleware(QueryParameterLimit, position=MiddlewarePosition.BEFORE_SWAGGER)
     app.add_middleware(ExactRoutes, position=MiddlewarePosition.BEFORE_SWAGGER, routes=routes)
     app.add_middleware(FormContentType, position=MiddlewarePosition.BEFORE_SWAGGER, routes=routes)
@@ -101,11 +106,12 @@ def create_app(
 @contextlib.asynccontextmanager
 async def background_work(app):
     """What runs beside the requests while the server is up: pruning the event log and expired idempotency keys,
-    and watching for the signal to stop (readiness turns 503)."""
+    collecting unused uploads, and watching for the signal to stop (readiness turns 503)."""
     shutdown.watch()
     pruning = [
         asyncio.create_task(fanout.prune_forever(), name="event pruning"),
         asyncio.create_task(idempotency.prune_forever(), name="idempotency key pruning"),
+        asyncio.create_task(uploads.collect_forever(), name="unused upload collection"),
     ]
     try:
         yield
@@ -248,6 +254,7 @@ def main(argv: list[str] | None = None) -> None:
         ("--login-address-rate", "CHAT_LOGIN_ADDRESS_RATE", "failed logins per client address"),
         ("--register-rate", "CHAT_REGISTER_RATE", "registrations per client address"),
         ("--invite-rate", "CHAT_INVITE_RATE", "invitations a user may send (adds that need consent)"),
+        ("--upload-rate", "CHAT_UPLOAD_RATE", "uploads a user may make"),
     ):
         setting(rates, flag, variable, RATE_DEFAULTS[variable], help=f"{what}, %(default)s")
     setting(
@@ -258,6 +265,21 @@ def main(argv: list[str] | None = None) -> None:
         help="where the counts live: memory:// holds for one process only; redis://host:6379 holds across workers "
         "and hosts",
     )
+    files = parser.add_argument_group("uploads")
+    setting(
+        files,
+        "--uploads",
+        "CHAT_UPLOADS",
+        uploads.DEFAULTS["CHAT_UPLOADS"],
+        help="where uploaded files live: a directory (default: beside the SQLite file, chat.db's in chat-uploads/; "
+        "uploads/ for PostgreSQL), or `database` to keep them in the database, which a cluster's hosts share",
+    )
+    for flag, variable, what in (
+        ("--max-upload-size", "CHAT_MAX_UPLOAD_SIZE", "largest file an upload may be: 25M, 512K, 1G"),
+        ("--upload-quota", "CHAT_UPLOAD_QUOTA", "what one user's uploads may total"),
+        ("--upload-ttl", "CHAT_UPLOAD_TTL", "an upload nothing ever used is deleted this long after: 24h, 30m"),
+    ):
+        setting(files, flag, variable, uploads.DEFAULTS[variable], help=f"{what}, %(default)s")
     streams = parser.add_argument_group("event streams")
     for flag, variable, what in (
         ("--event-retention", "CHAT_EVENT_RETENTION", "how long events are kept for resuming streams: 7d, 12h, 30m"),
@@ -344,6 +366,7 @@ def main(argv: list[str] | None = None) -> None:
         fanout.Settings.from_environment(os.environ)
         credentials.SessionSettings.from_environment(os.environ)
         consent.default_who_can_add_me(os.environ)
+        files = uploads.configure(os.environ, args.database)
         csrf.allowed_origins(os.environ)
         ConnectionLimits.from_environment()
     except ValueError as exc:
@@ -351,6 +374,11 @@ def main(argv: list[str] | None = None) -> None:
     if not limits.storage_answers():
         parser.error(f"the rate-limit storage {args.rate_limit_storage} does not answer")
     allow_more_open_files(args.max_connections)
+    if isinstance(files.store, uploads.stores.FileStore) and not args.database.startswith("sqlite"):
+        log.warning(
+            "uploads are kept in %s on this host only; with several hosts use --uploads database or a shared directory",
+            files.store.root.resolve(),
+        )
     if args.workers > 1 and args.rate_limit_storage.startswith("memory://"):
         log.warning("rate limits in memory:// are per worker; with --workers %d use redis://", args.workers)
     os.environ["CHAT_MIGRATE"] = "1" if args.migrate else "0"

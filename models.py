@@ -11,8 +11,10 @@ import threading
 from peewee import (
     SQL,
     BigIntegerField,
+    BlobField,
     BooleanField,
     CharField,
+    CompositeKey,
     ForeignKeyField,
     IntegerField,
     Model,
@@ -71,6 +73,8 @@ class User(BaseModel):
     password_hash = CharField(max_length=255)
     # Who may add the user to a chat at once (accounts/consent.py); null: the server's default.
     who_can_add_me = CharField(max_length=16, null=True)
+    # The upload whose thumbnail is the user's avatar (files/uploads.py); a plain column, as Upload.owner_id is.
+    avatar_upload_id = IntegerField(null=True, index=True)
 
     @classmethod
     def by_name(cls, name: str):
@@ -97,7 +101,7 @@ class User(BaseModel):
             )
 
     def as_dict(self) -> dict:
-        return {"id": self.id, "name": self.name, "email": self.email}
+        return {"id": self.id, "name": self.name, "email": self.email, "avatar_url": avatar_url(self.avatar_upload_id)}
 
     def update_profile(self, name: str | None, email: str | None, who_can_add_me: str | None = None) -> None:
         changes = {} if name is None else {User.name: names.display_name(name), User.name_key: names.name_key(name)}
@@ -108,6 +112,8 @@ class User(BaseModel):
         if changes:
             with db.atomic():
                 User.update(changes).where(User.id == self.id).execute()
+                if name is not None and names.display_name(name) != self.name:  # the members of their chats see it
+                    Event.user_updated(self.id, names.display_name(name), avatar_url(self.avatar_upload_id))
 
     def change_password(self, password_hash: str, keep_session: int) -> None:
         """Store a new password's hash and end every other session of the user, together."""
@@ -321,13 +327,13 @@ class Membership(BaseModel):
     @classmethod
     def members_of(cls, chat_id: int) -> list[dict]:
         rows = (
-            User.select(User.id, User.name)
+            User.select(User.id, User.name, User.avatar_upload_id)
             .join(cls, on=(cls.user == User.id))
             .where(cls.chat == chat_id)
             .order_by(cls.id)
             .tuples()
         )
-        return [{"id": user_id, "name": name} for user_id, name in rows]
+        return [{"id": user_id, "name": name, "avatar_url": avatar_url(avatar)} for user_id, name, avatar in rows]
 
     @classmethod
     def leave(cls, chat_id: int, user_id: int) -> None:
@@ -376,6 +382,9 @@ class Message(BaseModel):
     content = TextField()
     time = UTCDateTimeField(default=utcnow)
     edited_at = UTCDateTimeField(null=True)
+    # The files it carries, as the API shows them (a JSON list; null for none): uploads never change, so each
+    # read takes them from the row, not from a join (Attachment holds the references).
+    attachments = TextField(null=True)
 
     class Meta:
         indexes = ((("chat", "id"), False),)
@@ -392,9 +401,10 @@ class Message(BaseModel):
         super().drop_table(safe, drop_sequences, **options)
 
     @classmethod
-    def send(cls, chat_id: int, sender_id: int, content: str) -> int | None:
+    def send(cls, chat_id: int, sender_id: int, content: str, attachments: str | None = None) -> int | None:
         """Store a message if the sender is a member of the chat, checked in the same write, and move the sender's
-        read marker to it; its id, else None.
+        read marker to it; its id, else None. `attachments` is the JSON list of its files (files/uploads.py, which
+        calls this inside its transaction and records the Attachment rows).
 
         A chat's messages are timed in id order. SQLite's write transactions run one at a time, so the time is
         taken once this one has begun; on PostgreSQL sends to the chat take turns (_send_message) and the
@@ -402,18 +412,18 @@ class Message(BaseModel):
         """
         if isinstance(db.obj, PostgresqlDatabase):  # one round trip: one transaction, or a part of the caller's
             member, marker = (sender_id, chat_id), (sender_id, chat_id)
-            row = _SEND_MESSAGE.first(chat_id, *member, chat_id, sender_id, content, *member, *marker)
+            row = _SEND_MESSAGE.first(chat_id, *member, chat_id, sender_id, content, attachments, *member, *marker)
             if row is None:
                 return None
             _recorded.pending = True
             return row[0]
         with db.atomic():
-            row = _SEND_MESSAGE.first(chat_id, sender_id, content, utcnow(), sender_id, chat_id)
+            row = _SEND_MESSAGE.first(chat_id, sender_id, content, utcnow(), attachments, sender_id, chat_id)
             if row is None:
                 return None
             message_id, time = row
             _MOVE_READ_MARKER.execute(message_id, sender_id, chat_id, message_id)
-            message = message_json(message_id, content, sender_id, time, None)
+            message = message_json(message_id, content, sender_id, time, None, attachments)
             Event.record(MESSAGE_CREATED, chat_id, message_created(chat_id, message))
         return message_id
 
@@ -433,7 +443,7 @@ class Message(BaseModel):
         """
         with db.atomic():
             member = Membership.select(Membership.id).where(Membership.chat == chat_id, Membership.user == sender_id)
-            query = cls.select(cls.id, cls.content, cls.sender_id, cls.time, cls.edited_at).where(
+            query = cls.select(cls.id, cls.content, cls.sender_id, cls.time, cls.edited_at, cls.attachments).where(
                 cls.id == message_id, cls.chat == chat_id, cls.sender_id == sender_id, fn.EXISTS(member)
             )
             if isinstance(db.obj, PostgresqlDatabase):  # two edits of one message take turns
@@ -441,13 +451,13 @@ class Message(BaseModel):
             row = query.tuples().first()
             if row is None:
                 return None
-            _, before, _, time, edited_at = row
+            _, before, _, time, edited_at, attachments = row
             if content == before:
-                return message_json(message_id, content, sender_id, time, edited_at)
+                return message_json(message_id, content, sender_id, time, edited_at, attachments)
             edited_at = utcnow()
             MessageVersion.insert(message=message_id, content=before, replaced_at=edited_at).execute()
             cls.update(content=content, edited_at=edited_at).where(cls.id == message_id).execute()
-            message = message_json(message_id, content, sender_id, time, edited_at)
+            message = message_json(message_id, content, sender_id, time, edited_at, attachments)
             Event.record(MESSAGE_EDITED, chat_id, {"chat_id": chat_id, "message": message})
         return message
 
@@ -471,8 +481,8 @@ class Message(BaseModel):
         below = MAX_ID if before is None else before
         rows = search.run(plans, _SEARCH_CANDIDATES, reader_id, terms, chat_id, limit, below, budget_seconds)
         return [
-            {"id": message_id, "chat_id": chat, **message_json(message_id, content, sender, time, edited_at)}
-            for message_id, chat, content, sender, time, edited_at in rows
+            {"id": message_id, "chat_id": chat, **message_json(message_id, content, sender, time, edited, files)}
+            for message_id, chat, content, sender, time, edited, files in rows
         ]
 
     def remove(self) -> None:
@@ -496,7 +506,7 @@ class Message(BaseModel):
         else:
             rows = _MESSAGES_NEWEST_FIRST.rows(*bounds)
             rows.reverse()
-        messages = [message_json(*row[:5]) for row in rows]
+        messages = [message_json(*row[:6]) for row in rows]
         return messages, ((rows[0][-2], rows[0][-1]) if rows else None)
 
 
@@ -510,6 +520,67 @@ class MessageVersion(BaseModel):
 
     class Meta:
         indexes = ((("message", "id"), False),)
+
+
+class Blob(BaseModel):
+    """Bytes stored once, however many uploads have them, under their SHA-256 (files/stores.py keeps them): the row
+    exists once they are all stored, and goes, with them, when no upload has them any more."""
+
+    sha256 = CharField(max_length=64, primary_key=True)
+    size = BigIntegerField()
+    created_at = UTCDateTimeField(default=utcnow)
+
+
+class BlobChunk(BaseModel):
+    """With `--uploads database`: a blob's bytes, a piece each (files/stores.py, DatabaseStore)."""
+
+    sha256 = CharField(max_length=64)
+    seq = IntegerField()
+    data = BlobField()
+    written_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "blob_chunk"
+        primary_key = CompositeKey("sha256", "seq")
+
+
+class Upload(BaseModel):
+    """A file a user uploaded (files/uploads.py): its bytes are the blob `sha256`, an image's thumbnail the blob
+    `thumbnail_sha256`. It goes when nothing uses it: `--upload-ttl` after its upload if nothing ever did, else when
+    its last message or avatar goes."""
+
+    id = NeverReusedIdField()
+    # A plain column, as Message.sender_id: a file in a chat stays when its uploader deletes their account.
+    owner_id = IntegerField()
+    name = CharField(max_length=255)
+    content_type = CharField(max_length=127)
+    size = BigIntegerField()
+    sha256 = CharField(max_length=64, index=True)
+    width = IntegerField(null=True)
+    height = IntegerField(null=True)
+    thumbnail_sha256 = CharField(max_length=64, null=True, index=True)
+    created_at = UTCDateTimeField(default=utcnow)
+    # When a message or an avatar last took it up; null while nothing ever did.
+    used_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("owner_id", "id"), False), (("used_at", "created_at"), False))
+
+
+class Attachment(BaseModel):
+    """An upload a message carries; it goes with the message (a delete, or its chat's purge)."""
+
+    message = ForeignKeyField(Message, backref="attached", on_delete="CASCADE", index=False)
+    upload = ForeignKeyField(Upload, backref="attachments", on_delete="CASCADE")
+    position = IntegerField()
+
+    class Meta:
+        indexes = ((("message", "position"), True),)
+
+
+def avatar_url(upload_id: int | None) -> str | None:
+    """The URL of an avatar: its upload's thumbnail."""
+    return None if upload_id is None else f"/api/uploads/{upload_id}/thumbnail"
 
 
 class MessageSearch(FTS5Model):
@@ -559,6 +630,7 @@ MEMBER_ADDED = "member.added"
 MEMBER_LEFT = "member.left"
 CHAT_READ = "chat.read"
 CHAT_INVITED = "chat.invited"
+USER_UPDATED = "user.updated"
 SESSION_ENDED = "session.ended"
 
 
@@ -613,6 +685,17 @@ class Event(BaseModel):
         else:
             cls.insert_many(rows).execute()
         _recorded.pending = True
+
+    @classmethod
+    def user_updated(cls, user_id: int, name: str, avatar: str | None) -> None:
+        """Tell the members of every chat the user is in that their name or avatar changed."""
+        user = {"id": user_id, "name": name, "avatar_url": avatar}
+        chats = Membership.select(Membership.chat).where(Membership.user == user_id).order_by(Membership.chat)
+        events = [
+            {"kind": USER_UPDATED, "chat_id": chat, "user_id": user_id, "data": {"chat_id": chat, "user": user}}
+            for (chat,) in chats.tuples()
+        ]
+        cls.record_many(events)
 
     @staticmethod
     def recorded_since_asked() -> bool:
@@ -750,6 +833,10 @@ MODELS = [
     Membership,
     Message,
     MessageVersion,
+    Blob,
+    BlobChunk,
+    Upload,
+    Attachment,
     DeletedChat,
     Invitation,
     Event,

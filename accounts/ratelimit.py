@@ -1,5 +1,5 @@
 """Rate limits on password guessing and registration, per client address and per account name, and on invitations
-per inviter (`limits`, moving window). The state lives in the storage the URL names: `memory://` holds for one
+and uploads per user (`limits`, moving window). The state lives in the storage the URL names: `memory://` holds for one
 process only (moving_window.py, which forgets a key once its hits have left their window); `redis://host:port` holds
 across `--workers` and hosts."""
 
@@ -22,6 +22,7 @@ DEFAULTS = {
     "CHAT_LOGIN_ADDRESS_RATE": "30/300",
     "CHAT_REGISTER_RATE": "10/3600",
     "CHAT_INVITE_RATE": "50/3600",
+    "CHAT_UPLOAD_RATE": "60/3600",
     "CHAT_RATE_LIMIT_STORAGE": "memory://",
 }
 RATE = re.compile(r"(\d+)/(\d+)")
@@ -45,11 +46,13 @@ class Limit:
 
 
 class RateLimits:
-    """Failed logins are counted per name and per address; registrations per address; invitations per inviter. A
-    successful login resets nothing, so one address that knows the password cannot clear the count another address
-    is running up."""
+    """Failed logins are counted per name and per address; registrations per address; invitations and uploads per
+    user. A successful login resets nothing, so one address that knows the password cannot clear the count another
+    address is running up."""
 
-    def __init__(self, login: str, login_address: str, register: str, storage: str, invite: str = "off"):
+    def __init__(
+        self, login: str, login_address: str, register: str, storage: str, invite: str = "off", upload: str = "off"
+    ):
         self._window = MovingWindowRateLimiter(
             MovingWindowMemory() if storage == "memory://" else storage_from_string(storage)
         )
@@ -57,6 +60,7 @@ class RateLimits:
         self.login_address = Limit(parse_rate(login_address), "login-address", "failed logins from your address")
         self.register = Limit(parse_rate(register), "register-address", "registrations from your address")
         self.invite = Limit(parse_rate(invite), "invite-user", "invitations from you")
+        self.upload = Limit(parse_rate(upload), "upload-user", "uploads from you")
 
     @classmethod
     def from_environment(cls, env=os.environ) -> "RateLimits":
@@ -67,6 +71,7 @@ class RateLimits:
             setting["CHAT_REGISTER_RATE"],
             setting["CHAT_RATE_LIMIT_STORAGE"],
             setting["CHAT_INVITE_RATE"],
+            setting["CHAT_UPLOAD_RATE"],
         )
 
     @property

@@ -36,6 +36,16 @@ class PayloadTooLarge(ApiError):
     status = 413
 
 
+class RangeNotSatisfiable(ApiError):
+    """A download's range starts past the end: the answer says how large the file is (Content-Range)."""
+
+    status = 416
+
+    def __init__(self, message: str, size: int):
+        super().__init__(message)
+        self.headers = {"Content-Range": f"bytes */{size}"}
+
+
 class TooManyRequests(ApiError):
     status = 429
 

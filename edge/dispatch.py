@@ -13,10 +13,44 @@ import connexion
 from connexion.apps.asynchronous import AsyncApi, AsyncOperation
 from connexion.context import receive, scope
 from connexion.decorators import StarletteDecorator
+from connexion.decorators.parameter import (
+    AsyncParameterDecorator,
+    inspect_function_arguments,
+    prep_kwargs,
+    unwrap_decorators,
+)
+
+
+class OwnBodyParameters(AsyncParameterDecorator):
+    """Connexion's parameters for a handler, but for one that reads its own body (offload.reads_own_body): its path
+    and query parameters only, without the form Connexion would otherwise parse (and spool) first."""
+
+    def __call__(self, function):
+        if not getattr(function, "reads_own_body", False):
+            return super().__call__(function)
+        arguments, has_kwargs = inspect_function_arguments(unwrap_decorators(function))
+
+        @functools.wraps(function)
+        async def wrapper(request):
+            kwargs = prep_kwargs(
+                request,
+                request_body=None,
+                files={},
+                arguments=arguments,
+                has_kwargs=has_kwargs,
+                sanitize=self.sanitize_fn,
+            )
+            return await function(**kwargs)
+
+        return wrapper
 
 
 class DecoratedOnce(StarletteDecorator):
     """Connexion's Starlette decorator, which decorates the handler when it is applied instead of per call."""
+
+    @property
+    def _parameter_decorator_cls(self):
+        return OwnBodyParameters
 
     def __call__(self, function):
         decorated = self.decorate(function)

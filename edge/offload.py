@@ -1,5 +1,5 @@
-"""Which requests leave the event loop, and why: the markers handlers carry (@threaded, @writes, @hashes), and the
-wrapper that reads them."""
+"""Which requests leave the event loop, and why: the markers handlers carry (@threaded, @writes, @hashes,
+@reads_own_body), and the wrapper that reads them."""
 
 import functools
 import inspect
@@ -26,6 +26,13 @@ def threaded(handler):
 def writes(handler):
     """Mark a handler that writes: it would wait for the write lock, so it leaves the event loop while one is held."""
     handler.writes = True
+    return handler
+
+
+def reads_own_body(handler):
+    """Mark an async handler that reads its request body itself, as it arrives (an upload: edge/multipart.py):
+    Connexion must neither parse nor buffer it first (dispatch.py)."""
+    handler.reads_own_body = True
     return handler
 
 

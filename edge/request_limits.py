@@ -30,21 +30,27 @@ class BodySizeLimit:
     Content-Length: Connexion treats a request without one as having no body at all.
     """
 
-    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES):
+    def __init__(self, app, max_bytes: int = MAX_BODY_BYTES, streamed: dict[tuple[str, str], int] | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        # (method, path) of the operations whose handlers read their body as it arrives (uploads), with their cap.
+        self.streamed = streamed or {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
         length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+        cap = self.streamed.get((scope["method"], scope["path"]))
+        max_bytes = self.max_bytes if cap is None else cap
+        if length is not None and length.isdigit() and int(length) > max_bytes:
             # A client waiting for "100 Continue" has sent nothing yet: reading would invite the whole body.
             if int(length) <= MAX_DRAIN_BYTES and headers.get(b"expect", b"").lower() != b"100-continue":
                 await drain(receive)
-            raise self.too_large()
-        limited = self.limited(receive)
+            raise self.too_large(max_bytes)
+        limited = self.limited(receive, max_bytes)
+        if cap is not None:  # read as it arrives, never gathered here
+            return await self.app(scope, limited, send)
         if length is None and headers.get(b"transfer-encoding", b"").lower() == b"chunked":
             body = bytearray()
             more = True
@@ -56,20 +62,21 @@ class BodySizeLimit:
             limited = self.replay(bytes(body), receive)
         await self.app(scope, limited, send)
 
-    def too_large(self) -> PayloadTooLarge:
-        return PayloadTooLarge(f"the request body is larger than {self.max_bytes} bytes")
+    @staticmethod
+    def too_large(max_bytes: int) -> PayloadTooLarge:
+        return PayloadTooLarge(f"the request body is larger than {max_bytes} bytes")
 
-    def limited(self, receive):
+    def limited(self, receive, max_bytes: int):
         received = 0
 
         async def limited_receive():
             nonlocal received
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.max_bytes:
+            if received > max_bytes:
                 if message.get("more_body", False):
                     await drain(receive, received)
-                raise self.too_large()
+                raise self.too_large(max_bytes)
             return message
 
         return limited_receive

@@ -13,9 +13,17 @@ HEADERS = (
 _NAMES = {name for name, _ in HEADERS}
 
 
+# A download (edge/downloads.py) may be kept by the client's own cache, never a shared one; nothing else may.
+PRIVATE_CACHE = b"private, max-age=0, must-revalidate"
+
+
 def with_security_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """The response headers with HEADERS in place of any the app set under the same names."""
-    return [*(header for header in headers if header[0].lower() not in _NAMES), *HEADERS]
+    """The response headers with HEADERS in place of any the app set under the same names, but a download's
+    private Cache-Control."""
+    private = (b"cache-control", PRIVATE_CACHE) in headers
+    fixed = [header for header in HEADERS if not (private and header[0] == b"cache-control")]
+    kept = (h for h in headers if h[0].lower() not in _NAMES or (private and h[0] == b"cache-control"))
+    return [*kept, *fixed]
 
 
 class SecurityHeaders:

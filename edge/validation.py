@@ -6,7 +6,7 @@ from urllib.parse import parse_qsl, unquote_to_bytes
 from connexion.datastructures import MediaTypeDict
 from connexion.exceptions import BadRequestProblem, UnsupportedMediaTypeProblem
 from connexion.utils import is_null, is_nullable
-from connexion.validators import VALIDATOR_MAP, FormDataValidator, ParameterValidator
+from connexion.validators import VALIDATOR_MAP, FormDataValidator, MultiPartFormDataValidator, ParameterValidator
 from connexion.validators.parameter import draft4_format_checker
 from jsonschema import Draft4Validator, ValidationError
 from starlette.datastructures import Headers
@@ -87,16 +87,34 @@ class CachedFormDataValidator(FormDataValidator):
         names = Counter(
             name for name, _ in parse_qsl(raw.decode("latin-1"), keep_blank_values=True, encoding="latin-1")
         )
-        properties = self._schema.get("properties", {})
         for name, count in names.items():
             name = name.encode("latin-1").decode("utf-8")
-            if count > 1 and properties.get(name, {}).get("type") != "array":
+            if count > 1:  # a list (attachments) is one field too, comma-separated (`explode: false` in the spec)
                 raise BadRequestProblem(detail=f"the form field {name} is sent {count} times; send it once")
 
     def _validate_params_strictly(self, data: dict) -> None:
         undeclared = sorted(set(data) - set(self._schema.get("properties", {})))
         if undeclared:
             raise BadRequestProblem(detail=f"this operation takes no form field {', '.join(undeclared)}")
+
+
+class StreamedBody(MultiPartFormDataValidator):
+    """A multipart/form-data body (an upload) is left for its handler to read as it arrives (multipart.py), which
+    holds it to the same schema: Connexion would keep every byte of it in memory to validate it first."""
+
+    async def wrap_receive(self, receive, *, scope):
+        return receive, scope
+
+
+def streamed_operations(spec: dict) -> set[tuple[str, str]]:
+    """(method, path) of the operations that take multipart/form-data: uploads, whose bodies are streamed."""
+    base = spec["servers"][0]["url"]
+    return {
+        (verb.upper(), base + path)
+        for path, item in spec["paths"].items()
+        for verb in VERBS
+        if "multipart/form-data" in item.get(verb, {}).get("requestBody", {}).get("content", {})
+    }
 
 
 def path_parameters_per_operation(spec: dict) -> dict:
@@ -125,7 +143,13 @@ def path_parameters_per_operation(spec: dict) -> dict:
 
 CACHED_VALIDATORS = {
     "parameter": CachedParameterValidator,
-    "body": MediaTypeDict({**VALIDATOR_MAP["body"], "application/x-www-form-urlencoded": CachedFormDataValidator}),
+    "body": MediaTypeDict(
+        {
+            **VALIDATOR_MAP["body"],
+            "application/x-www-form-urlencoded": CachedFormDataValidator,
+            "multipart/form-data": StreamedBody,
+        }
+    ),
 }
 
 

@@ -4,6 +4,7 @@ from ..core.errors import Forbidden, NotFound
 from ..edge.idempotency import idempotent
 from ..edge.offload import writes
 from ..edge.session_check import SessionClaim, checks_session
+from ..files import uploads
 from ..models import Message
 from . import require_member
 
@@ -22,7 +23,7 @@ def list_messages(
 @writes
 @idempotent
 def send_message(user: int, chat_id: int, body: dict):
-    message_id = Message.send(chat_id, user, body["content"])
+    message_id = uploads.send(chat_id, user, body.get("content", ""), body.get("attachments", []))
     if message_id is None:
         require_member(chat_id, user)
         raise Forbidden(f"you were not a member of chat {chat_id} when the message arrived")

@@ -19,8 +19,10 @@ from peewee import (
     AutoField,
     BigAutoField,
     BigIntegerField,
+    BlobField,
     BooleanField,
     CharField,
+    CompositeKey,
     DateTimeField,
     ForeignKeyField,
     IntegerField,
@@ -305,6 +307,67 @@ def consent_to_be_added(schema: Schema) -> None:
     schema.create_tables(Invitation)
 
 
+def files(schema: Schema) -> None:
+    """Files: uploads (upload), the bytes they share (blob; blob_chunk holds them with `--uploads database`), which
+    messages carry which (attachment, and message.attachments, the list as the API shows it), and avatars
+    (user.avatar_upload_id)."""
+
+    class Message(Model):
+        id = NeverReusedId()
+
+        class Meta:
+            table_name = "message"
+
+    class Blob(Model):
+        sha256 = CharField(max_length=64, primary_key=True)
+        size = BigIntegerField()
+        created_at = DateTimeField()
+
+        class Meta:
+            table_name = "blob"
+
+    class BlobChunk(Model):
+        sha256 = CharField(max_length=64)
+        seq = IntegerField()
+        data = BlobField()
+        written_at = DateTimeField()
+
+        class Meta:
+            table_name = "blob_chunk"
+            primary_key = CompositeKey("sha256", "seq")
+
+    class Upload(Model):
+        id = NeverReusedId()
+        owner_id = IntegerField()
+        name = CharField(max_length=255)
+        content_type = CharField(max_length=127)
+        size = BigIntegerField()
+        sha256 = CharField(max_length=64, index=True)
+        width = IntegerField(null=True)
+        height = IntegerField(null=True)
+        thumbnail_sha256 = CharField(max_length=64, null=True, index=True)
+        created_at = DateTimeField()
+        used_at = DateTimeField(null=True)
+
+        class Meta:
+            table_name = "upload"
+            indexes = ((("owner_id", "id"), False), (("used_at", "created_at"), False))
+
+    class Attachment(Model):
+        message = ForeignKeyField(Message, on_delete="CASCADE", index=False)
+        upload = ForeignKeyField(Upload, on_delete="CASCADE")
+        position = IntegerField()
+
+        class Meta:
+            table_name = "attachment"
+            indexes = ((("message", "position"), True),)
+
+    schema.create_tables(Blob, BlobChunk, Upload, Attachment)
+    schema.add_column("message", "attachments", TextField(null=True))
+    schema.add_column("user", "avatar_upload_id", IntegerField(null=True))
+    schema.add_index("user", ("avatar_upload_id",))
+
+
 def mark_creators(database, Chat, Membership) -> None:
     """Mark each chat's first membership as joined by self when it was made within a second of the chat (its
     creator's; a creator who left leaves the next member unmarked)."""
@@ -373,6 +436,7 @@ STEPS: list[Callable[[Schema], None]] = [
     accounts_and_idempotency_keys,
     edits_and_search,
     consent_to_be_added,
+    files,
 ]
 
 

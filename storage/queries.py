@@ -5,6 +5,7 @@ The tables come as keyword arguments, so that storage never imports the models i
 """
 
 import datetime
+import json
 
 from peewee import JOIN, SQL, Case, Expression, PostgresqlDatabase, Select, Tuple, Value, fn
 
@@ -60,6 +61,7 @@ def messages_between(order, *, Membership, Message, Session):
             Message.sender_id,
             time_as_stored(Message.time),
             time_as_stored(Message.edited_at),
+            Message.attachments,
             Session.id,
             session_seen(Session=Session),
         )
@@ -185,7 +187,15 @@ def search(plan: str, in_one_chat: bool, *, Membership, Message, MessageSearch):
     - "fill" (SQLite): copy the reader's messages into CANDIDATES (reader, cursor, chat), which "match"
       then searches (query, limit): FTS5 cannot match one row without reading a prefix's whole doclist.
     """
-    columns = (Message.id, Message.chat, Message.content, Message.sender_id, Message.time, Message.edited_at)
+    columns = (
+        Message.id,
+        Message.chat,
+        Message.content,
+        Message.sender_id,
+        Message.time,
+        Message.edited_at,
+        Message.attachments,
+    )
     readable = (Membership.chat == Message.chat) & (Membership.user == 0)
     postgres = isinstance(db.obj, PostgresqlDatabase)
     if plan == "match":
@@ -212,7 +222,7 @@ def search(plan: str, in_one_chat: bool, *, Membership, Message, MessageSearch):
         c = candidate.c
         vector = fn.to_tsvector(SQL("'simple'"), c.content)
         matches = Expression(vector, "@@", fn.to_tsquery(SQL("'simple'"), ""))
-        found = (c.id, c.chat_id, c.content, c.sender_id, c.time, c.edited_at)
+        found = (c.id, c.chat_id, c.content, c.sender_id, c.time, c.edited_at, c.attachments)
         return Select([candidate], found).where(matches).order_by(c.id.desc()).limit(1)
     if postgres:
         vector = fn.to_tsvector(SQL("'simple'"), Message.content)
@@ -255,9 +265,12 @@ def send_message(*, Chat, Event, Membership, Message):
     """
     postgres = isinstance(db.obj, PostgresqlDatabase)
     time = fn.timezone(SQL("'UTC'"), fn.clock_timestamp()) if postgres else Value(utcnow())
+    # The last value is the attachments' JSON (a parameter; null for none).
     insert = Message.insert_from(
-        Membership.select(Value(0), Value(0), Value(""), time).where(Membership.user == 0, Membership.chat == 0),
-        [Message.chat, Message.sender_id, Message.content, Message.time],
+        Membership.select(Value(0), Value(0), Value(""), time, Value("")).where(
+            Membership.user == 0, Membership.chat == 0
+        ),
+        [Message.chat, Message.sender_id, Message.content, Message.time, Message.attachments],
     )
     if not postgres:
         return insert.returning(Message.id, Message.time)
@@ -266,7 +279,9 @@ def send_message(*, Chat, Event, Membership, Message):
     # lock at its commit): taken the other way round, a send and a mark-read of one member deadlock.
     member = Membership.select(Membership.id).where(Membership.user == 0, Membership.chat == 0)
     event_lock = Select(columns=[fn.pg_advisory_xact_lock(SQL(str(EVENT_LOCK_KEY)))])
-    sent = insert.returning(Message.id, Message.time, Message.chat, Message.sender_id, Message.content).cte("sent")
+    sent = insert.returning(
+        Message.id, Message.time, Message.chat, Message.sender_id, Message.content, Message.attachments
+    ).cte("sent")
     marked = (
         Membership.update(last_read_id=sent.c.id)
         .from_(sent)
@@ -280,6 +295,7 @@ def send_message(*, Chat, Event, Membership, Message):
     message = fn.jsonb_build_object(
         SQL("'id'"), sent.c.id, SQL("'content'"), sent.c.content, SQL("'sender_id'"), sent.c.sender_id,
         SQL("'time'"), time_text(sent.c.time, rfc3339=True), SQL("'edited_at'"), SQL("NULL"),
+        SQL("'attachments'"), fn.COALESCE(sent.c.attachments.cast("jsonb"), SQL("'[]'::jsonb")),
     )  # fmt: skip
     # jsonb prints ": " and ", " as json.dumps does (json prints " : "); its keys come shortest first.
     data = fn.jsonb_build_object(SQL("'chat_id'"), sent.c.chat_id, SQL("'message'"), message).cast("text")
@@ -323,9 +339,9 @@ def membership(*, Membership):
 
 def message(*, Message):
     """Parameters: the message, then its chat."""
-    return Message.select(Message.id, Message.content, Message.sender_id, Message.time, Message.edited_at).where(
-        Message.id == 0, Message.chat == 0
-    )
+    return Message.select(
+        Message.id, Message.content, Message.sender_id, Message.time, Message.edited_at, Message.attachments
+    ).where(Message.id == 0, Message.chat == 0)
 
 
 def move_read_marker(*, Membership):
@@ -354,14 +370,15 @@ def events_after(fields, *, Event):
     return Event.select(*fields).where(Event.id > 0).order_by(Event.id).limit(1)
 
 
-def message_json(message_id: int, content: str, sender_id: int, time, edited_at) -> dict:
-    """A message as the API shows it (the Message schema)."""
+def message_json(message_id: int, content: str, sender_id: int, time, edited_at, attachments=None) -> dict:
+    """A message as the API shows it (the Message schema); `attachments` is the stored JSON list, or None."""
     return {
         "id": message_id,
         "content": content,
         "sender_id": sender_id,
         "time": rfc3339(time),
         "edited_at": rfc3339(edited_at),
+        "attachments": json.loads(attachments) if attachments else [],
     }
 
 

@@ -7,19 +7,42 @@ import os
 import re
 import threading
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import peewee
+import psycopg2
 import pytest
 import yaml
 from openapi_schema_validator import OAS30Validator
+from psycopg2 import sql
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
 from chat_server import models
 from chat_server.app import SPEC, create_app
 
+# The configured PostgreSQL database. Under pytest-xdist (`pytest -n 2`), where PYTEST_XDIST_WORKER names each worker
+# process (gw0, gw1, ...; unset without xdist), each worker has a database of its own instead, named after it
+# (test_gw0): tests reach theirs through fresh_postgres() or the database_url fixture, never through this URL.
 POSTGRES_URL = os.environ.get("CHAT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+# pg_try_advisory_lock(classid, objid) that a worker holds in its database while it runs: another pytest run on this
+# machine (its workers are named gw0, gw1 too) then takes test_gw0_2 and so on rather than empty the schema under it.
+# The two-key form (objsubid 2) and these keys keep it apart from the app's own advisory locks.
+WORKER_DATABASE_LOCK = (0x63686174, 0x78646973)
+WORKER_DATABASE_CHOICES = 20
+
+
+def worker_postgres_url(url: str, worker: str, choice: int = 1) -> str:
+    """`url` with the worker's database name: `.../test` becomes `.../test_gw0` (choice 1), `.../test_gw0_2`..."""
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/") or parts.username or "postgres"  # libpq's default: the user's name
+    suffix = f"_{worker}" if choice == 1 else f"_{worker}_{choice}"
+    return urlunsplit(parts._replace(path=f"/{name}{suffix}"))
+
+
 SPEC_DOC = yaml.safe_load(SPEC.read_text())
 BASE = SPEC_DOC["servers"][0]["url"]
 _REGISTRY = Registry().with_resource("spec", Resource(contents=SPEC_DOC, specification=DRAFT4))
@@ -47,21 +70,26 @@ def assert_matches_spec(response: httpx.Response) -> None:
         assert response.status_code == 405, f"HEAD {request.url.path} is not in the spec"
         assert response.headers["allow"], "a 405 names the allowed methods"
         return
-    assert response.headers.get("content-type", "").startswith("application/json"), response.text
-    body = response.json()
     item = next((item for rx, item in _ROUTES if rx.match(request.url.path)), None)
     operation = item and item.get(request.method.lower())
+    declared = operation["responses"] if operation is not None else {}
+    declared_response = _resolve(declared.get(str(response.status_code), {}))
+    content = declared_response.get("content", {"application/json": None})
+    if "application/json" in content:
+        assert response.headers.get("content-type", "").startswith("application/json"), response.text[:300]
+        body = response.json()
+    else:  # a download (a file's own type) or a 304 (no body)
+        assert content or response.content == b"", f"{response.status_code} has a body it does not declare"
     if operation is None:
         assert response.status_code in (404, 405), f"{request.method} {request.url.path} is not in the spec"
         assert set(body) == {"error"}, body
         return
-    declared = operation["responses"]
     assert str(response.status_code) in declared, (
-        f"{request.method} {request.url.path} sent undeclared {response.status_code}: {response.text}"
+        f"{request.method} {request.url.path} sent undeclared {response.status_code}: {response.text[:300]}"
     )
-    declared_response = _resolve(declared[str(response.status_code)])
-    schema = declared_response["content"]["application/json"]["schema"]
-    OAS30Validator(schema, registry=_REGISTRY, _resolver=_REGISTRY.resolver("spec")).validate(body)
+    if "application/json" in content:
+        schema = content["application/json"]["schema"]
+        OAS30Validator(schema, registry=_REGISTRY, _resolver=_REGISTRY.resolver("spec")).validate(body)
     for name, header in declared_response.get("headers", {}).items():
         if name in ONLY_SOMETIMES and name not in response.headers:
             continue
@@ -70,41 +98,123 @@ def assert_matches_spec(response: httpx.Response) -> None:
         assert allowed is None or response.headers[name] in allowed, f"{name}: {response.headers[name]}"
 
 
+_REPORT_KEY = "chat_report_lines"
+_reports_from_workers: list[str] = []
+
+
+def write_report(config: pytest.Config, lines: list[str]) -> None:
+    """Write lines to the terminal now; from an xdist worker, whose own output nobody sees, send them to the
+    controller, which writes them in its summary at the end."""
+    if hasattr(config, "workeroutput"):
+        config.workeroutput.setdefault(_REPORT_KEY, []).extend(lines)
+        return
+    writer = config.pluginmanager.get_plugin("terminalreporter")
+    for line in lines if writer is not None else ():
+        writer.write_line(line)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """(xdist's hook, on the controller) A worker finished: keep what it reported."""
+    _reports_from_workers.extend(getattr(node, "workeroutput", {}).get(_REPORT_KEY, []))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    for line in _reports_from_workers:
+        terminalreporter.write_line(line)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request, tmp_path):
+def database_url(request, tmp_path, monkeypatch):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'chat.db'}"
         return
+    own_uploads(monkeypatch, tmp_path)
     yield fresh_postgres()
 
 
 def fresh_postgres() -> str:
-    """The test PostgreSQL database's URL, its public schema emptied; skips (fails under CI) when it is down."""
-    probe = peewee.PostgresqlDatabase(None)
-    probe.init(**_pg_kwargs())
+    """The test PostgreSQL database's URL, its public schema emptied; skips (fails under CI) when it is down. Under
+    xdist it is this worker's own database (created if it is missing)."""
     try:
+        url = _worker_database() if XDIST_WORKER else POSTGRES_URL
+        probe = peewee.PostgresqlDatabase(None)
+        probe.init(**_pg_kwargs(url))
         probe.connect()
-    except peewee.OperationalError as exc:
+    except (peewee.OperationalError, psycopg2.OperationalError) as exc:
         if os.environ.get("CI"):
             raise
         pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc}")
     with probe:
         probe.execute_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
     probe.close()
-    return POSTGRES_URL
+    return url
 
 
-def _pg_kwargs() -> dict:
+def _pg_kwargs(url: str = POSTGRES_URL) -> dict:
     from playhouse.db_url import parse
 
-    return parse(POSTGRES_URL)
+    return parse(url)
+
+
+# This worker's database and the connection that holds its lock (WORKER_DATABASE_LOCK) until the worker exits.
+_worker_url: str | None = None
+_worker_lock_holder = None
+
+
+def _worker_database() -> str:
+    """This xdist worker's database (test_gw0), made with CREATE DATABASE from the server's `postgres` database if it
+    is missing, so that a fresh machine works the first time; held for as long as the worker runs. If another pytest
+    run holds it, the next choice (test_gw0_2, ...)."""
+    global _worker_url, _worker_lock_holder
+    if _worker_url is not None:
+        return _worker_url
+    for choice in range(1, WORKER_DATABASE_CHOICES + 1):
+        url = worker_postgres_url(POSTGRES_URL, XDIST_WORKER, choice)
+        _create_database(url)
+        holder = psycopg2.connect(url, connect_timeout=5)
+        holder.autocommit = True
+        with holder.cursor() as cursor:
+            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", WORKER_DATABASE_LOCK)
+            if cursor.fetchone()[0]:
+                _worker_url, _worker_lock_holder = url, holder
+                return url
+        holder.close()
+    raise RuntimeError(f"other test runs hold all {WORKER_DATABASE_CHOICES} databases of worker {XDIST_WORKER}")
+
+
+def _create_database(url: str) -> None:
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin = psycopg2.connect(urlunsplit(parts._replace(path="/postgres")), connect_timeout=5)
+    admin.autocommit = True  # CREATE DATABASE cannot run inside a transaction
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if cursor.fetchone() is None:
+                # DuplicateDatabase: another run on this machine made it in between.
+                with contextlib.suppress(psycopg2.errors.DuplicateDatabase):
+                    cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    finally:
+        admin.close()
 
 
 @pytest.fixture
-def app(database_url):
+def app(database_url, tmp_path, monkeypatch):
+    if not database_url.startswith("sqlite"):
+        own_uploads(monkeypatch, tmp_path)  # for a module's own database_url too
     application = create_app(database_url, validate_responses=True, password_profile="cheapest")
     yield application
     models.db.close_all()
+
+
+def own_uploads(monkeypatch: pytest.MonkeyPatch, directory) -> None:
+    """Keep a PostgreSQL app's uploaded files under `directory` (unless the test chose a store). Their default,
+    uploads/ in the working directory, is the checkout, which every xdist worker shares: one worker's app wipes the
+    spools there as it starts, and collects blobs another's database still holds. SQLite's default is already the
+    test's own, beside its database file."""
+    if "CHAT_UPLOADS" not in os.environ:
+        monkeypatch.setenv("CHAT_UPLOADS", str(Path(directory) / "uploads"))
 
 
 @pytest.fixture

@@ -47,7 +47,9 @@ def schemathesis(api_url: str, *options: str, env=None) -> int:
 def main(extra: list[str]) -> int:
     # The fuzzer guesses passwords and registers a user after every 401, all from 127.0.0.1: with the limits on,
     # its own logins would be refused. tests/test_limits.py tests them.
-    with live_server("--login-rate", "off", "--login-address-rate", "off", "--register-rate", "off") as server:
+    # It uploads hundreds of files as one user too; tests/test_uploads.py tests the upload rate.
+    options = ("--login-rate", "off", "--login-address-rate", "off", "--register-rate", "off", "--upload-rate", "off")
+    with live_server(*options) as server:
         fresh_user = schemathesis(
             server.api_url,
             "--config-file",

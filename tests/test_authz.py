@@ -14,7 +14,7 @@ import pytest
 
 from chat_server import models
 from chat_server.app import create_app
-from tests.conftest import BASE, SPEC_DOC, Person, fresh_postgres, new_client
+from tests.conftest import BASE, SPEC_DOC, Person, fresh_postgres, new_client, own_uploads
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
@@ -66,12 +66,27 @@ MATRIX = {
     "list_invitations": {**NO_SESSION, "non_member": 200, "member": 200, "owner": 200},
     "accept_invitation": {**NO_SESSION, "non_member": 403, "member": 403, "owner": 200},
     "decline_invitation": {**NO_SESSION, "non_member": 403, "member": 403, "owner": 200},
+    # Each actor stores a file of their own.
+    "upload_file": {**NO_SESSION, "non_member": 201, "member": 201, "owner": 201},
+    # The owner's image, attached to a message in the owner's chat: its uploader and the chat's members read it; for
+    # anyone else it does not exist.
+    "download_upload": {**NO_SESSION, "non_member": 404, "member": 200, "owner": 200},
+    "download_named_upload": {**NO_SESSION, "non_member": 404, "member": 200, "owner": 200},
+    "download_thumbnail": {**NO_SESSION, "non_member": 404, "member": 200, "owner": 200},
+    # The owner's avatar: only the owner sets or removes it.
+    "set_avatar": {**NO_SESSION, "non_member": 403, "member": 403, "owner": 200},
+    "remove_avatar": {**NO_SESSION, "non_member": 403, "member": 403, "owner": 200},
 }
 
 # get_user answers everyone logged in, but shows the email only to the user and to people who share a chat with them.
 GET_USER_EMAIL_SHOWN = {"non_member": False, "member": True, "owner": True}
 
 NEW_PASSWORD = "a brand new passphrase 42"
+# A 2 by 2 PNG: an image, so that it has a thumbnail and may be an avatar.
+PICTURE = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000002000000020802000000fdd49a730000001649444154789c63fc"
+    "cfc0c0c0c0c0c4c0c0c0c0c000000d1d01036ac29be90000000049454e44ae426082"
+)
 LONG_AGO = datetime.datetime(2000, 1, 1)
 _fresh_names = itertools.count(1)
 
@@ -95,6 +110,7 @@ class Scene:
     chat_id: int
     message_id: int
     invitation_id: int
+    upload_id: int
     make_user: Callable[..., Person]
 
 
@@ -132,6 +148,8 @@ PARAMETERS = {
     "id": lambda scene: scene.message_id,
     "message_id": lambda scene: scene.message_id,
     "invitation_id": lambda scene: scene.invitation_id,
+    "upload_id": lambda scene: scene.upload_id,
+    "filename": lambda scene: "picture.png",
     "q": lambda scene: "anything",
 }
 
@@ -154,7 +172,10 @@ BODIES = {
     "NewMessage": lambda scene, caller: {"content": "hi"},
     "NewMember": lambda scene, caller: {"name": scene.make_user().name},
     "ReadUpTo": lambda scene, caller: {"message_id": scene.message_id},
+    "AvatarChoice": lambda scene, caller: {"upload_id": scene.upload_id},
 }
+# A valid multipart body for each upload schema.
+FILES = {"NewUpload": lambda scene, caller: {"file": ("notes.txt", b"some notes", "text/plain")}}
 
 
 def build_request(operation_id: str, scene: Scene, caller: Caller) -> dict:
@@ -172,11 +193,15 @@ def build_request(operation_id: str, scene: Scene, caller: Caller) -> dict:
             params[parameter["name"]] = value
         else:
             headers[parameter["name"]] = str(value)
-    body = None
-    if "requestBody" in operation.spec:
-        schema = operation.spec["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]
+    body, files = None, None
+    content = operation.spec.get("requestBody", {}).get("content", {})
+    if "application/x-www-form-urlencoded" in content:
+        schema = content["application/x-www-form-urlencoded"]["schema"]
         body = BODIES[schema["$ref"].rsplit("/", 1)[-1]](scene, caller)
-    return {"method": operation.method, "url": BASE + path, "params": params, "headers": headers, "data": body}
+    if "multipart/form-data" in content:
+        files = FILES[content["multipart/form-data"]["schema"]["$ref"].rsplit("/", 1)[-1]](scene, caller)
+    request = {"method": operation.method, "url": BASE + path, "params": params, "headers": headers, "data": body}
+    return {**request, "files": files} if files else request
 
 
 def cookie_client(app, user_id: int, token: str) -> httpx.Client:
@@ -262,6 +287,9 @@ def shared_app(request, tmp_path_factory):
     url = fresh_postgres() if request.param == "postgresql" else f"sqlite:///{tmp_path_factory.mktemp('authz')}/chat.db"
     with pytest.MonkeyPatch.context() as env:
         env.setenv("CHAT_REGISTER_RATE", "off")
+        env.setenv("CHAT_UPLOAD_RATE", "off")  # every cell uploads
+        if request.param == "postgresql":
+            own_uploads(env, tmp_path_factory.mktemp("authz"))  # not the checkout's uploads/, which workers share
         application = create_app(url, validate_responses=True, password_profile="cheapest")
     yield application
     models.db.close_all()
@@ -280,10 +308,15 @@ def scene(app, make_user, make_chat, send) -> Scene:
     stranger = make_user(password="stranger passphrase 42")
     chat_id = make_chat(owner, "plans", members=(member,))
     message_id = send(owner, chat_id, "hello")
+    picture = owner.client.post("/api/uploads", files={"file": ("picture.png", PICTURE, "image/png")})
+    assert picture.status_code == 201, picture.text
+    upload_id = picture.json()["id"]
+    shared = owner.client.post(f"/api/chats/{chat_id}", data={"attachments": str(upload_id)})
+    assert shared.status_code == 201, shared.text
     strangers_chat = make_chat(stranger, "come along")
     invited = stranger.client.post(f"/api/chats/{strangers_chat}/members", data={"user_id": owner.id})
     assert invited.status_code == 202, invited.text
-    return Scene(app, owner, member, stranger, chat_id, message_id, invited.json()["id"], make_user)
+    return Scene(app, owner, member, stranger, chat_id, message_id, invited.json()["id"], upload_id, make_user)
 
 
 def test_matrix_has_a_row_for_every_operation_in_the_spec():

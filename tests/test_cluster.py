@@ -1,7 +1,10 @@
 """Several hosts: two chat-server processes over one PostgreSQL database behind HAProxy (tests/cluster.py), used
-only through the proxy. HAProxy names the backend that answered in `X-Served-By`, which is how these tests prove
-that work landed on both hosts and that what one host stored, the other one serves."""
+through the proxy. HAProxy names the backend that answered in `X-Served-By`, which is how these tests prove
+that work landed on both hosts and that what one host stored, the other one serves. The uploads test addresses each
+host directly instead, so that which host stores a file and which one serves it is not left to round-robin."""
 
+import hashlib
+import io
 import itertools
 import os
 import subprocess
@@ -16,6 +19,7 @@ from pathlib import Path
 import httpx
 import psycopg2
 import pytest
+from PIL import Image
 
 from tests.cluster import HAPROXY, POSTGRES_URL, REDIS_URL, Cluster, answers, fresh_database, running_cluster
 from tests.sse import Stream
@@ -34,6 +38,10 @@ OPTIONS = (
     *("--event-heartbeat", "1"),
     # The rehearsal adds people who never met to chats, as on a private server.
     *("--default-who-can-add-me", "anyone"),
+    # Uploaded bytes in the shared database, not in a directory of each host's own, so either host serves any file.
+    # The upload rate is counted per user id in Redis, which outlives the fresh database of each run (whose ids start
+    # at 1 again): off, so that runs in a row are not refused.
+    *("--uploads", "database", "--upload-rate", "off"),
 )
 BLACK_BOX_TIMEOUT_SECONDS = 120
 RETRY_PAUSE_SECONDS = 0.05
@@ -114,6 +122,13 @@ def via(backend: str, request) -> httpx.Response:
         if served_by(response) == backend:
             return response
     raise AssertionError(f"10 requests in a row did not reach backend {backend}")
+
+
+def direct(cluster: Cluster, backend: str, user: User, clients: list) -> httpx.Client:
+    """A client for one host itself, not the proxy, with the user's session (both hosts know it: one database)."""
+    client = httpx.Client(base_url=cluster.backends[backend].api_url, cookies=user.cookies, timeout=10)
+    clients.append(client)
+    return client
 
 
 def message_ids(response: httpx.Response) -> list[int]:
@@ -322,3 +337,89 @@ def report_the_kill(attempts: list[Attempt], killed_at: float, down_at: float) -
         f"Sends answered from the idempotency record on retry: {sum(a.replayed for a in attempts)}. "
         f"Every failure (what, status or None for no answer, backend): {failures}"
     )
+
+
+def photo_png(width: int, height: int) -> bytes:
+    """A PNG with a gradient, so that its thumbnail is really scaled down and not one flat colour."""
+    image = Image.new("RGB", (width, height))
+    image.putdata([(x * 255 // width, y * 255 // height, 128) for y in range(height) for x in range(width)])
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def test_upload_through_one_host_is_downloaded_and_attached_through_the_other(cluster, clients):
+    sender, reader = register(cluster, clients), register(cluster, clients)
+    chat_id = sender.new_chat(reader)
+    sender_on_a, reader_on_b = direct(cluster, "a", sender, clients), direct(cluster, "b", reader, clients)
+    sender_on_b, reader_on_a = direct(cluster, "b", sender, clients), direct(cluster, "a", reader, clients)
+    picture = photo_png(640, 480)
+
+    stored = sender_on_a.post("/uploads", files={"file": ("photo.png", picture, "image/png")})
+
+    assert stored.status_code == 201, stored.text
+    assert "x-served-by" not in stored.headers  # host a itself answered, not HAProxy
+    upload = stored.json()
+    assert upload == {
+        "id": upload["id"],
+        "name": "photo.png",
+        "content_type": "image/png",
+        "size": len(picture),
+        "sha256": hashlib.sha256(picture).hexdigest(),
+        "url": f"/api/uploads/{upload['id']}/photo.png",
+        "width": 640,
+        "height": 480,
+        "thumbnail_url": f"/api/uploads/{upload['id']}/thumbnail",
+    }
+    # Host b serves the uploader the bytes host a stored, before any message carries them.
+    own = sender_on_b.get(f"/uploads/{upload['id']}")
+    assert own.status_code == 200, own.text
+    assert own.content == picture
+
+    sent = sender_on_a.post(f"/chats/{chat_id}", data={"content": "from host a", "attachments": str(upload["id"])})
+    assert sent.status_code == 201, sent.text
+
+    history = reader_on_b.get(f"/chats/{chat_id}")
+    assert history.status_code == 200, history.text
+    [message] = history.json()["messages"]
+    assert (message["id"], message["content"], message["sender_id"]) == (sent.json()["id"], "from host a", sender.id)
+    assert message["attachments"] == [{key: upload[key] for key in upload if key != "sha256"}]
+
+    downloaded = reader_on_b.get(upload["url"].removeprefix("/api"))
+    assert downloaded.status_code == 200, downloaded.text
+    assert downloaded.content == picture
+    assert downloaded.headers["content-type"] == "image/png"
+    assert downloaded.headers["etag"] == f'"{upload["sha256"]}"'
+
+    thumbnails = {"a": reader_on_a.get(upload["thumbnail_url"].removeprefix("/api"))}
+    thumbnails["b"] = reader_on_b.get(upload["thumbnail_url"].removeprefix("/api"))
+    assert [response.status_code for response in thumbnails.values()] == [200, 200]
+    assert thumbnails["a"].content == thumbnails["b"].content
+    assert thumbnails["b"].headers["content-type"] == "image/webp"
+    with Image.open(io.BytesIO(thumbnails["b"].content)) as shown:
+        assert (shown.format, shown.size) == ("WEBP", (400, 300))
+
+
+def test_a_file_of_several_database_chunks_stored_on_one_host_is_served_whole_and_in_ranges_by_the_other(
+    cluster, clients
+):
+    owner = register(cluster, clients)
+    on_a, on_b = direct(cluster, "a", owner, clients), direct(cluster, "b", owner, clients)
+    # Three and a bit of the database store's 256 KiB chunks (files/stores.py), and no type a sniffer would name.
+    data = bytes(range(256)) * 3 * 1024 + b"tail"
+
+    stored = on_b.post("/uploads", files={"file": ("blob.bin", data, "application/octet-stream")})
+
+    assert stored.status_code == 201, stored.text
+    upload = stored.json()
+    assert (upload["size"], upload["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
+    assert upload["thumbnail_url"] is None
+    whole = on_a.get(f"/uploads/{upload['id']}")
+    assert whole.status_code == 200, whole.text
+    assert whole.content == data
+    across = on_a.get(f"/uploads/{upload['id']}", headers={"Range": "bytes=262100-524300"})
+    assert across.status_code == 206, across.text
+    assert across.content == data[262100:524301]
+    assert across.headers["content-range"] == f"bytes 262100-524300/{len(data)}"
+    last = on_a.get(f"/uploads/{upload['id']}", headers={"Range": "bytes=-4"})
+    assert (last.status_code, last.content) == (206, b"tail")

@@ -201,12 +201,12 @@ def test_event_ids_become_visible_in_id_order_on_postgresql(app, alice, make_cha
 
 @contextlib.contextmanager
 def serving(app):
-    """The app on a real uvicorn in a thread of this process; yields its port. The models are closed after."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    """The app on a real uvicorn in a thread of this process; yields its port. The models are closed after. The
+    socket is bound here and handed to uvicorn, so no other process (another xdist worker's) can take the port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
     thread.start()
     try:
         deadline = time.monotonic() + 10
@@ -216,6 +216,7 @@ def serving(app):
     finally:
         server.should_exit = True
         thread.join(10)
+        listener.close()
         models.db.close_all()
 
 

@@ -14,7 +14,7 @@ from chat_server import models
 from chat_server.core.times import rfc3339
 from chat_server.storage.queries import message_created, time_text
 
-from .conftest import POSTGRES_URL, fresh_postgres
+from .conftest import fresh_postgres
 
 pytestmark = pytest.mark.postgres
 
@@ -131,13 +131,13 @@ def test_the_hot_reads_are_one_round_trip_each(alice, make_chat, send):
         assert query.startswith("EXECUTE ")  # prepared once per connection
 
 
-def test_a_send_waits_for_its_membership_before_the_event_lock(app, alice, make_chat):
+def test_a_send_waits_for_its_membership_before_the_event_lock(app, database_url, alice, make_chat):
     """mark_read updates the member's row, then takes the event lock at its commit. A send must meet that row
     before the event lock too: holding the event lock while it waits for the row, it and a mark-read of the same
     member would wait for each other until PostgreSQL aborted one."""
     chat_id = make_chat(alice)
-    reader = psycopg2.connect(POSTGRES_URL)
-    watcher = psycopg2.connect(POSTGRES_URL)
+    reader = psycopg2.connect(database_url)  # this xdist worker's database, as the app's
+    watcher = psycopg2.connect(database_url)
     watcher.autocommit = True
     try:
         with reader.cursor() as cursor:  # a mark-read's first statement, its transaction left open

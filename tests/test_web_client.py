@@ -1,5 +1,6 @@
 """The web client at / in Debian's headless Chromium against a live chat-server: two people register, chat live,
-edit and delete, lose the network and get back everything they missed.
+send files and set avatars, edit and delete, lose the network and get back everything they missed; and axe-core finds
+nothing to fault against WCAG 2.1 A and AA.
 
 Screenshots go to $CHAT_SCREENSHOT_DIR, or to a `screenshots` folder in each test's tmp_path (printed; under
 `tox -e browser`, .tox/browser/tmp/pytest/). With CHAT_DOCS_SCREENSHOT=docs/web-client.png the two-people
@@ -7,16 +8,20 @@ screenshot is also written there, for the README.
 """
 
 import base64
+import io
 import json
 import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
+from PIL import Image
 
 from tests.live_server import live_server
-from tests.test_swagger_ui import TIMEOUT_MS, chromium
+from tests.test_swagger_ui import TIMEOUT_MS, chromium, require
 from tests.web_page import Person
 
 try:
@@ -31,6 +36,9 @@ RECONNECT_MS = 15_000  # EventSource retries after the stream's 3 s hint; the pa
 XSS = "<img src=x onerror=alert(1)>"
 PASSWORD = "correct horse"
 VIEWPORT = {"width": 1100, "height": 720}
+PHONE = {"width": 390, "height": 844}
+AXE_PROJECT = Path(__file__).parent / "axe"  # package.json and package-lock.json: axe-core, installed with `npm ci`
+NPM_TIMEOUT_SECONDS = 300
 
 
 @pytest.fixture
@@ -60,12 +68,30 @@ def screenshots(tmp_path) -> Path:
     return directory
 
 
+@pytest.fixture(scope="session")
+def axe_script(tmp_path_factory) -> Path:
+    """axe.min.js of the axe-core that tests/axe/package-lock.json pins, installed with `npm ci` once per run into a
+    folder of the run's own (the checkout stays free of node_modules)."""
+    require(shutil.which("npm") is not None, "npm is not on PATH; install Node.js with npm to run the axe audit")
+    project = tmp_path_factory.mktemp("axe")
+    for name in ("package.json", "package-lock.json"):
+        shutil.copy(AXE_PROJECT / name, project / name)
+    command = ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"]
+    env = {**os.environ, "NPM_CONFIG_UPDATE_NOTIFIER": "false"}
+    done = subprocess.run(
+        command, cwd=project, capture_output=True, text=True, env=env, timeout=NPM_TIMEOUT_SECONDS, check=False
+    )
+    assert done.returncode == 0, f"npm ci of tests/axe failed:\n{done.stdout}\n{done.stderr}"
+    return project / "node_modules" / "axe-core" / "axe.min.js"
+
+
 @pytest.fixture
 def visit(browser, server):
-    """Open the client at / in a browser context of its own (its own cookies), as someone called `name`."""
+    """Open the client at / in a browser context of its own (its own cookies), as someone called `name`; options go
+    to Playwright's new_context."""
 
-    def open_page(name: str) -> Person:
-        context = browser.new_context(viewport=VIEWPORT)
+    def open_page(name: str, **options) -> Person:
+        context = browser.new_context(viewport=VIEWPORT, **options)
         context.set_default_timeout(TIMEOUT_MS)
         page = context.new_page()
         person = Person(name, page)
@@ -94,10 +120,40 @@ def log_in(person: Person, name: str | None = None) -> None:
     expect(person.button("Log out")).to_be_visible()
 
 
-def register_through_api(api: httpx.Client, name: str) -> None:
-    """Register `name` with the API client, which then holds that person's session cookies."""
+def register_through_api(api: httpx.Client, name: str) -> int:
+    """Register `name` with the API client, which then holds that person's session cookies; their user id."""
     registered = api.post("/user/0", data={"name": name, "password": PASSWORD, "email": f"{name}@example.com"})
     assert registered.status_code == 201, registered.text
+    return registered.json()["id"]
+
+
+def upload_through_api(api: httpx.Client, file: dict) -> int:
+    uploaded = api.post("/uploads", files={"file": (file["name"], file["buffer"], file["mimeType"])})
+    assert uploaded.status_code == 201, uploaded.text
+    return uploaded.json()["id"]
+
+
+def png(width: int = 64, height: int = 40, color: str = "#2a7ab0") -> bytes:
+    """A small valid PNG of one colour."""
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(out, format="PNG")
+    return out.getvalue()
+
+
+PDF = (  # a small PDF, as its first bytes tell
+    b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n"
+    b"2 0 obj << /Type /Pages /Kids [] /Count 0 >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
+)
+
+
+def file(name: str, content: bytes, mime_type: str) -> dict:
+    """A file to choose in the page (Playwright's FilePayload) or to upload with httpx."""
+    return {"name": name, "mimeType": mime_type, "buffer": content}
+
+
+def decoded(image) -> int:
+    """The natural width of an <img> once it has loaded (an error if it cannot: a 404, a CSP block, not an image)."""
+    return image.evaluate("img => img.decode().then(() => img.naturalWidth)")
 
 
 def resumes(request) -> bool:
@@ -186,6 +242,8 @@ def test_two_people_chat_live(browser, visit, screenshots):
     keys.press("Enter")
     expect(alice.page.get_by_role("heading", name="Weekend plans")).to_be_visible()
     expect(alice.textbox("Message")).to_be_focused()
+    keys.press("Tab")
+    expect(alice.button("Attach file")).to_be_focused()
     keys.press("Tab")  # Send
     keys.press("Tab")
     expect(alice.button("Add member")).to_be_focused()
@@ -201,7 +259,8 @@ def test_two_people_chat_live(browser, visit, screenshots):
 
     expect(bob.chat("Weekend plans")).to_be_visible(timeout=LIVE_MS)  # no reload: the stream said bob was added
 
-    keys.press("Shift+Tab")  # from "Add member", back past Send to the message box
+    keys.press("Shift+Tab")  # from "Add member", back past Send and Attach file to the message box
+    keys.press("Shift+Tab")
     keys.press("Shift+Tab")
     expect(alice.textbox("Message")).to_be_focused()
     keys.type("Hi Bob! Are you free on Saturday?")
@@ -252,6 +311,34 @@ def test_two_people_chat_live(browser, visit, screenshots):
     expect(bob.message("See you at 8 at the station.")).to_be_visible(timeout=LIVE_MS)
     bob.send("Perfect, see you there!")
     expect(alice.message("Perfect, see you there!")).to_be_visible(timeout=LIVE_MS)
+
+    map_png = png()
+    alice.attach(file("trail-map.png", map_png, "image/png"), file("route.pdf", PDF, "application/pdf"))
+    alice.send("The map and the route.")
+    expect(alice.attachments).to_have_count(0)
+    shown = bob.message("The map and the route.")
+    thumbnail = shown.get_by_role("img", name="trail-map.png", exact=True)
+    expect(thumbnail).to_be_visible(timeout=LIVE_MS)  # no reload: the message.created event carried it
+    assert decoded(thumbnail) > 0
+    full = shown.get_by_role("link", name=re.compile(r"^trail-map\.png"))
+    expect(full).to_have_attribute("target", "_blank")
+    full_image = bob.page.context.request.get(full.evaluate("link => link.href"))
+    assert full_image.body() == map_png
+    chip = shown.get_by_role("link", name=re.compile(r"^route\.pdf \d+ bytes$"))
+    expect(chip).to_have_attribute("download", "route.pdf")
+    with bob.page.expect_download() as download:
+        chip.click()
+    assert download.value.suggested_filename == "route.pdf"
+    assert Path(download.value.path()).read_bytes() == PDF
+
+    alice.set_avatar(file("alice.png", png(color="#d9822b"), "image/png"))
+    expect(alice.button("Remove avatar")).to_be_visible()
+    avatar = bob.members.get_by_role("listitem").filter(has_text="alice").locator("img")
+    expect(avatar).to_have_count(1, timeout=LIVE_MS)  # the user.updated event
+    expect(avatar).to_have_attribute("alt", "")
+    assert decoded(avatar) > 0
+    expect(shown.locator("img.avatar")).to_have_count(1)  # beside her messages too
+    expect(bob.members.get_by_role("listitem")).to_have_text(["alice", "bob (you)"])
 
     alice.new_chat("Book club")
     alice.add_member("bob")
@@ -593,3 +680,151 @@ def test_a_strangers_invitation_is_accepted_or_declined(visit, server, screensho
     expect(bob.invitation("Later")).to_be_visible(timeout=LIVE_MS)
     alice.assert_clean()
     bob.assert_clean()
+
+
+def drop(person: Person, *files: dict) -> None:
+    """Drag files from the desktop onto the open chat, as the browser reports it: dragover, then drop."""
+    person.page.locator("#chat").evaluate(
+        """(chat, files) => {
+            const data = new DataTransfer();
+            for (const { name, mimeType, text } of files) data.items.add(new File([text], name, { type: mimeType }));
+            for (const type of ["dragenter", "dragover", "drop"]) {
+                chat.dispatchEvent(new DragEvent(type, { dataTransfer: data, bubbles: true, cancelable: true }));
+            }
+        }""",
+        [{"name": f["name"], "mimeType": f["mimeType"], "text": f["buffer"].decode()} for f in files],
+    )
+
+
+def paste_image(person: Person, name: str, content: bytes) -> None:
+    """Paste an image (as a screenshot tool leaves one on the clipboard) into the message box."""
+    person.textbox("Message").evaluate(
+        """(box, [name, base64]) => {
+            const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+            const data = new DataTransfer();
+            data.items.add(new File([bytes], name, { type: "image/png" }));
+            box.dispatchEvent(new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true }));
+        }""",
+        [name, base64.b64encode(content).decode()],
+    )
+
+
+def test_files_dropped_or_pasted_go_with_a_message_and_avatars_change(visit, screenshots):
+    hana = visit("hana")
+    register(hana)
+    hana.new_chat("Scans")
+    held = []
+    hana.page.route("**/api/uploads", lambda route: held.append(route))  # the first upload waits: its progress shows
+    drop(hana, file(f"{XSS}.txt", b"markup in a name", "text/plain"))
+    progress = hana.page.get_by_role("progressbar", name=f"Uploading {XSS}.txt")
+    expect(progress).to_be_visible()
+    held[0].continue_()
+    hana.page.unroute("**/api/uploads")
+    expect(progress).to_have_count(0)
+    drop(hana, file("notes.txt", b"to be removed", "text/plain"))
+    paste_image(hana, "image.png", png(120, 80, "#3d8c40"))
+    expect(hana.attachments).to_have_count(3)
+    expect(hana.attachments.get_by_role("progressbar")).to_have_count(0)
+    hana.attachments.filter(has_text="notes.txt").get_by_role("button", name="Remove notes.txt").click()
+    expect(hana.attachments).to_have_text([re.compile(re.escape(XSS)), re.compile("image.png")])
+    expect(hana.attachments.get_by_role("button", name="Remove image.png")).to_be_focused()
+
+    hana.textbox("Message").press("Enter")  # no text: the files alone are the message
+    expect(hana.attachments).to_have_count(0)
+    sent = hana.log.locator("li.message")
+    expect(sent).to_have_count(1)
+    expect(sent.get_by_role("img", name="image.png", exact=True)).to_be_visible()
+    chip = sent.get_by_role("link", name=re.compile("^" + re.escape(XSS)))
+    expect(chip.locator(".file-name")).to_have_text(f"{XSS}.txt")  # the name is text, not markup
+    expect(hana.chat("Scans")).to_contain_text("You: attachments")
+    hana.page.reload()  # the message as stored, from the server's history
+    expect(hana.log.get_by_role("img", name="image.png", exact=True)).to_be_visible()
+    expect(hana.log.locator(".content")).to_be_hidden()
+    hana.page.screenshot(path=screenshots / "files-sent.png")
+
+    hana.set_avatar(file("report.pdf", PDF, "application/pdf"))  # not an image: the server says so
+    expect(hana.page.locator("#app-error")).to_be_visible()
+    expect(hana.page.locator("#me-avatar img")).to_have_count(0)
+    hana.set_avatar(file("hana.png", png(color="#6b3fa0"), "image/png"))
+    expect(hana.page.locator("#app-error")).to_be_hidden()
+    expect(hana.page.locator("#me-avatar img")).to_have_attribute("alt", "")
+    expect(hana.log.locator("img.avatar")).to_have_count(1)
+    hana.button("Remove avatar").click()
+    expect(hana.page.locator("#me-avatar .initials")).to_have_attribute("data-initials", "H")
+    expect(hana.page.locator("img.avatar")).to_have_count(0)
+    expect(hana.button("Set avatar")).to_be_focused()
+    hana.assert_clean()
+
+
+@pytest.mark.parametrize(
+    "server_options",
+    [("--default-who-can-add-me", "anyone", "--max-upload-size", "1K", "--upload-rate", "2/3600")],
+    ids=["small-uploads"],
+)
+def test_upload_errors_are_shown_in_the_composer(visit, server):
+    ivan, jade = visit("ivan"), visit("jade")
+    for person in (ivan, jade):
+        register(person)
+        person.new_chat(f"{person.name}'s files")
+    error = ivan.page.locator("#composer").get_by_role("alert")
+    with httpx.Client(base_url=server.api_url) as api:
+        register_through_api(api, "kim")
+        too_large = api.post("/uploads", files={"file": ("big.bin", b"x" * 2048, "application/octet-stream")})
+    assert too_large.status_code == 413
+    with ivan.page.expect_file_chooser() as chooser:
+        ivan.button("Attach file").click()
+    chooser.value.set_files(file("big.bin", b"x" * 2048, "application/octet-stream"))
+    expect(error).to_have_text(f"big.bin: {too_large.json()['error']}")
+    expect(ivan.attachments).to_have_count(0)
+    expect(ivan.textbox("Message")).to_have_attribute("required", "")
+
+    jade.attach(file("one.txt", b"1", "text/plain"), file("two.txt", b"2", "text/plain"))
+    with jade.page.expect_file_chooser() as chooser:
+        jade.button("Attach file").click()
+    with jade.page.expect_response(lambda response: response.url.endswith("/api/uploads")) as answer:
+        chooser.value.set_files(file("three.txt", b"3", "text/plain"))
+    assert answer.value.status == 429
+    too_many = answer.value.json()["error"]
+    expect(jade.page.locator("#composer").get_by_role("alert")).to_have_text(f"three.txt: {too_many}")
+    expect(jade.attachments).to_have_count(2)
+    ivan.assert_clean()
+    jade.assert_clean()
+
+
+def test_pages_pass_an_axe_audit(visit, server, axe_script, screenshots):
+    """axe-core, WCAG 2.0 and 2.1 A and AA: the log-in page, a chat with an image, a file and a file on its way, and
+    the same at a phone's width. Its context bypasses the page's CSP only so that axe can be injected; every other
+    test holds the page to it."""
+    pat = visit("pat", bypass_csp=True)
+    expect(pat.page.get_by_role("form", name="Log in")).to_be_visible()
+    assert pat.axe_violations(axe_script) == [], "logged out"
+
+    register(pat)
+    with httpx.Client(base_url=server.api_url) as olga:
+        olga_id = register_through_api(olga, "olga")
+        chat_id = olga.post("/chats", data={"title": "Trip"}).json()["id"]
+        assert olga.post(f"/chats/{chat_id}/members", data={"name": "pat"}).status_code == 201
+        avatar = upload_through_api(olga, file("olga.png", png(color="#b04a2a"), "image/png"))
+        assert olga.put(f"/user/{olga_id}/avatar", data={"upload_id": avatar}).status_code == 200
+        ids = [
+            upload_through_api(olga, file("harbour.png", png(320, 200), "image/png")),
+            upload_through_api(olga, file("tickets.pdf", PDF, "application/pdf")),
+        ]
+        message = {"content": "Photo and tickets", "attachments": ",".join(map(str, ids))}
+        sent = olga.post(f"/chats/{chat_id}", data=message)
+        assert sent.status_code == 201, sent.text
+    pat.open_chat("Trip")
+    message = pat.message("Photo and tickets")
+    assert decoded(message.get_by_role("img", name="harbour.png", exact=True)) > 0
+    assert decoded(message.locator("img.avatar")) > 0
+    expect(message.get_by_role("link", name=re.compile(r"^tickets\.pdf"))).to_be_visible()
+    pat.attach(file("packing-list.txt", b"socks", "text/plain"))
+    pat.page.route("**/api/uploads", lambda route: None)  # held: this one stays on its way, its progress shown
+    drop(pat, file("itinerary.txt", b"day 1", "text/plain"))
+    expect(pat.page.get_by_role("progressbar", name="Uploading itinerary.txt")).to_be_visible()
+    assert pat.axe_violations(axe_script) == [], "a chat with files"
+
+    pat.page.set_viewport_size(PHONE)
+    pat.page.screenshot(path=screenshots / "phone.png", full_page=True)
+    assert pat.axe_violations(axe_script) == [], "phone width"
+    assert pat.dialogs == [] and pat.page_errors == []

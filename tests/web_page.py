@@ -1,12 +1,17 @@
 """A person at the web client in a browser page (tests/test_web_client.py): the page's parts by their accessible
-names, the actions a person takes there, and what the page must never do (dialogs, script errors, CSP reports)."""
+names, the actions a person takes there, and what the page must never do (dialogs, script errors, CSP reports,
+accessibility violations)."""
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 try:
     from playwright.sync_api import expect
 except ImportError:  # the browser tests skip first
     expect = None
+
+
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
 
 
 @dataclass
@@ -39,6 +44,29 @@ class Person:
     def message(self, text: str):
         """The log item whose message text is exactly `text` (white space collapsed, as Playwright compares)."""
         return self.log.get_by_role("listitem").filter(has=self.page.get_by_text(text, exact=True))
+
+    @property
+    def attachments(self):
+        """The files chosen for the next message, listed in the composer until it is sent."""
+        return self.page.get_by_role("list", name="Attachments", exact=True).get_by_role("listitem")
+
+    def attach(self, *files: dict) -> None:
+        """Choose files with "Attach file" (each a dict of name, mimeType and buffer, as Playwright's set_files takes
+        them) and wait until each is uploaded: listed, with its progress bar gone."""
+        with self.page.expect_file_chooser() as chooser:
+            self.button("Attach file").click()
+        assert chooser.value.is_multiple()
+        chooser.value.set_files(list(files))
+        for file in files:
+            item = self.attachments.filter(has_text=file["name"])
+            expect(item).to_be_visible()
+            expect(item.get_by_role("progressbar")).to_have_count(0)
+
+    def set_avatar(self, file: dict) -> None:
+        """Choose a file with "Set avatar"; what comes of it is for the caller to check."""
+        with self.page.expect_file_chooser() as chooser:
+            self.button("Set avatar").click()
+        chooser.value.set_files(file)
 
     @property
     def members(self):
@@ -94,6 +122,20 @@ class Person:
     def _request(self, request) -> None:
         if "/api/events" in request.url:
             self.event_requests.append(request)
+
+    def axe_violations(self, axe_script: Path) -> list[str]:
+        """What axe-core finds against WCAG 2.0 and 2.1, A and AA, on the page as it is now, one line per violation."""
+        if not self.page.evaluate("() => typeof window.axe === 'object'"):
+            self.page.add_script_tag(path=axe_script)
+        violations = self.page.evaluate(
+            """async (tags) => {
+                const { violations } = await axe.run(document, { runOnly: { type: "tag", values: tags } });
+                const where = (nodes) => nodes.map((node) => node.target.join(" "));
+                return violations.map(({ id, help, nodes }) => ({ id, help, nodes: where(nodes) }));
+            }""",
+            AXE_TAGS,
+        )
+        return [f"{v['id']} ({v['help']}): {', '.join(v['nodes'])}" for v in violations]
 
     def assert_clean(self) -> None:
         """No alert() or other dialog fired, no script error, nothing the Content-Security-Policy had to block."""

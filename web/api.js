@@ -3,7 +3,7 @@
 
 const CHAT_PAGE = 100;
 export const MESSAGE_PAGE = 50;
-const SEARCH_PAGE = 20;
+export const SEARCH_PAGE = 20;
 
 /** An API error: the HTTP status (0 when the server could not be reached) and the body's `error` text. */
 export class ApiError extends Error {
@@ -30,29 +30,63 @@ export function newIdempotencyKey() {
   return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("");
 }
 
-async function call(method, path, { params, query, form, idempotencyKey } = {}) {
+/**
+ * One request. `form` goes out as application/x-www-form-urlencoded, the body of every operation but an upload; with
+ * `multipart` it goes out as multipart/form-data instead, through XMLHttpRequest, whose upload progress (fetch has
+ * none) `onProgress(sent, total)` hears. `signal` aborts either kind.
+ */
+async function call(method, path, { params, query, form, multipart, onProgress, signal, idempotencyKey } = {}) {
   const headers = { Accept: "application/json" };
   if (idempotencyKey) headers["Idempotency-Key"] = idempotencyKey;
-  const init = { method, headers, credentials: "same-origin" };
-  // A URLSearchParams body goes out as application/x-www-form-urlencoded, the only body the API takes.
-  if (form) init.body = new URLSearchParams(Object.entries(form).filter(([, value]) => value !== undefined));
-  let response;
+  const fields = Object.entries(form ?? {}).filter(([, value]) => value !== undefined);
+  let answer;
   try {
-    response = await fetch(url(path, params, query), init);
-  } catch {
+    if (multipart) {
+      const body = new FormData();
+      for (const [name, value] of fields) body.append(name, value);
+      answer = await sendWithProgress(method, url(path, params, query), { headers, body, onProgress, signal });
+    } else {
+      const init = { method, headers, credentials: "same-origin", signal };
+      if (form) init.body = new URLSearchParams(fields);
+      const response = await fetch(url(path, params, query), init);
+      answer = { status: response.status, statusText: response.statusText, text: await response.text() };
+    }
+  } catch (error) {
+    if (error?.name === "AbortError") throw error;
     throw new ApiError(0, "The server could not be reached. Check your connection and try again.");
   }
   let body = null;
   try {
-    body = await response.json();
+    body = JSON.parse(answer.text);
   } catch {
     // Only a proxy in between answers with something else; the status says enough then.
   }
-  if (!response.ok) {
-    const text = body && typeof body.error === "string" ? body.error : `${response.status} ${response.statusText}`;
-    throw new ApiError(response.status, text);
+  if (answer.status < 200 || answer.status > 299) {
+    const text = body && typeof body.error === "string" ? body.error : `${answer.status} ${answer.statusText}`;
+    throw new ApiError(answer.status, text);
   }
   return body;
+}
+
+/** An XMLHttpRequest as a promise of the answer's status and text; rejects as fetch does (TypeError, AbortError). */
+function sendWithProgress(method, target, { headers, body, onProgress, signal }) {
+  return new Promise((resolve, reject) => {
+    const request = new XMLHttpRequest();
+    request.open(method, target);
+    for (const [name, value] of Object.entries(headers)) request.setRequestHeader(name, value);
+    if (onProgress) request.upload.addEventListener("progress", (event) => onProgress(event.loaded, event.total));
+    request.addEventListener("load", () =>
+      resolve({ status: request.status, statusText: request.statusText, text: request.responseText }),
+    );
+    request.addEventListener("error", () => reject(new TypeError("network error")));
+    request.addEventListener("abort", () => reject(new DOMException("upload cancelled", "AbortError")));
+    if (signal?.aborted) {
+      reject(new DOMException("upload cancelled", "AbortError"));
+      return;
+    }
+    signal?.addEventListener("abort", () => request.abort());
+    request.send(body);
+  });
 }
 
 /** The event stream; the browser resumes it after a drop by itself, sending Last-Event-ID. */
@@ -72,9 +106,23 @@ export const getSession = () => call("GET", "/api/session");
 
 export const getUser = (userId) => call("GET", "/api/user/{user_id}", { params: { user_id: userId } });
 
+/** Make one of your image uploads your avatar; resolves to `{user}` with its `avatar_url`. */
+export const setAvatar = (userId, uploadId) =>
+  call("PUT", "/api/user/{user_id}/avatar", { params: { user_id: userId }, form: { upload_id: uploadId } });
+
+export const removeAvatar = (userId) =>
+  call("DELETE", "/api/user/{user_id}/avatar", { params: { user_id: userId } });
+
 /** Change who may add this user to a chat at once (`anyone`, `contacts` or `nobody`). */
 export const setWhoCanAddMe = (userId, whoCanAddMe) =>
   call("PUT", "/api/user/{user_id}", { params: { user_id: userId }, form: { who_can_add_me: whoCanAddMe } });
+
+/**
+ * Upload one file (multipart/form-data); resolves to the Upload, whose id a message's `attachments` or an avatar
+ * takes. `onProgress(sent, total)` follows the bytes going out; `signal` cancels.
+ */
+export const uploadFile = (file, name, { onProgress, signal } = {}) =>
+  call("POST", "/api/uploads", { form: { file, name }, multipart: true, onProgress, signal });
 
 export const listChats = (before) => call("GET", "/api/chats", { query: { limit: CHAT_PAGE, before } });
 
@@ -86,8 +134,9 @@ export const leaveChat = (chatId) => call("DELETE", "/api/chats", { query: { cha
 export const listMessages = (chatId, { before, after } = {}) =>
   call("GET", "/api/chats/{chat_id}", { params: { chat_id: chatId }, query: { limit: MESSAGE_PAGE, before, after } });
 
-export const sendMessage = (chatId, content, idempotencyKey) =>
-  call("POST", "/api/chats/{chat_id}", { params: { chat_id: chatId }, form: { content }, idempotencyKey });
+/** Text, files or both: `content` undefined leaves it out; `attachments` is comma-separated upload ids. */
+export const sendMessage = (chatId, content, attachments, idempotencyKey) =>
+  call("POST", "/api/chats/{chat_id}", { params: { chat_id: chatId }, form: { content, attachments }, idempotencyKey });
 
 export const renameChat = (chatId, title) =>
   call("PUT", "/api/chats/{chat_id}", { params: { chat_id: chatId }, form: { title } });

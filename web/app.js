@@ -2,7 +2,9 @@
 // event stream. All requests go through api.js; all text from the server is set as text (dom.js).
 
 import * as api from "./api.js";
+import { avatarControls, avatarElement } from "./avatars.js";
 import { byId, el, enterSubmits, onSubmit, place, showError, timeElement } from "./dom.js";
+import { PendingUploads, acceptFiles, asAttachment, attachmentList } from "./files.js";
 import { LiveEvents } from "./live.js";
 
 const NEAR_BOTTOM_PX = 48;
@@ -18,6 +20,7 @@ const state = {
   open: null, // the open chat: { id, title, messages: Map, deleted: Set, edits: Map, oldest, hasOlder, ... }
   streamLive: false, // whether the event stream has been live since this login
   names: new Map(), // user id -> name
+  avatars: new Map(), // user id -> avatar_url (null: none), once known
   lookups: new Map(), // user id -> the pending GET /api/user/{id}
   hits: { query: "", last: null },
 };
@@ -113,8 +116,9 @@ function enterApp(user) {
   const epoch = session;
   state.me = { id: user.id, name: user.name };
   state.streamLive = false;
-  state.names.set(user.id, user.name);
   byId("me-name").textContent = user.name;
+  byId("me-name").dataset.user = user.id;
+  updatePerson(user);
   byId("welcome").hidden = true;
   byId("app").hidden = false;
   live.start();
@@ -122,7 +126,9 @@ function enterApp(user) {
   api
     .getUser(user.id)
     .then(({ user: mine }) => {
-      if (epoch === session) byId("who-can-add-me").value = mine.who_can_add_me;
+      if (epoch !== session) return;
+      byId("who-can-add-me").value = mine.who_can_add_me;
+      updatePerson(mine);
     })
     .catch((error) => epoch === session && report(byId("app-error"), error));
   refreshChats().then(() => {
@@ -139,7 +145,11 @@ function leaveApp() {
   closeChat();
   Object.assign(state, { me: null, chats: [], chatPages: 1, nextCursor: null, open: null, streamLive: false });
   state.names.clear();
+  state.avatars.clear();
   state.lookups.clear();
+  pending.clear();
+  byId("me-avatar").replaceChildren();
+  byId("profile-status").textContent = "";
   byId("chats").replaceChildren();
   byId("invitations").replaceChildren();
   byId("invitations-panel").hidden = true;
@@ -166,19 +176,40 @@ function nameOf(userId) {
   if (!state.lookups.has(userId)) {
     const lookup = api
       .getUser(userId)
-      .then(({ user }) => user.name)
-      .catch((error) => (error.status === 404 ? "deleted account" : null))
-      .then((name) => {
-        if (name === null) {
-          state.lookups.delete(userId);
-          return;
-        }
-        state.names.set(userId, name);
-        for (const node of document.querySelectorAll(`[data-user="${userId}"]`)) node.textContent = name;
+      .then(({ user }) => user)
+      .catch((error) => (error.status === 404 ? { id: userId, name: "deleted account", avatar_url: null } : null))
+      .then((user) => {
+        if (user === null) state.lookups.delete(userId);
+        else updatePerson(user);
       });
     state.lookups.set(userId, lookup);
   }
   return `user ${userId}`;
+}
+
+/** A user's name or avatar is known, or changed: keep it, and change every place that shows it. */
+function updatePerson(user) {
+  const avatarChanged =
+    state.avatars.get(user.id) !== (user.avatar_url ?? null) || state.names.get(user.id) !== user.name;
+  state.names.set(user.id, user.name);
+  state.avatars.set(user.id, user.avatar_url ?? null);
+  for (const node of document.querySelectorAll(`[data-user="${user.id}"]`)) node.textContent = user.name;
+  if (avatarChanged) {
+    for (const node of document.querySelectorAll(`[data-avatar="${user.id}"]`)) {
+      node.replaceWith(avatarOf(user.id, node.classList.contains("large") ? "large" : "small"));
+    }
+  }
+  if (state.me?.id === user.id) {
+    state.me.name = user.name;
+    byId("me-avatar").replaceChildren(avatarOf(user.id, "large"));
+    byId("remove-avatar").hidden = !user.avatar_url;
+  }
+}
+
+/** A user's avatar as far as it is known (initials until then), kept up to date by updatePerson. */
+function avatarOf(userId, size = "small") {
+  const name = state.names.get(userId) ?? nameOf(userId);
+  return avatarElement(userId, name, state.avatars.get(userId) ?? null, size);
 }
 
 /** A span with a user's name, filled in once the name is known. */
@@ -296,7 +327,7 @@ function fillChatItem(item, chat) {
           { class: "chat-last" },
           chat.sender_id === state.me.id ? el("span", { class: "sender" }, "You") : userName(chat.sender_id),
           ": ",
-          el("bdi", {}, chat.last_message),
+          chat.last_message === "" ? el("i", {}, "attachments") : el("bdi", {}, chat.last_message),
         );
   // Each text from the server in a bidi context of its own (dir="auto" or <bdi>): a bidi control inside a title or
   // a message cannot reorder what is around it.
@@ -443,13 +474,15 @@ function fillMessage(item, message) {
   const meta = el(
     "p",
     { class: "meta" },
+    avatarOf(message.sender_id),
     mine ? el("span", { class: "sender" }, "You") : userName(message.sender_id),
     " ",
     timeElement(message.time, "sent"),
     message.edited_at ? el("span", { class: "edited", title: `edited ${message.edited_at}` }, " (edited)") : null,
   );
-  const content = el("p", { class: "content", id: contentId, dir: "auto" }, message.content);
-  const parts = [meta, content];
+  const empty = message.content === ""; // files alone
+  const content = el("p", { class: "content", id: contentId, dir: "auto", hidden: empty }, message.content);
+  const parts = [meta, content, attachmentList(message.attachments)];
   if (mine) {
     const edit = el("button", { type: "button", "aria-describedby": contentId }, "Edit");
     const remove = el("button", { type: "button", "aria-describedby": contentId }, "Delete");
@@ -458,7 +491,7 @@ function fillMessage(item, message) {
     parts.push(el("div", { class: "actions" }, edit, remove));
   }
   parts.push(el("p", { class: "error", role: "alert", hidden: true }));
-  item.replaceChildren(...parts);
+  item.replaceChildren(...parts.filter(Boolean));
 }
 
 /**
@@ -563,10 +596,16 @@ async function loadMembers(chatId) {
     return; // the session it was asked for is over; its 401 must not end the next one
   }
   if (epoch !== session || state.open?.id !== chatId) return;
-  for (const member of members) state.names.set(member.id, member.name);
+  for (const member of members) updatePerson(member);
   byId("members").replaceChildren(
     ...members.map((member) =>
-      el("li", {}, el("bdi", {}, member.name), member.id === state.me.id ? el("span", { class: "you" }, " (you)") : null),
+      el(
+        "li",
+        {},
+        avatarOf(member.id),
+        el("bdi", { "data-user": member.id }, member.name),
+        member.id === state.me.id ? el("span", { class: "you" }, " (you)") : null,
+      ),
     ),
   );
 }
@@ -654,7 +693,7 @@ async function loadInvitations() {
 }
 
 function invitationItem(invitation) {
-  state.names.set(invitation.inviter.id, invitation.inviter.name);
+  updatePerson(invitation.inviter);
   const title = el("bdi", { class: "title" }, invitation.title);
   const inviter = el("bdi", { class: "sender" }, invitation.inviter.name);
   const text = el("p", { id: `invitation-${invitation.id}` }, inviter, " invites you to “", title, "”");
@@ -717,7 +756,7 @@ function handleEvent(type, data) {
       refreshChatsSoon();
       break;
     case "member.added":
-      state.names.set(data.user.id, data.user.name);
+      updatePerson(data.user);
       if (open) loadMembers(open.id).catch((error) => report(byId("app-error"), error));
       refreshChatsSoon();
       break;
@@ -734,6 +773,9 @@ function handleEvent(type, data) {
       break;
     case "chat.invited":
       loadInvitations();
+      break;
+    case "user.updated":
+      updatePerson(data.user);
       break;
     case "reset":
       // What was missed cannot be replayed (our event id is too old, or unknown here): refetch the chats and the
@@ -834,6 +876,64 @@ function closeSearch() {
   byId("search-hits").replaceChildren();
   byId("search-form").reset();
   showError(byId("search-form").querySelector(".error"), null);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The composer: text, files or both
+
+let sendKey = null; // one key per text and files: sending them again after an error cannot store them twice
+// The files chosen for the next message, uploaded as soon as they are chosen.
+const pending = new PendingUploads(byId("attachments"), {
+  onChange: () => {
+    byId("message").required = pending.count === 0; // files alone are a message too
+    sendKey = null;
+  },
+  onError: (error) => report(byId("composer").querySelector(".error"), error),
+  onEmptied: () => byId("message").focus(),
+});
+
+function wireComposer() {
+  const composer = byId("composer");
+  const textbox = byId("message");
+  const error = composer.querySelector(".error");
+  textbox.addEventListener("input", () => (sendKey = null));
+  enterSubmits(textbox);
+  acceptFiles({
+    button: byId("attach"),
+    picker: byId("attach-files"),
+    textbox,
+    dropZone: byId("chat"),
+    onFiles: (files) => {
+      showError(error, null);
+      pending.add(files);
+    },
+  });
+
+  onSubmit(composer, async () => {
+    showError(error, null);
+    const open = state.open;
+    const { entries, uploads } = await pending.ready(); // files still on their way go with the message
+    const content = textbox.value; // white space only is a message too, as the API takes it
+    if (content === "" && !uploads.length) return; // every file failed (each said why) and there is no text
+    sendKey ??= api.newIdempotencyKey();
+    const ids = uploads.length ? uploads.map((upload) => upload.id).join(",") : undefined;
+    try {
+      const { id } = await api.sendMessage(open.id, content === "" ? undefined : content, ids, sendKey);
+      sendKey = null;
+      if (textbox.value === content) textbox.value = "";
+      pending.discard(entries);
+      if (state.open === open && !open.messages.has(id)) {
+        // The stream brings the message as stored a moment later; show it at once meanwhile.
+        const attachments = uploads.map(asAttachment);
+        const time = new Date().toISOString();
+        showMessage({ id, content, attachments, sender_id: state.me.id, time, edited_at: null });
+        scrollToBottom();
+      }
+      if (state.open === open) open.readUpTo = Math.max(open.readUpTo, id);
+    } catch (failure) {
+      report(error, failure);
+    }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -938,31 +1038,7 @@ function wireApp() {
   });
   byId("older").addEventListener("click", () => loadOlder());
 
-  const composer = byId("composer");
-  const textbox = byId("message");
-  let sendKey = null; // one key per text: sending the same text again after an error cannot store it twice
-  textbox.addEventListener("input", () => (sendKey = null));
-  enterSubmits(textbox);
-  onSubmit(composer, async () => {
-    const error = composer.querySelector(".error");
-    showError(error, null);
-    const open = state.open;
-    const content = textbox.value; // white space only is a message too, as the API takes it
-    sendKey ??= api.newIdempotencyKey();
-    try {
-      const { id } = await api.sendMessage(open.id, content, sendKey);
-      sendKey = null;
-      if (textbox.value === content) textbox.value = "";
-      if (state.open === open && !open.messages.has(id)) {
-        // The stream brings the message as stored a moment later; show it at once meanwhile.
-        showMessage({ id, content, sender_id: state.me.id, time: new Date().toISOString(), edited_at: null });
-        scrollToBottom();
-      }
-      if (state.open === open) open.readUpTo = Math.max(open.readUpTo, id);
-    } catch (failure) {
-      report(error, failure);
-    }
-  });
+  wireComposer();
 
   const addForm = byId("add-member-form");
   const hideAdd = disclosure(byId("add-member"), addForm, {
@@ -1007,6 +1083,17 @@ function wireApp() {
 
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") markRead();
+  });
+
+  avatarControls({
+    setButton: byId("set-avatar"),
+    removeButton: byId("remove-avatar"),
+    picker: byId("avatar-file"),
+    progress: byId("avatar-progress"),
+    status: byId("profile-status"),
+    userId: () => state.me?.id,
+    onUser: (user) => updatePerson(user),
+    onError: (failure) => (failure ? report(byId("app-error"), failure) : showError(byId("app-error"), null)),
   });
 
   const whoCanAddMe = byId("who-can-add-me");

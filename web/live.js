@@ -19,6 +19,7 @@ const TYPES = [
   "member.left",
   "chat.read",
   "chat.invited",
+  "user.updated",
   "reset",
   "ready",
 ];

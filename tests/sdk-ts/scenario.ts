@@ -4,12 +4,14 @@
 // Prints "scenario passed" and exits 0 when every check holds; any mismatch throws and exits 1.
 
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 
 import createClient, { type Client, type Middleware } from "openapi-fetch";
 
 import type { components, paths } from "./generated/chat-api.js";
 
 type Message = components["schemas"]["Message"];
+type NewUpload = components["schemas"]["NewUpload"];
 
 const baseUrl = process.argv[2] ?? process.env.CHAT_API_URL;
 if (!baseUrl) {
@@ -21,14 +23,31 @@ const PASSWORD = "correct horse battery";
 
 // openapi-fetch sends every body as JSON unless told otherwise, and this API takes only form bodies (415 for JSON).
 // Its default serializer would also turn an undefined field into the string "undefined"; this one leaves it out.
+// An array is one comma-separated field, as the spec's `explode: false` asks (`attachments=4,7`).
 function formBody(body: unknown): string {
   const form = new URLSearchParams();
   for (const [key, value] of Object.entries(body as Record<string, unknown>)) {
-    if (value !== undefined) form.append(key, String(value));
+    if (value !== undefined) form.append(key, Array.isArray(value) ? value.join(",") : String(value));
   }
   return form.toString();
 }
 const FORM = { headers: { "Content-Type": "application/x-www-form-urlencoded" } } as const;
+
+// An upload is multipart/form-data. openapi-typescript types the `format: binary` file part as a string, which
+// cannot hold a Blob, so the FormData itself travels as the body (the one cast in this file) and the request's own
+// bodySerializer hands it to fetch as it is; fetch then writes the Content-Type with its multipart boundary.
+function multipart(parts: { file: Blob; filename: string; name?: string }) {
+  const form = new FormData();
+  form.append("file", parts.file, parts.filename);
+  if (parts.name !== undefined) form.append("name", parts.name);
+  return { body: form as unknown as NewUpload, bodySerializer: (body: NewUpload) => body };
+}
+
+/** A real 3 by 2 PNG: red, with one blue pixel in the bottom right corner. */
+const PNG = Buffer.from(
+  "iVBORw0KGgoAAAANSUhEUgAAAAMAAAACCAIAAAASFvFNAAAAEklEQVR4nGP8zwAFTBCKkeE/ABQrAgPBBc+aAAAAAElFTkSuQmCC",
+  "base64",
+);
 
 /** Node's fetch keeps no cookies: this jar takes them from Set-Cookie and sends them back, like a browser would. */
 class CookieJar {
@@ -133,13 +152,13 @@ async function register(name: string): Promise<Person> {
   return { id: created.id, name, session };
 }
 
-async function send(person: Person, chatId: number, content: string): Promise<number> {
+async function send(person: Person, chatId: number, content?: string, attachments?: number[]): Promise<number> {
   const result = await person.session.api.POST("/chats/{chat_id}", {
     params: { path: { chat_id: chatId } },
-    body: { content },
+    body: { content, attachments },
     ...FORM,
   });
-  const created = expectData(result, 201, `${person.name} sends ${JSON.stringify(content)}`);
+  const created = expectData(result, 201, `${person.name} sends ${JSON.stringify({ content, attachments })}`);
   assert.equal(created.status, "ok");
   return created.id;
 }
@@ -166,7 +185,7 @@ const found = expectData(
   "get_user by name",
 );
 // A stranger sees no email (--email-visibility contacts, the default); a co-member does, below.
-assert.deepEqual(found.user, { id: bob.id, name: "bob", email: null });
+assert.deepEqual(found.user, { id: bob.id, name: "bob", email: null, avatar_url: null });
 
 step("alice creates a chat and adds bob");
 const createdChat = await alice.session.api.POST("/chats", { body: { title: "general" }, ...FORM });
@@ -190,8 +209,8 @@ const members = expectData(
   "list_members",
 );
 assert.deepEqual(members.members, [
-  { id: alice.id, name: "alice" },
-  { id: bob.id, name: "bob" },
+  { id: alice.id, name: "alice", avatar_url: null },
+  { id: bob.id, name: "bob", avatar_url: null },
 ]);
 // alice created the chat herself, so its members are her contacts and see her email; bob was added, so his stays
 // hidden from alice until he shares a chat he joined himself with her.
@@ -281,6 +300,106 @@ expectError(
   "delete_message again",
 );
 
+step("alice uploads a PNG, sends it as a message of files only, and bob downloads it");
+const uploaded = await alice.session.api.POST("/uploads", {
+  ...multipart({ file: new Blob([PNG], { type: "image/png" }), filename: "dot.png" }),
+});
+const upload = expectData(uploaded, 201, "upload_file");
+assert.equal(uploaded.response.headers.get("Location"), `/api/uploads/${upload.id}`);
+assert.deepEqual(upload, {
+  id: upload.id,
+  name: "dot.png",
+  content_type: "image/png",
+  size: PNG.length,
+  sha256: createHash("sha256").update(PNG).digest("hex"),
+  url: `/api/uploads/${upload.id}/dot.png`,
+  width: 3,
+  height: 2,
+  thumbnail_url: `/api/uploads/${upload.id}/thumbnail`,
+});
+expectError(
+  await bob.session.api.GET("/uploads/{upload_id}", { params: { path: { upload_id: upload.id } } }),
+  404,
+  "bob downloads alice's upload before it is in a chat he is in",
+);
+const withFile = await send(alice, chatId, undefined, [upload.id]);
+const filePage = await history(bob, chatId, { after: m5[0] });
+assert.deepEqual(summary(filePage), [[withFile, alice.id, ""]]);
+const [fileMessage] = filePage as [Message];
+assert.deepEqual(fileMessage.attachments, [
+  {
+    id: upload.id,
+    name: "dot.png",
+    content_type: "image/png",
+    size: PNG.length,
+    url: upload.url,
+    thumbnail_url: upload.thumbnail_url,
+    width: 3,
+    height: 2,
+  },
+]);
+const downloaded = await bob.session.api.GET("/uploads/{upload_id}", {
+  params: { path: { upload_id: upload.id } },
+  parseAs: "arrayBuffer",
+});
+const bytes = Buffer.from(expectData(downloaded, 200, "download_upload"));
+assert.ok(bytes.equals(PNG), `the download differs from the upload: ${bytes.toString("base64")}`);
+assert.equal(downloaded.response.headers.get("Content-Type"), "image/png");
+assert.equal(downloaded.response.headers.get("ETag"), `"${upload.sha256}"`);
+const named = await bob.session.api.GET("/uploads/{upload_id}/{filename}", {
+  params: { path: { upload_id: upload.id, filename: "dot.png" } },
+  parseAs: "arrayBuffer",
+});
+assert.ok(Buffer.from(expectData(named, 200, "download_named_upload")).equals(PNG));
+const thumbnail = await bob.session.api.GET("/uploads/{upload_id}/thumbnail", {
+  params: { path: { upload_id: upload.id } },
+  parseAs: "arrayBuffer",
+});
+const thumbnailBytes = Buffer.from(expectData(thumbnail, 200, "download_thumbnail"));
+assert.equal(thumbnail.response.headers.get("Content-Type"), "image/webp");
+assert.equal(thumbnailBytes.subarray(0, 4).toString("latin1"), "RIFF");
+assert.equal(thumbnailBytes.subarray(8, 12).toString("latin1"), "WEBP");
+
+step("a file that is no image, under a name part, with text; two attachments in order");
+const notes = Buffer.from("line one\nline two\n");
+const text = expectData(
+  await alice.session.api.POST("/uploads", {
+    ...multipart({ file: new Blob([notes]), filename: "ignored.bin", name: "minutes/today.txt" }),
+  }),
+  201,
+  "upload_file of text",
+);
+assert.equal(text.name, "minutes_today.txt");
+assert.deepEqual([text.width, text.height, text.thumbnail_url], [null, null, null]);
+expectError(
+  await alice.session.api.GET("/uploads/{upload_id}/thumbnail", { params: { path: { upload_id: text.id } } }),
+  404,
+  "download_thumbnail of a text file",
+);
+const both = await send(alice, chatId, "the minutes, and the dot again", [text.id, upload.id]);
+const sentBoth = expectData(
+  await bob.session.api.GET("/chats/{chat_id}/messages/{message_id}", {
+    params: { path: { chat_id: chatId, message_id: both } },
+  }),
+  200,
+  "get_message with two attachments",
+);
+assert.equal(sentBoth.content, "the minutes, and the dot again");
+assert.deepEqual(
+  sentBoth.attachments.map((attachment) => attachment.id),
+  [text.id, upload.id],
+);
+const textBytes = await bob.session.api.GET("/uploads/{upload_id}", {
+  params: { path: { upload_id: text.id } },
+  parseAs: "arrayBuffer",
+});
+assert.ok(Buffer.from(expectData(textBytes, 200, "download_upload of text")).equals(notes));
+assert.match(textBytes.response.headers.get("Content-Disposition") ?? "", /^attachment;/);
+const withFiles: [number, number, string][] = [
+  [withFile, alice.id, ""],
+  [both, alice.id, "the minutes, and the dot again"],
+];
+
 step("alice logs out; her old cookies are refused");
 const oldCookies = new Map(alice.session.jar.cookies);
 assert.deepEqual([...oldCookies.keys()].sort(), ["token", "user_id"]);
@@ -299,6 +418,6 @@ expectError(await replay.api.GET("/logout"), 401, "logout with the logged-out co
 expectError(await alice.session.api.GET("/chats"), 401, "list_chats with no cookies");
 
 step("bob's session is unaffected");
-assert.deepEqual(summary(await history(bob, chatId, {})), [m1, m2, m4, m5]);
+assert.deepEqual(summary(await history(bob, chatId, {})), [m1, m2, m4, m5, ...withFiles]);
 
 console.log("scenario passed");
