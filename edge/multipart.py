@@ -133,11 +133,16 @@ async def receive_file(receive, content_type: str, spool, max_bytes: int) -> Rec
     more = True
     try:
         while more:
-            message = await receive()
+            message = await receive()  # over the body's cap, request_limits.py drains and refuses it
             if message["type"] == "http.disconnect":
                 raise ClientDisconnect()
             more = message.get("more_body", False)
-            parser.write(message.get("body", b""))
+            try:
+                parser.write(message.get("body", b""))
+            except PayloadTooLarge:
+                if more:  # read the rest (up to a bound), so that the client reads the answer
+                    await drain(receive)
+                raise
             if len(parts.pending) >= WRITE_BYTES or (not more and parts.pending):
                 chunk = bytes(parts.pending)
                 parts.pending.clear()
@@ -147,10 +152,6 @@ async def receive_file(receive, content_type: str, spool, max_bytes: int) -> Rec
             await anyio.to_thread.run_sync(spool.write, bytes(parts.pending))
     except FormParserError:
         raise BadRequest("the multipart/form-data body is malformed") from None
-    except PayloadTooLarge:
-        if more:
-            await drain(receive)
-        raise
     if not parts.file_ended:
         raise BadRequest("the form has no file part" if "file" not in parts.seen else "the body ends inside the file")
     return Received(spool, parts.filename, parts.name)

@@ -8,6 +8,8 @@
     python load/benchmark.py realtime          # event streams: delivery latency, memory per idle stream
     python load/benchmark.py search            # worst-query search of a one-message user at 10,000 and 1,000,000
                                                # messages; search p50/p99 at 1,000,000; sends with and without
+    python load/benchmark.py uploads           # 25 MiB up and down, RSS during 10 uploads, another user's reads
+                                               # meanwhile; sends and history against the code before issue 23
     python load/benchmark.py all
 
 Every server is a real uvicorn process with one worker on 127.0.0.1, started and stopped here, on a fresh
@@ -20,12 +22,18 @@ to each other member's stream reading the event: with each count of --streams on
 with each count of --pg-streams on two workers and PostgreSQL (--realtime-postgres, whose public schema is
 dropped; the database is created if missing). Memory per idle stream is the growth of the server's RSS (all
 its processes) from opening the streams, divided by their number.
+
+`uploads` measures files (issue 23) on one worker, SQLite and the directory store: load/uploads_bench.py makes the
+uploads and downloads. Its wrk rounds compare this code with the code before issue 23 (--before, cfea936), which is
+extracted with `git archive` into the temporary directory and installed there into a venv of its own, pinned to the
+versions of this venv's packages; each server runs on its own database, seeded by its own load/seed.py.
 """
 
 import argparse
 import asyncio
 import contextlib
 import math
+import os
 import re
 import shutil
 import socket
@@ -38,6 +46,7 @@ from pathlib import Path
 
 import httpx
 import realtime as rt
+import uploads_bench as ub
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -84,19 +93,30 @@ def serve_process(command: list[str], probe_path: str, workdir: Path):
         log.close()
 
 
-def chat_server(database: str) -> list[str]:
-    return [str(BIN / "chat-server"), "--database", database, "--password-profile", "cheapest", "--no-access-log"]
+def chat_server(database: str, executable: Path = BIN / "chat-server") -> list[str]:
+    return [str(executable), "--database", database, "--password-profile", "cheapest", "--no-access-log"]
 
 
 def floor_server(factory: str) -> list[str]:
     return [str(BIN / "uvicorn"), "--factory", f"load.floor:{factory}", "--no-access-log", "--log-level", "warning"]
 
 
-def seed(database: str, users: int, chats: int, messages: int, members_per_chat: int, rare_words: int = 0) -> None:
+def seed(
+    database: str,
+    users: int,
+    chats: int,
+    messages: int,
+    members_per_chat: int,
+    rare_words: int = 0,
+    *,
+    tree: Path = ROOT,
+    python: str = sys.executable,
+) -> None:
+    """Seed through `tree`'s load/seed.py, run by `python` (a checkout of another commit, with its own venv)."""
     subprocess.run(
         [
-            sys.executable,
-            str(ROOT / "load" / "seed.py"),
+            python,
+            str(tree / "load" / "seed.py"),
             *("--database", database, "--users", str(users), "--chats", str(chats)),
             *("--messages", str(messages), "--members-per-chat", str(members_per_chat)),
             *("--rare-words", str(rare_words)),
@@ -124,7 +144,8 @@ def _ms(text: str) -> float:
 
 
 def wrk(url: str, cookie: str = "", *, post_form: str = "", duration: int, connections: int) -> dict:
-    """One wrk run; returns requests/s, p50/p99 in ms and the count of non-2xx responses and socket errors."""
+    """One wrk run; returns requests/s, p50/p99 in ms, the count of non-2xx responses and socket errors, and the
+    number of requests."""
     command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
     if cookie:
         command += ["-H", f"Cookie: {cookie}"]
@@ -143,6 +164,7 @@ def wrk(url: str, cookie: str = "", *, post_form: str = "", duration: int, conne
         "p50": _ms(re.search(r"\s50%\s+(\S+)", output).group(1)),
         "p99": _ms(re.search(r"\s99%\s+(\S+)", output).group(1)),
         "errors": errors,
+        "requests": int(re.search(r"(\d+) requests in", output).group(1)),
     }
 
 
@@ -618,6 +640,154 @@ def realtime(args, workdir: Path) -> None:
             print(f"- problem: {problem}")
 
 
+# Issue 23's targets.
+UPLOAD_TARGET_MBPS = 100
+DOWNLOAD_TARGET_MBPS = 300
+UPLOAD_RSS_TARGET_MIB = 16
+OTHER_USER_P99_TARGET_MS = 50
+BEFORE_RATIO_TARGET = 0.90
+
+
+def install_commit(commit: str, workdir: Path) -> tuple[Path, Path]:
+    """`git archive` the commit into workdir and pip-install that tree into a venv of its own beside it, pinned to
+    this venv's versions of every package both use; (the tree, the venv's bin directory)."""
+    tree, venv = workdir / f"tree-{commit}", workdir / f"venv-{commit}"
+    tree.mkdir()
+    archive = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    frozen = subprocess.run(
+        [sys.executable, "-m", "pip", "freeze", "--exclude-editable"], capture_output=True, text=True, check=True
+    ).stdout
+    constraints = workdir / "constraints.txt"
+    constraints.write_text("".join(line + "\n" for line in frozen.splitlines() if "==" in line))
+    installed = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "--quiet", "-c", str(constraints), str(tree)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if installed.returncode != 0:
+        raise RuntimeError(f"installing {commit} failed:\n{installed.stdout[-2000:]}{installed.stderr[-2000:]}")
+    return tree, venv / "bin"
+
+
+def uploads(args, workdir: Path) -> None:
+    """Files (issue 23), one worker on SQLite with the directory store; see load/uploads_bench.py and the module
+    docstring. The wrk rounds alternate this code and the code before issue 23 (A, B, A, B, ...), both servers up."""
+    began = time.perf_counter()
+    before_tree, before_bin = install_commit(args.before, workdir)
+    installed = time.perf_counter() - began
+    shape = dict(users=2, chats=10, messages=200, members_per_chat=2)
+
+    database = f"sqlite:///{workdir / 'uploads.db'}"
+    seed(database, **shape)
+    command = [*chat_server(database), "--upload-quota", "100G", "--upload-rate", "off"]
+    with serve_process(command, "/api/openapi.json", workdir) as (url, process):
+        uploader, other = login(url, "seed-1"), login(url, "seed-2")
+        with ub.client(url, uploader) as session:  # the first upload's imports and lazy setup, out of the figures
+            ub.download(session, ub.upload(session, os.urandom(64 * 1024), "warm-up.bin")["id"])
+        concurrent = ub.concurrent_uploads(url, uploader, other, process.pid)
+        speeds = ub.transfers(url, uploader, process.pid, tries=3)
+
+    now_db, before_db = f"sqlite:///{workdir / 'now.db'}", f"sqlite:///{workdir / 'before.db'}"
+    seed(now_db, **shape)
+    seed(before_db, **shape, tree=before_tree, python=str(before_bin / "python"))
+    servers = {"now": chat_server(now_db), "before": chat_server(before_db, before_bin / "chat-server")}
+    names = list(servers)
+    form = "content=hello%20there"
+    endpoints = [("`GET /api/chats/{id}?limit=20`", "?limit=20", ""), ("send (no attachments)", "", form)]
+    rounds: dict[str, list[dict]] = {label: [] for label, _, _ in endpoints}
+    with contextlib.ExitStack() as stack:
+        running = {
+            name: stack.enter_context(serve_process(cmd, "/api/openapi.json", workdir)) for name, cmd in servers.items()
+        }
+        urls = {name: url for name, (url, _) in running.items()}
+        pids = {name: rt.process_tree(process.pid) for name, (_, process) in running.items()}
+
+        for name, url in urls.items():  # the right code answers on each: only the new one has uploads
+            has_uploads = "/uploads" in httpx.get(url + "/api/openapi.json").json()["paths"]
+            if has_uploads != (name == "now"):
+                raise RuntimeError(f"the {name} server {'has' if has_uploads else 'lacks'} POST /api/uploads")
+        cookies = {name: login(url) for name, url in urls.items()}
+        chats = {name: f"{url}/api/chats/{first_chat(url, cookies[name])}" for name, url in urls.items()}
+
+        def measured(name: str, target: str, body: str) -> dict:
+            """wrk against one server, with the server's CPU time per request (from /proc) over the run."""
+            cpu = rt.cpu_seconds(pids[name])
+            result = wrk(target, cookies[name], post_form=body, duration=args.duration, connections=args.connections)
+            result["cpu_us"] = (rt.cpu_seconds(pids[name]) - cpu) / max(result["requests"], 1) * 1e6
+            return result
+
+        for label, query, body in endpoints:
+            for name in urls:
+                wrk(chats[name] + query, cookies[name], post_form=body, duration=2, connections=args.connections)
+            for _ in range(args.upload_rounds):
+                rounds[label].append({name: measured(name, chats[name] + query, body) for name in names})
+
+    def verdict(met: bool) -> str:
+        return "met" if met else "**MISSED**"
+
+    best_up = max(speeds, key=lambda s: s.upload_mbps)
+    best_down = max(speeds, key=lambda s: s.download_mbps)
+    ups = ", ".join(f"{s.upload_mbps:,.0f}" for s in speeds)
+    downs = ", ".join(f"{s.download_mbps:,.0f}" for s in speeds)
+    up_cpu = ", ".join(f"{s.upload_cpu_ms:.0f}" for s in speeds)
+    down_cpu = ", ".join(f"{s.download_cpu_ms:.0f}" for s in speeds)
+    growth = concurrent.growth / ub.MiB
+    other = concurrent.other_ms
+    p99 = rt.percentile(other, 99)
+    print(
+        f"\nUploads (issue 23): one uvicorn worker, SQLite, files in a directory beside it, 127.0.0.1; "
+        f"{ub.FILE_BYTES // ub.MiB} MiB of random bytes per file, streamed from memory by httpx as multipart; "
+        f"MB = 10^6 bytes, MiB = 2^20\n"
+    )
+    print("| Measure | Figure | Target | |")
+    print("|---|---|---|---|")
+    print(
+        f"| Upload, one {ub.FILE_BYTES // ub.MiB} MiB file, best of {len(speeds)} "
+        f"| **{best_up.upload_mbps:,.0f} MB/s** "
+        f"(each: {ups}; server CPU {up_cpu} ms) | ≥ {UPLOAD_TARGET_MBPS} MB/s "
+        f"| {verdict(best_up.upload_mbps >= UPLOAD_TARGET_MBPS)} |"
+    )
+    print(
+        f"| Download of it, best of {len(speeds)} | **{best_down.download_mbps:,.0f} MB/s** "
+        f"(each: {downs}; server CPU {down_cpu} ms) | ≥ {DOWNLOAD_TARGET_MBPS} MB/s "
+        f"| {verdict(best_down.download_mbps >= DOWNLOAD_TARGET_MBPS)} |"
+    )
+    print(
+        f"| Server RSS growth during {ub.CONCURRENT} concurrent uploads | **{growth:.1f} MiB** "
+        f"({concurrent.rss_before / ub.MiB:.1f} MiB before, peak {concurrent.rss_peak / ub.MiB:.1f} over "
+        f"{concurrent.samples} samples at most {concurrent.largest_gap_ms:.0f} ms apart, "
+        f"{concurrent.rss_after / ub.MiB:.1f} a second after; all {ub.CONCURRENT} stored in "
+        f"{concurrent.seconds:.2f} s, {concurrent.aggregate_mbps:,.0f} MB/s together) "
+        f"| < {UPLOAD_RSS_TARGET_MIB} MiB | {verdict(growth < UPLOAD_RSS_TARGET_MIB)} |"
+    )
+    print(
+        f"| Another user's `GET /api/chats` meanwhile, one at a time | p50 {rt.percentile(other, 50):.1f} ms, "
+        f"**p99 {p99:.1f} ms** (max {max(other, default=math.nan):.1f} ms, {len(other)} requests, "
+        f"{concurrent.other_failures} not 200) | p99 < {OTHER_USER_P99_TARGET_MS} ms "
+        f"| {verdict(p99 < OTHER_USER_P99_TARGET_MS)} |"
+    )
+    for label, runs in rounds.items():
+        now, before = (median([r[name]["rps"] for r in runs]) for name in names)
+        now_cpu, before_cpu = (median([r[name]["cpu_us"] for r in runs]) for name in names)
+        paired = median([r["now"]["rps"] / r["before"]["rps"] for r in runs])
+        each = ", ".join(f"{r['now']['rps']:,.0f} / {r['before']['rps']:,.0f}" for r in runs)
+        errors = sum(r[name]["errors"] for r in runs for name in names)
+        print(
+            f"| {label}: this code / before issue 23 ({args.before}), wrk -t1 -c{args.connections} "
+            f"-d{args.duration}s, medians of {len(runs)} rounds | **{now:,.0f} / {before:,.0f} req/s: "
+            f"{now / before:.0%}** (median of each round's ratio {paired:.0%}; server CPU {now_cpu:,.0f} / "
+            f"{before_cpu:,.0f} µs a request, {now_cpu / before_cpu:.0%}; rounds, A then B: {each}; {errors} errors) "
+            f"| ≥ {BEFORE_RATIO_TARGET:.0%} | {verdict(now / before >= BEFORE_RATIO_TARGET)} |"
+        )
+    print(
+        f"\nInstalling {args.before} into its venv took {installed:.0f} s; "
+        f"the whole run {time.perf_counter() - began:.0f} s."
+    )
+
+
 def counts(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
 
@@ -625,7 +795,8 @@ def counts(text: str) -> list[int]:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "which", choices=["throughput", "growth", "scale-out", "postgres", "cluster", "realtime", "search", "all"]
+        "which",
+        choices=["throughput", "growth", "scale-out", "postgres", "cluster", "realtime", "search", "uploads", "all"],
     )
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement (default %(default)s)")
     parser.add_argument("--connections", type=int, default=32, help="for throughput (default %(default)s)")
@@ -671,6 +842,15 @@ def main(argv=None) -> None:
         default="postgresql://postgres@127.0.0.1:5432/bench_rt",
         help="created if missing; its public schema is dropped (default %(default)s)",
     )
+    upload_options = parser.add_argument_group("uploads")
+    upload_options.add_argument(
+        "--before",
+        default="cfea936",
+        help="the commit to compare sends and history with (%(default)s, before issue 23)",
+    )
+    upload_options.add_argument(
+        "--upload-rounds", type=int, default=4, help="rounds of wrk on each of the two servers (%(default)s)"
+    )
     args = parser.parse_args(argv)
     needs_wrk = args.which != "realtime" and not (args.which == "search" and args.worst_search_only)
     if needs_wrk and shutil.which("wrk") is None:
@@ -692,6 +872,8 @@ def main(argv=None) -> None:
             worst_search(args, Path(tmp))
             if not args.worst_search_only:
                 search_at_scale(args, Path(tmp))
+        if args.which in ("uploads", "all"):
+            uploads(args, Path(tmp))
 
 
 if __name__ == "__main__":

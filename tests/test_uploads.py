@@ -238,20 +238,18 @@ def test_upload_file_twenty_at_once_all_stored_within_quota(small_uploads, alice
     assert models.Upload.select().count() == 20
 
 
-def test_upload_file_over_the_rate_is_429(monkeypatch, app_factory):
+@pytest.fixture
+def two_uploads_an_hour(monkeypatch):
     monkeypatch.setenv("CHAT_UPLOAD_RATE", "2/3600")
-    person = app_factory()
+
+
+def test_upload_file_over_the_rate_is_429(two_uploads_an_hour, make_user):
+    person = make_user()
     assert person.client.post("/api/uploads", files={"file": ("a", b"1")}).status_code == 201
     assert person.client.post("/api/uploads", files={"file": ("a", b"2")}).status_code == 201
     refused = person.client.post("/api/uploads", files={"file": ("a", b"3")})
     assert refused.status_code == 429
     assert int(refused.headers["retry-after"]) >= 1
-
-
-@pytest.fixture
-def app_factory(make_user):
-    """A user of an app made after the test set its environment (the rate limits are read as the app starts)."""
-    return lambda: make_user()
 
 
 async def _cut_off(app, cookies: str, body: bytes) -> list[dict]:
