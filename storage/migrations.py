@@ -364,6 +364,16 @@ def files(schema: Schema) -> None:
 
     schema.create_tables(Blob, BlobChunk, Upload, Attachment)
     schema.add_column("message", "attachments", TextField(null=True))
+    # The messages in events recorded before this version read as the Message schema now says: no files.
+    if isinstance(schema.database, SqliteDatabase):
+        add_none = "json_set(data, '$.message.attachments', json('[]'))"
+        missing = "json_extract(data, '$.message.attachments') IS NULL"
+    else:
+        add_none = "jsonb_set(data::jsonb, '{message,attachments}', '[]')::text"
+        missing = "data::jsonb #> '{message,attachments}' IS NULL"
+    schema.database.execute_sql(
+        f"UPDATE event SET data = {add_none} WHERE kind IN ('message.created', 'message.edited') AND {missing}"
+    )
     schema.add_column("user", "avatar_upload_id", IntegerField(null=True))
     schema.add_index("user", ("avatar_upload_id",))
 

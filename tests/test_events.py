@@ -286,6 +286,7 @@ def test_get_events_json_chat_invited_reaches_only_the_invitee_while_polling(app
 def seed_events(chat_id: int, count: int) -> None:
     """`count` message.created events in the chat's log, written directly: a long history in seconds."""
     message = {"id": 1, "content": "x", "sender_id": 1, "time": "2026-01-01T00:00:00Z", "edited_at": None}
+    message["attachments"] = []
     data = json.dumps({"chat_id": chat_id, "message": message})
     rows = [{"kind": models.MESSAGE_CREATED, "chat_id": chat_id, "data": data, "time": models.utcnow()}] * count
     with models.db.connection_context(), models.db.atomic():

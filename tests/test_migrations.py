@@ -203,11 +203,32 @@ def test_upgrade_to_version_4_gives_the_events_of_sent_messages_their_edited_at(
         event.insert(kind="message.created", chat_id=1, data=json.dumps(old), time=EARLIER).execute()
         event.insert(kind="chat.renamed", chat_id=1, data='{"chat_id": 1, "title": "t"}', time=EARLIER).execute()
 
-    migrations.upgrade(database)
+    migrations.upgrade(database, to=4)
 
     with database.connection_context():
         rows = [json.loads(data) for (data,) in event.select(event.data).order_by(event.id).tuples()]
     assert rows == [{**old, "message": {**old["message"], "edited_at": None}}, {"chat_id": 1, "title": "t"}]
+
+
+def test_upgrade_to_version_6_gives_the_messages_of_recorded_events_no_attachments(database):
+    """A message.created or message.edited event recorded at version 5, before files, reads as the Message schema
+    says: with `attachments: []`; other events are left as they were."""
+    migrations.upgrade(database, to=5)
+    event = Table("event", ("id", "kind", "chat_id", "data", "time")).bind(database)
+    message = {"id": 7, "content": "hi", "sender_id": 2, "time": "2026-01-02T03:04:05Z", "edited_at": None}
+    with database.connection_context():
+        for kind in ("message.created", "message.edited"):
+            event.insert(
+                kind=kind, chat_id=1, data=json.dumps({"chat_id": 1, "message": message}), time=EARLIER
+            ).execute()
+        event.insert(kind="chat.renamed", chat_id=1, data='{"chat_id": 1, "title": "t"}', time=EARLIER).execute()
+
+    migrations.upgrade(database)
+
+    with database.connection_context():
+        rows = [json.loads(data) for (data,) in event.select(event.data).order_by(event.id).tuples()]
+    with_files = {"chat_id": 1, "message": {**message, "attachments": []}}
+    assert rows == [with_files, with_files, {"chat_id": 1, "title": "t"}]
 
 
 def test_upgrade_of_an_up_to_date_database_runs_nothing(database):

@@ -190,7 +190,8 @@ def test_the_hot_reads_format_times_as_rfc3339_does(app, alice, make_chat, micro
     (message,) = alice.client.get(f"/api/chats/{chat_id}").json()["messages"]
     expected = rfc3339(time)
     assert message == {
-        "id": message_id, "content": "hi", "sender_id": alice.id, "time": expected, "edited_at": expected
+        "id": message_id, "content": "hi", "sender_id": alice.id, "time": expected, "edited_at": expected,
+        "attachments": [],
     }  # fmt: skip
     (chat,) = alice.client.get("/api/chats").json()["chats"]
     assert chat["last_message_time"] == rfc3339(time)
