@@ -68,7 +68,9 @@ def test_logout_revokes_token_and_clears_cookies(app, alice, method):
 def test_session_says_who_the_cookies_belong_to(app, alice, bob):
     response = alice.client.get("/api/session")
     assert response.status_code == 200
-    assert response.json() == {"user": {"id": alice.id, "name": "alice", "email": "alice@example.com"}}
+    assert response.json() == {
+        "user": {"id": alice.id, "name": "alice", "email": "alice@example.com", "avatar_url": None}
+    }
     assert bob.client.get("/api/session").json()["user"]["id"] == bob.id
     # A tab whose cookies another login replaced learns it from here.
     tab = new_client(app)

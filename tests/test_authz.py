@@ -170,6 +170,7 @@ BODIES = {
     "UserChanges": lambda scene, caller: {"email": "x@example.com"},
     "ChatTitle": lambda scene, caller: {"title": "t"},
     "NewMessage": lambda scene, caller: {"content": "hi"},
+    "MessageText": lambda scene, caller: {"content": "hi again"},
     "NewMember": lambda scene, caller: {"name": scene.make_user().name},
     "ReadUpTo": lambda scene, caller: {"message_id": scene.message_id},
     "AvatarChoice": lambda scene, caller: {"upload_id": scene.upload_id},

@@ -33,7 +33,12 @@ def test_list_members_in_join_order(alice, bob, make_chat):
     chat_id = make_chat(alice, members=(bob,))
     response = bob.client.get(f"/api/chats/{chat_id}/members")
     assert response.status_code == 200
-    assert response.json() == {"members": [{"id": alice.id, "name": "alice"}, {"id": bob.id, "name": "bob"}]}
+    assert response.json() == {
+        "members": [
+            {"id": alice.id, "name": "alice", "avatar_url": None},
+            {"id": bob.id, "name": "bob", "avatar_url": None},
+        ]
+    }
 
 
 def test_add_member_by_name(alice, bob, make_chat, send):

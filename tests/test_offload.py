@@ -32,7 +32,11 @@ WRITERS = {
     "mark_read",
     "accept_invitation",
     "decline_invitation",
+    "set_avatar",
+    "remove_avatar",
 }
+# Async: it reads its body as it arrives, on the event loop, then stores the file in the threadpool (in_thread).
+ASYNC_WRITERS = {"upload_file"}
 READERS = {
     "get_session",
     "get_user",
@@ -45,6 +49,9 @@ READERS = {
     "get_events",
     "get_health",
     "get_ready",
+    "download_upload",
+    "download_named_upload",
+    "download_thumbnail",
 }
 # They hash a password, delete an unbounded number of rows, or (search) read one.
 # search_messages is async, and runs in a lane of its own (edge/search_lane.py), never the threadpool.
@@ -120,7 +127,7 @@ def spy_on(monkeypatch, model, name, release: threading.Event | None = None) -> 
 
 
 def test_every_operation_is_known_as_a_reader_or_a_writer():
-    assert set(_handlers()) == WRITERS | READERS
+    assert set(_handlers()) == WRITERS | ASYNC_WRITERS | READERS
 
 
 def test_every_handler_that_writes_is_marked():

@@ -48,7 +48,7 @@ def test_create_user_missing_email_is_bad_request(client):
 def test_get_user_by_id(alice, bob):
     response = alice.client.get(f"/api/user/{bob.id}")
     assert response.status_code == 200
-    assert response.json() == {"user": {"id": bob.id, "name": "bob", "email": None}}
+    assert response.json() == {"user": {"id": bob.id, "name": "bob", "email": None, "avatar_url": None}}
 
 
 def test_get_user_by_name_ignores_path_id(alice, bob):
@@ -79,6 +79,7 @@ def test_update_user_changes_name_and_email(alice):
         "id": alice.id,
         "name": "alicia",
         "email": "new@example.com",
+        "avatar_url": None,
         "who_can_add_me": "contacts",
     }
 
