@@ -505,11 +505,8 @@ def test_set_and_remove_avatar_through_the_generated_client(sdk, register):
     assert sdk.call("users.get_user", client=bob.client, user_id=alice.id).parsed.user.avatar_url is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server bug: a repeated `attachments` form field (attachments=7&attachments=8) is answered 201 with only "
-    "the last id attached; it should be refused with 400 like any other repeated field, or all taken",
-)
+# A repeated `attachments` field (attachments=7&attachments=8) once kept only the last id; it is refused with 400 now,
+# like any other repeated field, and nothing is stored.
 def test_send_message_with_two_attachments_from_the_generated_client_keeps_both_or_is_refused(sdk, chat_with_bob):
     chat_id, alice, bob = chat_with_bob
     first, second = upload(sdk, alice, png_bytes(3, 3), "one.png"), upload(sdk, alice, png_bytes(4, 4), "two.png")
