@@ -32,7 +32,7 @@ DEFAULT_MAX_P95_MS = 500.0
 HISTORY_PAGE = 20
 CHAT_PAGE = 100  # GET /api/chats without a limit
 CHAT_KEYS = {"id", "title", "last_message", "last_message_time", "sender_id", "last_read_id", "unread_count"}
-MESSAGE_KEYS = {"id", "content", "sender_id", "time", "edited_at"}
+MESSAGE_KEYS = {"id", "content", "sender_id", "time", "edited_at", "attachments"}
 FOLLOW_UP_PAGE = 1000
 MY_RECENT_MESSAGES = 200
 # Names must be unique across runs against the same database, and across Locust worker processes.
@@ -683,7 +683,7 @@ class Chatter(ChatUser):
         def members(body, response):
             expect_keys(body, {"members"}, "the member list")
             for member in body["members"]:
-                expect_keys(member, {"id", "name"}, "a member")
+                expect_keys(member, {"id", "name", "avatar_url"}, "a member")
             got = [member["id"] for member in body["members"]]
             if got != expected:
                 raise Mismatch(f"chat {chat_id} members should be {expected} in joining order, got {got}")
