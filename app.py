@@ -67,7 +67,8 @@ def create_app(
     privacy.configure(os.environ)
     search_lane.configure(os.environ)
     consent.configure(os.environ)
-    files = uploads.configure(os.environ, database_url)
+    # chat-server removed the spools a crash left before starting the workers; a worker's siblings may be writing.
+    files = uploads.configure(os.environ, database_url, clean=os.environ.get("CHAT_MIGRATE") is None)
 
     # Connexion logs every rejected form at ERROR, quoting the rejected value (a mistyped password, say):
     # a client's mistake is not a server error, and the 400 is in the access log anyway.

@@ -76,10 +76,10 @@ class FileStore:
         self.root = Path(root)
         self.spools = self.root / "tmp"
 
-    def start(self) -> None:
-        """Make the directories, and remove the spools a crash left behind."""
+    def start(self, clean: bool = True) -> None:
+        """Make the directories and, with `clean`, remove the spools a crash left behind."""
         self.spools.mkdir(parents=True, exist_ok=True)
-        for leftover in self.spools.iterdir():
+        for leftover in self.spools.iterdir() if clean else ():
             leftover.unlink(missing_ok=True)
 
     def path(self, sha256: str) -> Path:
@@ -144,7 +144,7 @@ class DatabaseStore:
 
     name = "database"
 
-    def start(self) -> None:
+    def start(self, clean: bool = True) -> None:
         pass
 
     @staticmethod

@@ -57,8 +57,10 @@ def default_directory(database_url: str) -> Path:
     return Path("uploads")
 
 
-def configure(env, database_url: str) -> Settings:
-    """Settings from the environment; ValueError for a bad one. The store's directories are made here."""
+def configure(env, database_url: str, clean: bool = True) -> Settings:
+    """Settings from the environment; ValueError for a bad one. The store's directories are made here and, with
+    `clean`, the spools a crash left are removed: by `chat-server` before its workers start, never by a worker,
+    whose siblings may be receiving uploads."""
     global settings
     value = {**DEFAULTS, **{k: v for k, v in env.items() if k in DEFAULTS}}
     where = value["CHAT_UPLOADS"].strip()
@@ -72,7 +74,7 @@ def configure(env, database_url: str) -> Settings:
         quota=size(value["CHAT_UPLOAD_QUOTA"]),
         ttl=datetime.timedelta(seconds=seconds(value["CHAT_UPLOAD_TTL"])),
     )
-    store.start()
+    store.start(clean)
     return settings
 
 
