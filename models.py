@@ -43,10 +43,15 @@ from .storage.queries import (
     LISTING_START,
     MAX_ID,
     MESSAGE_CREATED,
+    PLAIN,
+    Post,
     event_values,
     listing_position,
+    message_columns,
     message_created,
     message_json,
+    new_message_json,
+    replied,
 )
 from .storage.statement import Statement as Statement
 
@@ -227,6 +232,8 @@ class Chat(BaseModel):
     id = NeverReusedIdField()
     title = CharField(max_length=200)
     created_at = UTCDateTimeField(default=utcnow)
+    # "group", or "direct" for the one chat of two people (DirectChat; conversations/direct.py).
+    kind = CharField(max_length=8, default="group", constraints=[SQL("DEFAULT 'group'")])
 
     @classmethod
     def create_with_member(cls, title: str, user_id: int) -> "Chat":
@@ -277,6 +284,11 @@ class Membership(BaseModel):
     # Whether the member joined by themselves (created the chat, or accepted an invitation), not added by another:
     # only such a chat makes its members the user's contacts (accounts/consent.py).
     joined_by_self = BooleanField(default=False, constraints=[SQL("DEFAULT FALSE")])
+    # The member's alerts for the chat (conversations/settings.py): "all", "mentions" or "none", and a mute.
+    notify = CharField(max_length=8, default="all", constraints=[SQL("DEFAULT 'all'")])
+    muted_until = UTCDateTimeField(null=True)
+    # A direct chat the member left: hidden from their list until a message newer than this id arrives.
+    hidden_after = IntegerField(null=True)
 
     class Meta:
         indexes = ((("user", "chat"), True),)
@@ -385,9 +397,21 @@ class Message(BaseModel):
     # The files it carries, as the API shows them (a JSON list; null for none): uploads never change, so each
     # read takes them from the row, not from a join (Attachment holds the references).
     attachments = TextField(null=True)
+    # The message it answers, and that message's sender (plain columns: the answer outlives the original).
+    reply_to_id = IntegerField(null=True)
+    reply_to_sender_id = IntegerField(null=True)
+    # The root of the thread it is a reply in; null in the chat's history (conversations/threads.py).
+    thread_root_id = IntegerField(null=True)
+    # Kept on the row, as the API shows them, so that a history page reads no other table for them: a root's thread
+    # summary (JSON; null while it has no replies), the reactions' counts ([[emoji, count], ...] in order of first
+    # use; null for none: Reaction holds who), and the members its @names reached (a JSON list; null for none).
+    thread = TextField(null=True)
+    reactions = TextField(null=True)
+    mentions = TextField(null=True)
+    mentions_all = BooleanField(default=False, constraints=[SQL("DEFAULT FALSE")])
 
     class Meta:
-        indexes = ((("chat", "id"), False),)
+        indexes = ((("chat", "id"), False), (("thread_root_id", "id"), False))
 
     @classmethod
     def create_table(cls, safe=True, **options):
@@ -401,29 +425,37 @@ class Message(BaseModel):
         super().drop_table(safe, drop_sequences, **options)
 
     @classmethod
-    def send(cls, chat_id: int, sender_id: int, content: str, attachments: str | None = None) -> int | None:
+    def send(
+        cls, chat_id: int, sender_id: int, content: str, attachments: str | None = None, post: Post = PLAIN
+    ) -> int | None:
         """Store a message if the sender is a member of the chat, checked in the same write, and move the sender's
         read marker to it; its id, else None. `attachments` is the JSON list of its files (files/uploads.py, which
-        calls this inside its transaction and records the Attachment rows).
+        calls this inside its transaction and records the Attachment rows); `post` what else it carries
+        (conversations/posting.py, which does the rest a reply in a thread or a mention asks for).
 
         A chat's messages are timed in id order. SQLite's write transactions run one at a time, so the time is
         taken once this one has begun; on PostgreSQL sends to the chat take turns (_send_message) and the
         database's clock times the row as it is inserted.
         """
         if isinstance(db.obj, PostgresqlDatabase):  # one round trip: one transaction, or a part of the caller's
-            member, marker = (sender_id, chat_id), (sender_id, chat_id)
-            row = _SEND_MESSAGE.first(chat_id, *member, chat_id, sender_id, content, attachments, *member, *marker)
+            member, marker, extra = (sender_id, chat_id), (sender_id, chat_id), post.values()
+            reply = None if post.reply_to_id is None else json.dumps(post.reply_json(), ensure_ascii=False)
+            row = _SEND_MESSAGE.first(
+                chat_id, *member, chat_id, sender_id, content, attachments, *extra, *member, *marker, reply
+            )
             if row is None:
                 return None
             _recorded.pending = True
             return row[0]
         with db.atomic():
-            row = _SEND_MESSAGE.first(chat_id, sender_id, content, utcnow(), attachments, sender_id, chat_id)
+            row = _SEND_MESSAGE.first(
+                chat_id, sender_id, content, utcnow(), attachments, *post.values(), sender_id, chat_id
+            )
             if row is None:
                 return None
             message_id, time = row
             _MOVE_READ_MARKER.execute(message_id, sender_id, chat_id, message_id)
-            message = message_json(message_id, content, sender_id, time, None, attachments)
+            message = new_message_json(message_id, content, sender_id, time, attachments, post)
             Event.record(MESSAGE_CREATED, chat_id, message_created(chat_id, message))
         return message_id
 
@@ -431,34 +463,58 @@ class Message(BaseModel):
     def one(cls, chat_id: int, message_id: int) -> dict | None:
         """A message of the chat, as its history shows it; None if the chat has no message of that id."""
         row = _MESSAGE.first(message_id, chat_id)
-        return None if row is None else message_json(*row)
+        return None if row is None else message_json(row)
 
     @classmethod
-    def edit(cls, chat_id: int, message_id: int, sender_id: int, content: str) -> dict | None:
+    def read(cls, ids, reader_id: int | None = None, **where) -> dict[int, dict]:
+        """Messages by id, as the API shows them to `reader_id` (None: as an event shows them to everyone)."""
+        original = cls.alias("original")
+        query = cls.select(*message_columns(Message=cls, original=original, stored_times=False))
+        rows = list(replied(query, Message=cls, original=original).where(cls.id.in_(list(ids))).tuples())
+        mine = cls.reactions_of(reader_id, [row for row in rows if row[12]])
+        return {row[0]: message_json(row, mine) for row in rows}
+
+    @staticmethod
+    def reactions_of(reader_id: int | None, rows) -> frozenset:
+        """The (message id, emoji) of the reader's own reactions to the messages of these rows, in one query; none
+        when no row has reactions."""
+        if reader_id is None or not rows:
+            return frozenset()
+        ids = [row[0] for row in rows]
+        mine = Reaction.select(Reaction.message, Reaction.emoji).where(
+            Reaction.message.in_(ids), Reaction.user_id == reader_id
+        )
+        return frozenset(mine.tuples())
+
+    @classmethod
+    def edit(cls, chat_id: int, message_id: int, sender_id: int, content: str, remention=None) -> dict | None:
         """Give the sender's message new text, keeping the text it had (MessageVersion) and telling the members;
         the message as it is now, or None if the chat has no message of that id from that sender, or the sender
         is no longer a member (checked inside the write, as a send does).
 
-        New text that is the text already there changes nothing.
+        New text that is the text already there changes nothing. `remention(message_id)`, called inside the write,
+        gives the columns that say whom the new text mentions (conversations/mentions.py).
         """
         with db.atomic():
             member = Membership.select(Membership.id).where(Membership.chat == chat_id, Membership.user == sender_id)
-            query = cls.select(cls.id, cls.content, cls.sender_id, cls.time, cls.edited_at, cls.attachments).where(
+            query = cls.select(cls.content).where(
                 cls.id == message_id, cls.chat == chat_id, cls.sender_id == sender_id, fn.EXISTS(member)
             )
             if isinstance(db.obj, PostgresqlDatabase):  # two edits of one message take turns
                 query = query.for_update()
-            row = query.tuples().first()
-            if row is None:
+            before = query.scalar()
+            if before is None:
                 return None
-            _, before, _, time, edited_at, attachments = row
-            if content == before:
-                return message_json(message_id, content, sender_id, time, edited_at, attachments)
-            edited_at = utcnow()
-            MessageVersion.insert(message=message_id, content=before, replaced_at=edited_at).execute()
-            cls.update(content=content, edited_at=edited_at).where(cls.id == message_id).execute()
-            message = message_json(message_id, content, sender_id, time, edited_at, attachments)
-            Event.record(MESSAGE_EDITED, chat_id, {"chat_id": chat_id, "message": message})
+            if content != before:
+                edited_at = utcnow()
+                MessageVersion.insert(message=message_id, content=before, replaced_at=edited_at).execute()
+                changes = {cls.content: content, cls.edited_at: edited_at}
+                if remention is not None:
+                    changes.update(remention(message_id))
+                cls.update(changes).where(cls.id == message_id).execute()
+            message = cls.read([message_id])[message_id]
+            if content != before:
+                Event.record(MESSAGE_EDITED, chat_id, {"chat_id": chat_id, "message": message})
         return message
 
     @classmethod
@@ -480,10 +536,8 @@ class Message(BaseModel):
         plans = _SEARCH if chat_id is None else _SEARCH_ONE_CHAT
         below = MAX_ID if before is None else before
         rows = search.run(plans, _SEARCH_CANDIDATES, reader_id, terms, chat_id, limit, below, budget_seconds)
-        return [
-            {"id": message_id, "chat_id": chat, **message_json(message_id, content, sender, time, edited, files)}
-            for message_id, chat, content, sender, time, edited, files in rows
-        ]
+        found = cls.read([row[0] for row in rows], reader_id)
+        return [{"chat_id": row[1], **found[row[0]]} for row in rows if row[0] in found]
 
     def remove(self) -> None:
         with db.atomic():
@@ -506,8 +560,70 @@ class Message(BaseModel):
         else:
             rows = _MESSAGES_NEWEST_FIRST.rows(*bounds)
             rows.reverse()
-        messages = [message_json(*row[:6]) for row in rows]
+        mine = cls.reactions_of(reader_id, [row for row in rows if row[12]])
+        messages = [message_json(row, mine) for row in rows]
         return messages, ((rows[0][-2], rows[0][-1]) if rows else None)
+
+
+class Reaction(BaseModel):
+    """One person's reaction with one emoji to a message (conversations/reactions.py); Message.reactions counts them."""
+
+    id = NeverReusedIdField()
+    message = ForeignKeyField(Message, backref="reacted", on_delete="CASCADE", index=False)
+    user_id = IntegerField()
+    emoji = CharField(max_length=64)
+    created_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("message", "user_id", "emoji"), True), (("message", "emoji", "id"), False))
+
+
+class Mention(BaseModel):
+    """A message of a chat's history that mentions a member (user_id 0: `@all`), for the chat list's mention_count."""
+
+    message = ForeignKeyField(Message, backref="mentioned", on_delete="CASCADE")
+    chat_id = IntegerField()
+    user_id = IntegerField()
+    sender_id = IntegerField()
+
+    class Meta:
+        indexes = ((("chat_id", "user_id", "message"), False),)
+
+
+class ThreadFollow(BaseModel):
+    """A user following a thread (conversations/threads.py), with their read marker in it."""
+
+    root = ForeignKeyField(Message, backref="followers", on_delete="CASCADE")
+    chat_id = IntegerField()
+    user_id = IntegerField()
+    following = BooleanField(default=True)
+    last_read_id = IntegerField(null=True)
+
+    class Meta:
+        indexes = ((("user_id", "root"), True),)
+
+
+class DirectChat(BaseModel):
+    """The one direct chat of two people (conversations/direct.py): `low` and `high` are their ids in order, equal
+    for a chat with oneself. Plain columns, as Message.sender_id: the chat outlives either account."""
+
+    chat = ForeignKeyField(Chat, primary_key=True, backref="direct", on_delete="CASCADE")
+    low = IntegerField()
+    high = IntegerField()
+
+    class Meta:
+        table_name = "direct_chat"
+        indexes = ((("low", "high"), True),)
+
+
+class Pin(BaseModel):
+    """A pinned message of a chat (conversations/pins.py)."""
+
+    id = NeverReusedIdField()
+    chat = ForeignKeyField(Chat, backref="pins", on_delete="CASCADE")
+    message = ForeignKeyField(Message, backref="pinned", on_delete="CASCADE", unique=True)
+    pinned_by = IntegerField()
+    pinned_at = UTCDateTimeField(default=utcnow)
 
 
 class MessageVersion(BaseModel):
@@ -631,6 +747,12 @@ MEMBER_LEFT = "member.left"
 CHAT_READ = "chat.read"
 CHAT_INVITED = "chat.invited"
 USER_UPDATED = "user.updated"
+REACTION_ADDED = "reaction.added"
+REACTION_REMOVED = "reaction.removed"
+THREAD_UPDATED = "thread.updated"
+MENTION = "mention"  # recorded with no chat, for the mentioned user only, as chat.invited is
+MESSAGE_PINNED = "message.pinned"
+MESSAGE_UNPINNED = "message.unpinned"
 SESSION_ENDED = "session.ended"
 
 
@@ -804,7 +926,16 @@ _PURGE_TABLES = {"Chat": Chat, "DeletedChat": DeletedChat, "Membership": Members
 _SESSION_USER = Statement(lambda: queries.session_user(Session=Session), prepared=True)
 _MEMBERSHIP = Statement(lambda: queries.membership(Membership=Membership), prepared=True)
 _CHAT_LISTING = Statement(
-    lambda: queries.chat_listing(Chat=Chat, Membership=Membership, Message=Message, Session=Session), prepared=True
+    lambda: queries.chat_listing(
+        Chat=Chat,
+        DirectChat=DirectChat,
+        Membership=Membership,
+        Mention=Mention,
+        Message=Message,
+        Session=Session,
+        User=User,
+    ),
+    prepared=True,
 )
 _MESSAGE = Statement(lambda: queries.message(Message=Message))
 _SEARCH_TABLES = {"Membership": Membership, "Message": Message, "MessageSearch": MessageSearch}
@@ -833,6 +964,11 @@ MODELS = [
     Membership,
     Message,
     MessageVersion,
+    Reaction,
+    Mention,
+    ThreadFollow,
+    DirectChat,
+    Pin,
     Blob,
     BlobChunk,
     Upload,

@@ -22,6 +22,7 @@ from ..core.times import seconds, utcnow
 from ..models import Attachment, Blob, Event, Membership, Message, Upload, User, avatar_url, db
 from ..storage.batches import BATCH_ROWS, in_batches
 from ..storage.engines import in_thread
+from ..storage.queries import PLAIN, Post
 from . import filenames, images, stores
 
 log = logging.getLogger("chat")
@@ -209,16 +210,16 @@ class _NotSent(Exception):
     """The sender is not a member: nothing of the send may stay."""
 
 
-def send(chat_id: int, sender_id: int, content: str, upload_ids: list[int]) -> int | None:
+def send(chat_id: int, sender_id: int, content: str, upload_ids: list[int], post: Post = PLAIN) -> int | None:
     """Send a message that carries these uploads of the sender's (Message.send); its id, else None when the sender
     is not a member."""
     if not upload_ids:
-        return Message.send(chat_id, sender_id, content)
+        return Message.send(chat_id, sender_id, content, post=post)
     try:
         with db.atomic():
             uploads = _take_up(sender_id, upload_ids)
             attachments = json.dumps([attachment_json(upload) for upload in uploads], ensure_ascii=False)
-            message_id = Message.send(chat_id, sender_id, content, attachments)
+            message_id = Message.send(chat_id, sender_id, content, attachments, post)
             if message_id is None:
                 raise _NotSent
             rows = [{"message": message_id, "upload": upload.id, "position": n} for n, upload in enumerate(uploads)]

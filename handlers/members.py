@@ -1,6 +1,7 @@
 """Chat membership: list members, and bring someone in, or invite them when they have not said you may."""
 
 from ..accounts import consent, ratelimit
+from ..conversations import direct
 from ..core.errors import Conflict, NotFound
 from ..core.times import utcnow
 from ..edge.idempotency import idempotent
@@ -18,6 +19,7 @@ def list_members(user: int, chat_id: int) -> dict:
 @idempotent
 def add_member(user: int, chat_id: int, body: dict):
     require_member(chat_id, user)
+    direct.refuse_if_direct(chat_id, "cannot gain members; start a chat of your own")
     newcomer = User.get_or_none(User.id == body["user_id"]) if "user_id" in body else User.by_name(body["name"])
     if newcomer is None:
         raise NotFound("no such user")

@@ -1,5 +1,6 @@
 """Messages: read a chat's history or one message, send, and edit and delete your own."""
 
+from ..conversations import posting
 from ..core.errors import Forbidden, NotFound
 from ..edge.idempotency import idempotent
 from ..edge.offload import writes
@@ -23,7 +24,11 @@ def list_messages(
 @writes
 @idempotent
 def send_message(user: int, chat_id: int, body: dict):
-    message_id = uploads.send(chat_id, user, body.get("content", ""), body.get("attachments", []))
+    content, attachments = body.get("content", ""), body.get("attachments", [])
+    if "reply_to" in body or "thread_root_id" in body:  # before they are looked up, which a non-member may not
+        require_member(chat_id, user)
+    post = posting.prepare(chat_id, content, body.get("reply_to"), body.get("thread_root_id"))
+    message_id = posting.send(chat_id, user, post, lambda: uploads.send(chat_id, user, content, attachments, post))
     if message_id is None:
         require_member(chat_id, user)
         raise Forbidden(f"you were not a member of chat {chat_id} when the message arrived")
@@ -40,7 +45,9 @@ def get_message(user: int, chat_id: int, message_id: int) -> dict:
 
 @writes
 def edit_message(user: int, chat_id: int, message_id: int, body: dict) -> dict:
-    edited = Message.edit(chat_id, message_id, user, body["content"])  # checks sender and membership itself
+    content = body["content"]
+    edited = Message.edit(chat_id, message_id, user, content, posting.remention(chat_id, content))  # checks sender
+    # and membership itself
     if edited is None:  # not an edit this user may make: which rule it broke, only now is asked
         if get_message(user, chat_id, message_id)["sender_id"] != user:
             raise Forbidden("you can only edit your own messages")
@@ -56,5 +63,5 @@ def delete_message(user: int, chat_id: int, id: int) -> dict:  # noqa: A002 - th
         raise NotFound(f"message {id} does not exist in chat {chat_id}")
     if message.sender_id != user:
         raise Forbidden("you can only delete your own messages")
-    message.remove()
+    posting.remove(message)
     return {"status": "ok"}

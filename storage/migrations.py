@@ -440,6 +440,110 @@ def drop_message_search(database) -> None:
         database.execute_sql("DROP TABLE IF EXISTS message_search")
 
 
+def conversations(schema: Schema) -> None:
+    """Reactions, replies and threads, mentions, direct chats, pins and alert settings: the message columns that
+    carry them (kept on the row, as the API shows them), the tables behind them, and the members' settings. Events
+    recorded before this version gain the message fields with their empty values."""
+
+    class Chat(Model):
+        id = NeverReusedId()
+
+        class Meta:
+            table_name = "chat"
+
+    class Message(Model):
+        id = NeverReusedId()
+
+        class Meta:
+            table_name = "message"
+
+    class Reaction(Model):
+        id = NeverReusedId()
+        message = ForeignKeyField(Message, on_delete="CASCADE", index=False)
+        user_id = IntegerField()
+        emoji = CharField(max_length=64)
+        created_at = DateTimeField()
+
+        class Meta:
+            table_name = "reaction"
+            indexes = ((("message", "user_id", "emoji"), True), (("message", "emoji", "id"), False))
+
+    class Mention(Model):
+        message = ForeignKeyField(Message, on_delete="CASCADE")
+        chat_id = IntegerField()
+        user_id = IntegerField()
+        sender_id = IntegerField()
+
+        class Meta:
+            table_name = "mention"
+            indexes = ((("chat_id", "user_id", "message"), False),)
+
+    class ThreadFollow(Model):
+        root = ForeignKeyField(Message, on_delete="CASCADE")
+        chat_id = IntegerField()
+        user_id = IntegerField()
+        following = BooleanField(default=True)
+        last_read_id = IntegerField(null=True)
+
+        class Meta:
+            table_name = "threadfollow"
+            indexes = ((("user_id", "root"), True),)
+
+    class DirectChat(Model):
+        chat = ForeignKeyField(Chat, primary_key=True, on_delete="CASCADE")
+        low = IntegerField()
+        high = IntegerField()
+
+        class Meta:
+            table_name = "direct_chat"
+            indexes = ((("low", "high"), True),)
+
+    class Pin(Model):
+        id = NeverReusedId()
+        chat = ForeignKeyField(Chat, on_delete="CASCADE")
+        message = ForeignKeyField(Message, on_delete="CASCADE", unique=True)
+        pinned_by = IntegerField()
+        pinned_at = DateTimeField()
+
+        class Meta:
+            table_name = "pin"
+
+    for column, field in [
+        ("reply_to_id", IntegerField(null=True)),
+        ("reply_to_sender_id", IntegerField(null=True)),
+        ("thread_root_id", IntegerField(null=True)),
+        ("thread", TextField(null=True)),
+        ("reactions", TextField(null=True)),
+        ("mentions", TextField(null=True)),
+    ]:
+        schema.add_column("message", column, field)
+    flag = BooleanField(default=False, constraints=[SQL("DEFAULT FALSE")])
+    schema.add_column("message", "mentions_all", flag, allow_not_null=True)
+    schema.add_index("message", ("thread_root_id", "id"))
+    kind = CharField(max_length=8, default="group", constraints=[SQL("DEFAULT 'group'")])
+    schema.add_column("chat", "kind", kind, allow_not_null=True)
+    notify = CharField(max_length=8, default="all", constraints=[SQL("DEFAULT 'all'")])
+    schema.add_column("membership", "notify", notify, allow_not_null=True)
+    schema.add_column("membership", "muted_until", DateTimeField(null=True))
+    schema.add_column("membership", "hidden_after", IntegerField(null=True))
+    schema.create_tables(Reaction, Mention, ThreadFollow, DirectChat, Pin)
+    # The messages in events recorded before this version read as the Message schema now says.
+    empty = {"reply_to": "null", "thread_root_id": "null", "thread": "null", "reactions": "[]", "mentions": "[]",
+             "mentions_all": "false"}  # fmt: skip
+    if isinstance(schema.database, SqliteDatabase):
+        paths = ", ".join(f"'$.message.{key}', json('{value}')" for key, value in empty.items())
+        add = f"json_insert(data, {paths})"
+        missing = "json_type(data, '$.message.reactions') IS NULL"
+    else:
+        add = "(data::jsonb || jsonb_build_object('message', (data::jsonb -> 'message') || '{}'::jsonb))::text".format(
+            "{" + ", ".join(f'"{key}": {value}' for key, value in empty.items()) + "}"
+        )
+        missing = "data::jsonb #> '{message,reactions}' IS NULL"
+    schema.database.execute_sql(
+        f"UPDATE event SET data = {add} WHERE kind IN ('message.created', 'message.edited') AND {missing}"
+    )
+
+
 STEPS: list[Callable[[Schema], None]] = [
     initial_schema,
     events_and_read_markers,
@@ -447,6 +551,7 @@ STEPS: list[Callable[[Schema], None]] = [
     edits_and_search,
     consent_to_be_added,
     files,
+    conversations,
 ]
 
 

@@ -6,6 +6,7 @@ The tables come as keyword arguments, so that storage never imports the models i
 
 import datetime
 import json
+from dataclasses import dataclass, field
 
 from peewee import JOIN, SQL, Case, Expression, PostgresqlDatabase, Select, Tuple, Value, fn
 
@@ -47,26 +48,54 @@ def time_as_stored(column):
     return time_text(column) if isinstance(db.obj, PostgresqlDatabase) else column
 
 
+SNIPPET_LENGTH = 100  # characters of a replied-to message a reply quotes
+
+
+def message_columns(*, Message, original, stored_times: bool = True) -> tuple:
+    """What message_json() takes, in order: a message's columns, and of the message it answers (`original`, an alias
+    of Message joined LEFT on reply_to_id) whether it still exists and its snippet."""
+    time = time_as_stored if stored_times else (lambda column: column)
+    return (
+        Message.id,
+        Message.content,
+        Message.sender_id,
+        time(Message.time),
+        time(Message.edited_at),
+        Message.attachments,
+        Message.reply_to_id,
+        Message.reply_to_sender_id,
+        original.id,
+        fn.SUBSTR(original.content, SQL("1"), SQL(str(SNIPPET_LENGTH))),
+        Message.thread_root_id,
+        Message.thread,
+        Message.reactions,
+        Message.mentions,
+        Message.mentions_all,
+    )
+
+
+MESSAGE_WIDTH = 15  # len(message_columns())
+
+
+def replied(query, *, Message, original):
+    """The query with the messages its rows answer joined, as message_columns() reads them."""
+    return query.join(original, JOIN.LEFT_OUTER, on=(original.id == Message.reply_to_id), src=Message)
+
+
 def messages_between(order, *, Membership, Message, Session):
-    """A page of a chat's history in `order` (parameters: Session.lookup's three, the reader, the chat, the
-    cursors, the reader and the chat again, the limit)."""
+    """A page of a chat's history in `order`, thread replies aside (parameters: Session.lookup's three, the reader,
+    the chat, the cursors, the reader and the chat again, the limit)."""
     # Only for a member with a live session, both checked in this query: the session as a join (one row at most,
     # by its unique hash), the membership once (no correlation, so SQLite evaluates it once and PostgreSQL plans
     # it as a one-time filter). A request then makes this one query (handlers/messages.py).
     member = Membership.select(Membership.id).where(Membership.user == 0, Membership.chat == 0)
+    original = Message.alias("original")
+    query = Message.select(
+        *message_columns(Message=Message, original=original), Session.id, session_seen(Session=Session)
+    ).join(Session, on=live_session(0, Session=Session))
     return (
-        Message.select(
-            Message.id,
-            Message.content,
-            Message.sender_id,
-            time_as_stored(Message.time),
-            time_as_stored(Message.edited_at),
-            Message.attachments,
-            Session.id,
-            session_seen(Session=Session),
-        )
-        .join(Session, on=live_session(0, Session=Session))
-        .where(Message.chat == 0, Message.id > 0, Message.id < 0, fn.EXISTS(member))
+        replied(query, Message=Message, original=original)
+        .where(Message.chat == 0, Message.id > 0, Message.id < 0, fn.EXISTS(member), Message.thread_root_id.is_null())
         .order_by(order)
         .limit(1)
     )
@@ -93,12 +122,12 @@ def listing_position(cursor: str) -> tuple[datetime.datetime, int]:
     return _EPOCH + int(micros) * _MICROSECOND, min(int(chat_id) - 1, MAX_ID)
 
 
-def chat_listing(*, Chat, Membership, Message, Session):
+def chat_listing(*, Chat, DirectChat, Membership, Mention, Message, Session, User):
     """A page of a user's chats with their newest message and unread count (parameters: Session.lookup's three,
     the user twice, the cursor's two parts, the limit)."""
     # Sorting every chat of the user is unavoidable, since activity is computed; the page is chosen on the keys
     # alone, and only its own chats fetch their last message, which may be 10,000 characters.
-    newest = Message.select(fn.MAX(Message.id)).where(Message.chat == Chat.id)
+    newest = Message.select(fn.MAX(Message.id)).where(Message.chat == Chat.id, Message.thread_root_id.is_null())
     newest_row = Message.alias("newest")
     activity = fn.COALESCE(newest_row.time, Chat.created_at)
     page = (
@@ -109,6 +138,9 @@ def chat_listing(*, Chat, Membership, Message, Session):
             activity.alias("activity"),
             Membership.last_read_id,
             Membership.user,
+            Chat.kind,
+            Membership.notify,
+            Membership.muted_until,
             Session.id.alias("session_id"),
             session_seen(Session=Session).alias("seen"),
         )
@@ -117,6 +149,8 @@ def chat_listing(*, Chat, Membership, Message, Session):
         .join(Membership, on=(Membership.chat == Chat.id))
         .join(newest_row, JOIN.LEFT_OUTER, on=(newest_row.id == newest))
         .where(Membership.user == 0, Tuple(activity, Chat.id) <= Tuple(*LISTING_START))
+        # A direct chat its member left stays out until a newer message arrives (conversations/direct.py).
+        .where(Membership.hidden_after.is_null() | (fn.COALESCE(newest_row.id, SQL("0")) > Membership.hidden_after))
         .order_by(activity.desc(), Chat.id.desc())
         .limit(1)
         .alias("page")
@@ -130,25 +164,48 @@ def chat_listing(*, Chat, Membership, Message, Session):
             after_marker.chat == page.c.id,
             after_marker.id > fn.COALESCE(page.c.last_read_id, SQL("0")),
             after_marker.sender_id != page.c.user_id,
+            after_marker.thread_root_id.is_null(),
         )
         .limit(SQL(str(UNREAD_CAP)))
     )
     unread = Message.select(fn.COUNT(SQL("*"))).from_(unread_rows.alias("capped"))
+    # Of those, the ones that mention the user or everyone (Mention's user 0), counted from the Mention index.
+    mention_rows = (
+        Mention.select(SQL("1"))
+        .where(
+            Mention.chat_id == page.c.id,
+            Mention.user_id.in_([page.c.user_id, SQL("0")]),
+            Mention.message > fn.COALESCE(page.c.last_read_id, SQL("0")),
+            Mention.sender_id != page.c.user_id,
+        )
+        .limit(SQL(str(UNREAD_CAP)))
+    )
+    mentioned = Message.select(fn.COUNT(SQL("*"))).from_(mention_rows.alias("mentioning"))
+    # A direct chat is titled with the other person's name; once that account is gone, with the chat's own title.
+    direct = DirectChat.alias("direct")
+    other = User.alias("other")
+    other_id = Case(None, [(direct.low == page.c.user_id, direct.high)], direct.low)
     return (
         Chat.select(
             page.c.id,
-            page.c.title,
+            fn.COALESCE(other.name, page.c.title),
             last.content,
             time_as_stored(last.time),
             last.sender_id,
             page.c.last_read_id,
             unread,
             page.c.activity,
+            page.c.kind,
+            mentioned,
+            page.c.notify,
+            time_as_stored(page.c.muted_until),
             page.c.session_id,
             page.c.seen,
         )
         .from_(page)
         .join(last, JOIN.LEFT_OUTER, on=(last.id == page.c.last_id))
+        .join(direct, JOIN.LEFT_OUTER, on=(direct.chat == page.c.id))
+        .join(other, JOIN.LEFT_OUTER, on=(other.id == other_id))
         .order_by(page.c.activity.desc(), page.c.id.desc())
     )
 
@@ -168,9 +225,14 @@ def chat_page(rows: list[tuple], limit: int) -> tuple[list[dict], str | None, tu
             "sender_id": sender_id,
             "last_read_id": last_read_id,
             "unread_count": unread,
+            "kind": kind,
+            "mention_count": mentioned,
+            "notify": notify,
+            "muted_until": rfc3339(muted_until),
         }
-        for chat_id, title, content, time, sender_id, last_read_id, unread, _activity, _session, _seen in rows
-    ]
+        for (chat_id, title, content, time, sender_id, last_read_id, unread, _activity, kind, mentioned, notify,
+             muted_until, _session, _seen) in rows
+    ]  # fmt: skip
     return chats, (listing_cursor(rows[-1][7], rows[-1][0]) if more else None), live
 
 
@@ -265,12 +327,12 @@ def send_message(*, Chat, Event, Membership, Message):
     """
     postgres = isinstance(db.obj, PostgresqlDatabase)
     time = fn.timezone(SQL("'UTC'"), fn.clock_timestamp()) if postgres else Value(utcnow())
-    # The last value is the attachments' JSON (a parameter; null for none).
+    # After the time: the attachments' JSON (null for none), then Post.values().
     insert = Message.insert_from(
-        Membership.select(Value(0), Value(0), Value(""), time, Value("")).where(
+        Membership.select(Value(0), Value(0), Value(""), time, Value(""), *POST_PLACEHOLDERS).where(
             Membership.user == 0, Membership.chat == 0
         ),
-        [Message.chat, Message.sender_id, Message.content, Message.time, Message.attachments],
+        [Message.chat, Message.sender_id, Message.content, Message.time, Message.attachments, *post_columns(Message)],
     )
     if not postgres:
         return insert.returning(Message.id, Message.time)
@@ -280,8 +342,9 @@ def send_message(*, Chat, Event, Membership, Message):
     member = Membership.select(Membership.id).where(Membership.user == 0, Membership.chat == 0)
     event_lock = Select(columns=[fn.pg_advisory_xact_lock(SQL(str(EVENT_LOCK_KEY)))])
     sent = insert.returning(
-        Message.id, Message.time, Message.chat, Message.sender_id, Message.content, Message.attachments
-    ).cte("sent")
+        Message.id, Message.time, Message.chat, Message.sender_id, Message.content, Message.attachments,
+        Message.thread_root_id, Message.mentions, Message.mentions_all,
+    ).cte("sent")  # fmt: skip
     marked = (
         Membership.update(last_read_id=sent.c.id)
         .from_(sent)
@@ -296,6 +359,10 @@ def send_message(*, Chat, Event, Membership, Message):
         SQL("'id'"), sent.c.id, SQL("'content'"), sent.c.content, SQL("'sender_id'"), sent.c.sender_id,
         SQL("'time'"), time_text(sent.c.time, rfc3339=True), SQL("'edited_at'"), SQL("NULL"),
         SQL("'attachments'"), fn.COALESCE(sent.c.attachments.cast("jsonb"), SQL("'[]'::jsonb")),
+        SQL("'reply_to'"), Value("").cast("jsonb"), SQL("'thread_root_id'"), sent.c.thread_root_id,
+        SQL("'thread'"), SQL("NULL"), SQL("'reactions'"), SQL("'[]'::jsonb"),
+        SQL("'mentions'"), fn.COALESCE(sent.c.mentions.cast("jsonb"), SQL("'[]'::jsonb")),
+        SQL("'mentions_all'"), sent.c.mentions_all,
     )  # fmt: skip
     # jsonb prints ": " and ", " as json.dumps does (json prints " : "); its keys come shortest first.
     data = fn.jsonb_build_object(SQL("'chat_id'"), sent.c.chat_id, SQL("'message'"), message).cast("text")
@@ -339,9 +406,9 @@ def membership(*, Membership):
 
 def message(*, Message):
     """Parameters: the message, then its chat."""
-    return Message.select(
-        Message.id, Message.content, Message.sender_id, Message.time, Message.edited_at, Message.attachments
-    ).where(Message.id == 0, Message.chat == 0)
+    original = Message.alias("original")
+    query = Message.select(*message_columns(Message=Message, original=original, stored_times=False))
+    return replied(query, Message=Message, original=original).where(Message.id == 0, Message.chat == 0)
 
 
 def move_read_marker(*, Membership):
@@ -370,8 +437,47 @@ def events_after(fields, *, Event):
     return Event.select(*fields).where(Event.id > 0).order_by(Event.id).limit(1)
 
 
-def message_json(message_id: int, content: str, sender_id: int, time, edited_at, attachments=None) -> dict:
-    """A message as the API shows it (the Message schema); `attachments` is the stored JSON list, or None."""
+@dataclass(frozen=True)
+class Post:
+    """What a message carries beside its text and files: the message it answers (with the quote it shows), the
+    thread it is in, and whom its @names reached (conversations/posting.py works them out)."""
+
+    reply_to_id: int | None = None
+    reply_to_sender_id: int | None = None
+    snippet: str | None = None
+    thread_root_id: int | None = None
+    mentions: list[int] = field(default_factory=list)
+    mentions_all: bool = False
+
+    def values(self) -> tuple:
+        """The values of post_columns(), in order."""
+        mentions = json.dumps(self.mentions) if self.mentions else None
+        return self.reply_to_id, self.reply_to_sender_id, self.thread_root_id, mentions, self.mentions_all
+
+    def reply_json(self) -> dict | None:
+        if self.reply_to_id is None:
+            return None
+        return {"id": self.reply_to_id, "sender_id": self.reply_to_sender_id, "snippet": self.snippet, "deleted": False}
+
+
+PLAIN = Post()
+POST_PLACEHOLDERS = (Value(0), Value(0), Value(0), Value(""), Value(False))
+
+
+def post_columns(Message) -> tuple:
+    return (Message.reply_to_id, Message.reply_to_sender_id, Message.thread_root_id, Message.mentions,
+            Message.mentions_all)  # fmt: skip
+
+
+def message_json(row, mine: frozenset = frozenset()) -> dict:
+    """A message as the API shows it (the Message schema), from message_columns()' values; `mine` holds the
+    (message id, emoji) of the reader's own reactions."""
+    (message_id, content, sender_id, time, edited_at, attachments, reply_to_id, reply_sender, original, snippet,
+     thread_root_id, thread, reactions, mentions, mentions_all) = row[:MESSAGE_WIDTH]  # fmt: skip
+    reply = None
+    if reply_to_id is not None:
+        gone = original is None
+        reply = {"id": reply_to_id, "sender_id": reply_sender, "snippet": None if gone else snippet, "deleted": gone}
     return {
         "id": message_id,
         "content": content,
@@ -379,6 +485,33 @@ def message_json(message_id: int, content: str, sender_id: int, time, edited_at,
         "time": rfc3339(time),
         "edited_at": rfc3339(edited_at),
         "attachments": json.loads(attachments) if attachments else [],
+        "reply_to": reply,
+        "thread_root_id": thread_root_id,
+        "thread": json.loads(thread) if thread else None,
+        "reactions": [
+            {"emoji": emoji, "count": count, "me": (message_id, emoji) in mine}
+            for emoji, count in (json.loads(reactions) if reactions else ())
+        ],
+        "mentions": json.loads(mentions) if mentions else [],
+        "mentions_all": bool(mentions_all),
+    }
+
+
+def new_message_json(message_id: int, content: str, sender_id: int, time, attachments, post: Post) -> dict:
+    """A message just sent, as its message.created event shows it; on PostgreSQL a send builds it in SQL."""
+    return {
+        "id": message_id,
+        "content": content,
+        "sender_id": sender_id,
+        "time": rfc3339(time),
+        "edited_at": None,
+        "attachments": json.loads(attachments) if attachments else [],
+        "reply_to": post.reply_json(),
+        "thread_root_id": post.thread_root_id,
+        "thread": None,
+        "reactions": [],
+        "mentions": post.mentions,
+        "mentions_all": post.mentions_all,
     }
 
 

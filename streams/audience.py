@@ -4,7 +4,7 @@ joins and leaves as the rows go by."""
 import json
 from dataclasses import dataclass
 
-from ..models import CHAT_INVITED, CHAT_READ, MEMBER_ADDED, MEMBER_LEFT, SESSION_ENDED, Event
+from ..models import CHAT_INVITED, CHAT_READ, MEMBER_ADDED, MEMBER_LEFT, MENTION, SESSION_ENDED, Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +46,7 @@ class Audience:
                 return was_member
             if row.kind == CHAT_READ:
                 return row.session_id != self.session and row.chat_id in self.chats
-            if row.kind == CHAT_INVITED:  # recorded with no chat: only the invitee sees it
+            if row.kind in (CHAT_INVITED, MENTION):  # recorded with no chat: only the invitee, or the one mentioned
                 return True
         return row.kind not in (CHAT_READ, SESSION_ENDED) and row.chat_id in self.chats
 

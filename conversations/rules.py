@@ -1,0 +1,15 @@
+"""Who may do what to a chat's conversation: one function per rule, so that chat roles change one place."""
+
+from ..core.errors import NotFound
+from ..models import Membership
+
+
+def require_member(chat_id: int, user_id: int) -> None:
+    """Let members through; to anyone else the chat does not exist (404), so that its id reveals nothing."""
+    if not Membership.exists(chat_id, user_id):
+        raise NotFound(f"chat {chat_id} does not exist")
+
+
+def may_pin(chat_id: int, user_id: int) -> bool:
+    """Whether the user may pin and unpin messages of the chat: any member, until chats have roles."""
+    return Membership.exists(chat_id, user_id)
