@@ -460,10 +460,10 @@ class Message(BaseModel):
         return message_id
 
     @classmethod
-    def one(cls, chat_id: int, message_id: int) -> dict | None:
-        """A message of the chat, as its history shows it; None if the chat has no message of that id."""
+    def one(cls, chat_id: int, message_id: int, reader_id: int | None = None) -> dict | None:
+        """A message of the chat, as its history shows it to the reader; None if the chat has no message of that id."""
         row = _MESSAGE.first(message_id, chat_id)
-        return None if row is None else message_json(row)
+        return None if row is None else message_json(row, cls.reactions_of(reader_id, [row] if row[12] else []))
 
     @classmethod
     def read(cls, ids, reader_id: int | None = None, **where) -> dict[int, dict]:
@@ -512,10 +512,10 @@ class Message(BaseModel):
                 if remention is not None:
                     changes.update(remention(message_id))
                 cls.update(changes).where(cls.id == message_id).execute()
-            message = cls.read([message_id])[message_id]
             if content != before:
+                message = cls.read([message_id])[message_id]  # as every member's stream shows it
                 Event.record(MESSAGE_EDITED, chat_id, {"chat_id": chat_id, "message": message})
-        return message
+        return cls.one(chat_id, message_id, sender_id)
 
     @classmethod
     def search(

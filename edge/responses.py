@@ -19,6 +19,9 @@ from .routes import Routes
 from .session_check import SESSION_ENDED, refused_session
 
 MAX_ERROR_CHARS = 300
+# A property whose schema is `not: {}` may not be present; a `not` of such properties says "at least one of them"
+# (NewMessage: content, attachments or both), and jsonschema's message then names them this way.
+ABSENT = re.compile(r"'([A-Za-z_][A-Za-z0-9_]*)': \{'not': \{\}\}")
 QUOTED_INPUT = re.compile(r"""^(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")(?= )""", re.DOTALL)
 
 log = logging.getLogger("chat")
@@ -39,7 +42,10 @@ def client_message(text: str) -> str:
     jsonschema starts with the value it rejected (a mistyped password, a 200 KB title) and ends with
     a dump of the schema; the client gets neither, but keeps the field name and the rule broken.
     """
-    first = QUOTED_INPUT.sub("the value", (text or "").split("\n\n", 1)[0].strip())
+    first = (text or "").split("\n\n", 1)[0].strip()
+    if " should not be valid under " in first and (absent := ABSENT.findall(first)):
+        return "the form needs at least one of: " + ", ".join(absent)  # `not` of "all of these absent"
+    first = QUOTED_INPUT.sub("the value", first)
     if len(first) <= MAX_ERROR_CHARS:
         return first
     return first[:80] + " ... " + first[-(MAX_ERROR_CHARS - 85) :]

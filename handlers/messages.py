@@ -37,7 +37,7 @@ def send_message(user: int, chat_id: int, body: dict):
 
 def get_message(user: int, chat_id: int, message_id: int) -> dict:
     require_member(chat_id, user)
-    message = Message.one(chat_id, message_id)
+    message = Message.one(chat_id, message_id, user)
     if message is None:
         raise NotFound(f"message {message_id} does not exist in chat {chat_id}")
     return message
