@@ -110,7 +110,9 @@ def test_threads_stay_out_of_history_and_are_followed(alice, bob, make_chat, sen
     # Alice started it, Bob posted in it: both follow; Alice has one unread reply.
     listed = alice.client.get("/api/threads").json()["threads"]
     assert [(t["root"]["id"], t["unread_count"]) for t in listed] == [(root, 1)]
-    read = alice.client.post(f"/api/chats/{chat_id}/messages/{root}/thread/read", data={"message_id": first.json()["id"]})
+    read = alice.client.post(
+        f"/api/chats/{chat_id}/messages/{root}/thread/read", data={"message_id": first.json()["id"]}
+    )
     assert read.json()["last_read_id"] == first.json()["id"]
     assert alice.client.get("/api/threads").json()["threads"][0]["unread_count"] == 0
     assert alice.client.delete(f"/api/chats/{chat_id}/messages/{root}/thread/follow").status_code == 200
