@@ -1,7 +1,9 @@
 """Mentions: `@name` for a member of the chat and `@all` for everyone, resolved on the server when a message is sent
 or edited; the rows the chat list counts (Mention), and the `mention` events for those who want alerts."""
 
+import itertools
 import json
+import re
 
 from ..core import names
 from ..core.times import utcnow
@@ -20,7 +22,7 @@ def resolve(chat_id: int, content: str) -> tuple[list[int], bool]:
 
     A name matches as its look-alikes do at login (core/names.py): `@Alice` and `@alice` are one person. Names may
     hold spaces, so at each @ every member name's length is tried, longest first."""
-    marks = [at for at in range(len(content)) if content[at] == "@"][:MAX_MARKS]
+    marks = [found.start() for found in itertools.islice(re.finditer("@", content), MAX_MARKS)]
     if not marks:
         return [], False
     everyone = any(content.startswith("all", at + 1) and _ends_word(content, at + 4) for at in marks)

@@ -24,7 +24,10 @@ def change(chat_id: int, message_id: int, user_id: int, pin: bool) -> None:
     with db.atomic():
         if isinstance(db.obj, PostgresqlDatabase):
             lock_chats(Chat.id == chat_id)
-        if not Message.select().where(Message.id == message_id, Message.chat == chat_id).exists():
+        message = Message.select(Message.id).where(Message.id == message_id, Message.chat == chat_id)
+        if isinstance(db.obj, PostgresqlDatabase):  # a delete in progress finishes first, or waits for the pin
+            message = message.for_update("FOR KEY SHARE")
+        if message.tuples().first() is None:
             raise NotFound(f"message {message_id} does not exist in chat {chat_id}")
         if pin:
             if Pin.select().where(Pin.message == message_id).exists():

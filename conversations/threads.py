@@ -70,7 +70,9 @@ def root_of(chat_id: int, root_id: int) -> None:
     exists = Message.select(Message.id).where(
         Message.id == root_id, Message.chat == chat_id, Message.thread_root_id.is_null()
     )
-    if not exists.exists():
+    if isinstance(db.obj, PostgresqlDatabase) and db.in_transaction():  # a follow or marker waits for a delete
+        exists = exists.for_update("FOR KEY SHARE")
+    if exists.tuples().first() is None:
         raise NotFound(f"message {root_id} does not exist in chat {chat_id}")
 
 

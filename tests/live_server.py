@@ -114,7 +114,7 @@ def _wait_until_up(process: subprocess.Popen, server: LiveServer) -> None:
         if process.poll() is not None:
             raise RuntimeError(f"chat-server exited with {process.returncode} before answering:\n{server.log()}")
         try:
-            if httpx.get(server.api_url + "/openapi.json", timeout=1, verify=False).status_code == 200:
+            if httpx.get(server.api_url + "/health", timeout=1, verify=False).status_code == 200:
                 return
         except httpx.TransportError:
             pass
