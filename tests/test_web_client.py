@@ -1,6 +1,7 @@
 """The web client at / in Debian's headless Chromium against a live chat-server: two people register, chat live,
-send files and set avatars, edit and delete, lose the network and get back everything they missed; and axe-core finds
-nothing to fault against WCAG 2.1 A and AA.
+send files and set avatars, edit and delete, react, reply, talk in a thread, mention each other, open a direct chat
+and pin, lose the network and get back everything they missed; and axe-core finds nothing to fault against WCAG 2.1
+A and AA.
 
 Screenshots go to $CHAT_SCREENSHOT_DIR, or to a `screenshots` folder in each test's tmp_path (printed; under
 `tox -e browser`, .tox/browser/tmp/pytest/). With CHAT_DOCS_SCREENSHOT=docs/web-client.png the two-people
@@ -15,6 +16,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -259,7 +261,8 @@ def test_two_people_chat_live(browser, visit, screenshots):
 
     expect(bob.chat("Weekend plans")).to_be_visible(timeout=LIVE_MS)  # no reload: the stream said bob was added
 
-    keys.press("Shift+Tab")  # from "Add member", back past Send and Attach file to the message box
+    keys.press("Shift+Tab")  # from "Add member", back past bob's "Message", Send and Attach file to the message box
+    keys.press("Shift+Tab")
     keys.press("Shift+Tab")
     keys.press("Shift+Tab")
     expect(alice.textbox("Message")).to_be_focused()
@@ -366,6 +369,155 @@ def alice_and_bob_in(visit, title: str) -> tuple[Person, Person]:
     alice.new_chat(title)
     alice.add_member("bob")
     return alice, bob
+
+
+def test_two_people_react_and_reply_live(visit, screenshots):
+    alice, bob = alice_and_bob_in(visit, "Weekend plans")
+    alice.send("Who's up for a hike?")
+    bob.open_chat("Weekend plans")
+    hike = {person.name: person.message("Who's up for a hike?") for person in (alice, bob)}
+
+    # Bob reacts by keyboard: "Add reaction" opens the picker on its first emoji, Enter picks it.
+    hike["bob"].get_by_role("button", name="Add reaction", exact=True).press("Enter")
+    expect(hike["bob"].get_by_role("button", name="👍", exact=True)).to_be_focused()
+    bob.page.keyboard.press("Enter")
+    expect(bob.reaction(hike["bob"], "👍", 1)).to_have_attribute("aria-pressed", "true")
+    expect(hike["bob"].get_by_role("button", name="Add reaction", exact=True)).to_be_focused()
+    expect(alice.reaction(hike["alice"], "👍", 1)).to_have_attribute("aria-pressed", "false", timeout=LIVE_MS)
+
+    alice.reaction(hike["alice"], "👍", 1).click()  # the same emoji: one more
+    expect(alice.reaction(hike["alice"], "👍", 2)).to_have_attribute("aria-pressed", "true")
+    expect(bob.reaction(hike["bob"], "👍", 2)).to_have_attribute("aria-pressed", "true", timeout=LIVE_MS)
+    alice.react("Who's up for a hike?", "🎉")
+    expect(bob.reaction(hike["bob"], "🎉", 1)).to_have_attribute("aria-pressed", "false", timeout=LIVE_MS)
+    bob.reaction(hike["bob"], "👍", 2).click()  # taken back
+    expect(bob.reaction(hike["bob"], "👍", 1)).to_have_attribute("aria-pressed", "false")
+    expect(alice.reaction(hike["alice"], "👍", 1)).to_have_attribute("aria-pressed", "true", timeout=LIVE_MS)
+
+    hike["bob"].get_by_role("button", name="Reply", exact=True).click()
+    preview = bob.page.locator("#reply-preview")
+    expect(preview).to_contain_text("Replying to alice: “Who's up for a hike?”")
+    expect(bob.textbox("Message")).to_be_focused()
+    bob.button("Cancel reply").click()
+    expect(preview).to_be_hidden()
+    hike["bob"].get_by_role("button", name="Reply", exact=True).click()
+    bob.send("Count me in!")
+    expect(preview).to_be_hidden()
+    answer = alice.message("Count me in!")
+    expect(answer.locator("blockquote")).to_have_text("You: “Who's up for a hike?”", timeout=LIVE_MS)
+    expect(bob.message("Count me in!").locator("blockquote")).to_have_text("alice: “Who's up for a hike?”")
+    bob.page.screenshot(path=screenshots / "bob-reactions-and-reply.png")
+
+    hike["alice"].get_by_role("button", name="Delete", exact=True).click()
+    expect(bob.message("Count me in!").locator("blockquote")).to_have_text("alice: deleted message", timeout=LIVE_MS)
+    bob.page.reload()  # as the server quotes it
+    expect(bob.message("Count me in!").locator("blockquote")).to_have_text("alice: deleted message")
+    alice.assert_clean()
+    bob.assert_clean()
+
+
+def test_two_people_talk_in_a_thread(visit, screenshots):
+    alice, bob = alice_and_bob_in(visit, "Weekend plans")
+    alice.send("Saturday: which trail?")
+    alice.send("Also: who drives?")
+    bob.open_chat("Weekend plans")
+
+    bob.message("Saturday: which trail?").get_by_role("button", name="Reply in thread", exact=True).click()
+    expect(bob.thread).to_be_visible()
+    expect(bob.thread_message("Saturday: which trail?")).to_be_visible()
+    expect(bob.textbox("Thread reply")).to_be_focused()
+    bob.textbox("Thread reply").fill("The one by the lake.")
+    bob.textbox("Thread reply").press("Enter")
+    expect(bob.thread_message("The one by the lake.")).to_be_visible()
+
+    root = alice.message("Saturday: which trail?")
+    expect(root.get_by_role("button", name="1 reply", exact=True)).to_be_visible(timeout=LIVE_MS)
+    expect(alice.message("The one by the lake.")).to_have_count(0)  # thread replies stay out of the history
+    expect(bob.message("The one by the lake.")).to_have_count(0)
+    expect(alice.log.get_by_role("listitem")).to_have_count(2)
+    root.get_by_role("button", name="1 reply", exact=True).click()
+    expect(alice.thread_message("The one by the lake.")).to_be_visible()
+    expect(alice.thread.get_by_role("listitem")).to_have_count(2)  # the root and its reply
+
+    alice.textbox("Thread reply").fill("Perfect, the lake it is.")
+    alice.textbox("Thread reply").press("Enter")
+    expect(bob.thread_message("Perfect, the lake it is.")).to_be_visible(timeout=LIVE_MS)
+    expect(bob.message("Saturday: which trail?").get_by_role("button", name="2 replies")).to_be_visible(timeout=LIVE_MS)
+    expect(bob.thread).to_contain_text("2 replies")
+    expect(bob.log.get_by_role("listitem")).to_have_count(2)
+    bob.send("I can drive.")  # the chat goes on beside the thread
+    expect(alice.message("I can drive.")).to_be_visible(timeout=LIVE_MS)
+    expect(alice.thread.get_by_role("listitem")).to_have_count(3)
+    bob.page.screenshot(path=screenshots / "bob-thread.png")
+
+    bob.button("Close thread").click()
+    expect(bob.thread).to_be_hidden()
+    expect(bob.message("Saturday: which trail?").get_by_role("button", name="2 replies")).to_be_focused()
+    alice.assert_clean()
+    bob.assert_clean()
+
+
+def test_two_people_mention_message_directly_and_pin(visit, screenshots):
+    alice, bob = alice_and_bob_in(visit, "Weekend plans")
+    alice.send("Packing list: water, map, snacks")
+
+    box = alice.textbox("Message")
+    box.press_sequentially("@b")
+    suggestions = alice.page.get_by_role("listbox", name="People to mention")
+    expect(suggestions.get_by_role("option")).to_have_text(["@bob"])
+    box.press("Enter")  # takes the suggestion; it does not send
+    expect(box).to_have_value("@bob ")
+    expect(suggestions).to_be_hidden()
+    box.press_sequentially("are you coming?")
+    box.press("Enter")
+    expect(alice.message("@bob are you coming?")).to_be_visible()
+    expect(bob.chat("Weekend plans").get_by_text("1 mention")).to_be_visible(timeout=LIVE_MS)
+    expect(bob.chat("Weekend plans").get_by_text("2 unread")).to_be_visible()
+    bob.page.screenshot(path=screenshots / "bob-mentioned.png")
+    bob.read_chat("Weekend plans")
+    expect(bob.message("@bob are you coming?")).to_contain_text("mentions you")
+    expect(bob.message("Packing list: water, map, snacks")).not_to_contain_text("mentions you")
+
+    with bob.page.expect_response(lambda response: "/api/direct/" in response.url) as created:
+        bob.members.get_by_role("listitem").filter(has_text="alice").get_by_role("button", name="Message").click()
+    assert created.value.status == 201
+    expect(bob.page.get_by_role("heading", name="alice", exact=True)).to_be_visible()
+    expect(bob.button("Rename")).to_be_hidden()
+    expect(bob.button("Add member")).to_be_hidden()
+    bob.send("Just between us: I'll be late.")
+    direct = alice.chat("bob")
+    expect(direct.get_by_text("1 unread")).to_be_visible(timeout=LIVE_MS)
+    alice.open_chat("bob")
+    expect(alice.message("Just between us: I'll be late.")).to_be_visible()
+    expect(alice.button("Rename")).to_be_hidden()
+    direct_url = alice.page.url
+    with alice.page.expect_response(lambda response: "/api/direct/" in response.url) as found:
+        alice.members.get_by_role("listitem").filter(has_text="bob").get_by_role("button", name="Message").click()
+    assert found.value.status == 200  # the same direct chat, from her side
+    assert alice.page.url == direct_url
+    expect(alice.chats.get_by_role("listitem")).to_have_count(2)
+
+    alice.open_chat("Weekend plans")
+    bob.open_chat("Weekend plans")
+    packing = alice.message("Packing list: water, map, snacks")
+    packing.get_by_role("button", name="Pin", exact=True).click()
+    expect(packing.get_by_role("button", name="Unpin", exact=True)).to_be_focused()
+    theirs = bob.message("Packing list: water, map, snacks")
+    expect(theirs.get_by_role("button", name="Unpin", exact=True)).to_be_visible(timeout=LIVE_MS)
+    bob.button("Pinned").click()
+    expect(bob.pins).to_have_count(1)
+    expect(bob.pins).to_contain_text(["Packing list: water, map, snacks"])
+    alice.message("@bob are you coming?").get_by_role("button", name="Pin", exact=True).click()
+    expect(bob.pins).to_have_count(2, timeout=LIVE_MS)
+    expect(bob.pins.first).to_contain_text("@bob are you coming?")  # newest pin first
+    bob.page.screenshot(path=screenshots / "bob-pinned.png")
+    packing.get_by_role("button", name="Unpin", exact=True).click()
+    expect(bob.pins).to_have_count(1, timeout=LIVE_MS)
+    expect(theirs.get_by_role("button", name="Pin", exact=True)).to_be_visible()
+    bob.pins.get_by_role("button").click()
+    expect(bob.message("@bob are you coming?")).to_be_focused()
+    alice.assert_clean()
+    bob.assert_clean()
 
 
 def test_markup_renames_and_leaving_reach_the_other_side(visit, screenshots):
@@ -792,9 +944,20 @@ def test_upload_errors_are_shown_in_the_composer(visit, server):
     jade.assert_clean()
 
 
+def converse_through_api(api: httpx.Client, chat_id: int, message_id: int) -> None:
+    """React to a message, reply to it, start its thread, pin it and mention everyone, as the API client."""
+    reacted = api.put(f"/chats/{chat_id}/messages/{message_id}/reactions/{quote('👍')}")
+    assert reacted.status_code == 200, reacted.text
+    for data in ({"content": "Which day?", "thread_root_id": message_id}, {"content": "Ok?", "reply_to": message_id}):
+        assert api.post(f"/chats/{chat_id}", data=data).status_code == 201
+    assert api.put(f"/chats/{chat_id}/pins/{message_id}").status_code == 200
+    assert api.post(f"/chats/{chat_id}", data={"content": "@all see the pin"}).status_code == 201
+
+
 def test_pages_pass_an_axe_audit(visit, server, axe_script, screenshots):
-    """axe-core, WCAG 2.0 and 2.1 A and AA: the log-in page, a chat with an image, a file and a file on its way, and
-    the same at a phone's width. Its context bypasses the page's CSP only so that axe can be injected; every other
+    """axe-core, WCAG 2.0 and 2.1 A and AA: the log-in page, a chat with an image, a file and a file on its way, then
+    with a reaction, a reply, a mention, the thread pane, the pins, the emoji picker and `@` suggestions open, and the
+    same at a phone's width. Its context bypasses the page's CSP only so that axe can be injected; every other
     test holds the page to it."""
     pat = visit("pat", bypass_csp=True)
     expect(pat.page.get_by_role("form", name="Log in")).to_be_visible()
@@ -814,6 +977,7 @@ def test_pages_pass_an_axe_audit(visit, server, axe_script, screenshots):
         message = {"content": "Photo and tickets", "attachments": ",".join(map(str, ids))}
         sent = olga.post(f"/chats/{chat_id}", data=message)
         assert sent.status_code == 201, sent.text
+        converse_through_api(olga, chat_id, sent.json()["id"])
     pat.open_chat("Trip")
     message = pat.message("Photo and tickets")
     assert decoded(message.get_by_role("img", name="harbour.png", exact=True)) > 0
@@ -824,6 +988,15 @@ def test_pages_pass_an_axe_audit(visit, server, axe_script, screenshots):
     drop(pat, file("itinerary.txt", b"day 1", "text/plain"))
     expect(pat.page.get_by_role("progressbar", name="Uploading itinerary.txt")).to_be_visible()
     assert pat.axe_violations(axe_script) == [], "a chat with files"
+
+    message.get_by_role("button", name="1 reply", exact=True).click()
+    expect(pat.thread_message("Which day?")).to_be_visible()
+    pat.button("Pinned").click()
+    expect(pat.pins).to_have_count(1)
+    message.get_by_role("button", name="Add reaction", exact=True).click()
+    pat.textbox("Message").press_sequentially("@o")
+    expect(pat.page.get_by_role("option", name="@olga")).to_be_visible()
+    assert pat.axe_violations(axe_script) == [], "a thread, pins, reactions, a reply, a mention and its suggestions"
 
     pat.page.set_viewport_size(PHONE)
     pat.page.screenshot(path=screenshots / "phone.png", full_page=True)

@@ -2,6 +2,7 @@
 names, the actions a person takes there, and what the page must never do (dialogs, script errors, CSP reports,
 accessibility violations)."""
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +29,9 @@ class Person:
         return self.page.get_by_role("list", name="Chats")
 
     def chat(self, title: str):
-        return self.chats.get_by_role("listitem").filter(has=self.page.get_by_text(title, exact=True))
+        """The chat list's item titled `title` (not one whose last message is from someone of that name)."""
+        exactly = re.compile(f"^{re.escape(title)}$")
+        return self.chats.get_by_role("listitem").filter(has=self.page.locator(".chat-title").filter(has_text=exactly))
 
     @property
     def invitations(self):
@@ -39,11 +42,35 @@ class Person:
 
     @property
     def log(self):
-        return self.page.get_by_role("log", name="Messages")
+        return self.page.get_by_role("log", name="Messages", exact=True)
 
     def message(self, text: str):
         """The log item whose message text is exactly `text` (white space collapsed, as Playwright compares)."""
         return self.log.get_by_role("listitem").filter(has=self.page.get_by_text(text, exact=True))
+
+    @property
+    def thread(self):
+        """The thread pane, a complementary landmark labelled "Thread"."""
+        return self.page.get_by_role("complementary", name="Thread")
+
+    def thread_message(self, text: str):
+        """The thread pane's item whose message text is exactly `text`."""
+        return self.thread.get_by_role("listitem").filter(has=self.page.get_by_text(text, exact=True))
+
+    @property
+    def pins(self):
+        """The list of the open chat's pinned messages, in the panel that "Pinned" opens."""
+        return self.page.get_by_role("list", name="Pinned messages").get_by_role("listitem")
+
+    def reaction(self, message, emoji: str, count: int):
+        """A message's reaction button, named by its emoji and count."""
+        return message.get_by_role("button", name=f"{emoji} {count}", exact=True)
+
+    def react(self, text: str, emoji: str) -> None:
+        """React to a message with "Add reaction" and the picker."""
+        message = self.message(text)
+        message.get_by_role("button", name="Add reaction", exact=True).click()
+        message.get_by_role("group", name="Pick a reaction").get_by_role("button", name=emoji, exact=True).click()
 
     @property
     def attachments(self):

@@ -134,9 +134,16 @@ export const leaveChat = (chatId) => call("DELETE", "/api/chats", { query: { cha
 export const listMessages = (chatId, { before, after } = {}) =>
   call("GET", "/api/chats/{chat_id}", { params: { chat_id: chatId }, query: { limit: MESSAGE_PAGE, before, after } });
 
-/** Text, files or both: `content` undefined leaves it out; `attachments` is comma-separated upload ids. */
-export const sendMessage = (chatId, content, attachments, idempotencyKey) =>
-  call("POST", "/api/chats/{chat_id}", { params: { chat_id: chatId }, form: { content, attachments }, idempotencyKey });
+/**
+ * Text, files or both: `content` undefined leaves it out; `attachments` is comma-separated upload ids. `replyTo` quotes
+ * a message of the chat; `threadRootId` posts in that message's thread instead of the chat's history.
+ */
+export const sendMessage = (chatId, { content, attachments, replyTo, threadRootId }, idempotencyKey) =>
+  call("POST", "/api/chats/{chat_id}", {
+    params: { chat_id: chatId },
+    form: { content, attachments, reply_to: replyTo, thread_root_id: threadRootId },
+    idempotencyKey,
+  });
 
 export const renameChat = (chatId, title) =>
   call("PUT", "/api/chats/{chat_id}", { params: { chat_id: chatId }, form: { title } });
@@ -149,6 +156,40 @@ export const editMessage = (chatId, messageId, content) =>
     params: { chat_id: chatId, message_id: messageId },
     form: { content },
   });
+
+/** Resolves to `{message_id, reactions}`, the message's reactions after the change (`me` is yours). */
+export const addReaction = (chatId, messageId, emoji) =>
+  call("PUT", "/api/chats/{chat_id}/messages/{message_id}/reactions/{emoji}", {
+    params: { chat_id: chatId, message_id: messageId, emoji },
+  });
+
+export const removeReaction = (chatId, messageId, emoji) =>
+  call("DELETE", "/api/chats/{chat_id}/messages/{message_id}/reactions/{emoji}", {
+    params: { chat_id: chatId, message_id: messageId, emoji },
+  });
+
+/** The thread at a message: `{root, messages}`, its replies oldest first. */
+export const listThread = (chatId, messageId, { before, after } = {}) =>
+  call("GET", "/api/chats/{chat_id}/messages/{message_id}/thread", {
+    params: { chat_id: chatId, message_id: messageId },
+    query: { limit: MESSAGE_PAGE, before, after },
+  });
+
+/** `notify` is "all", "mentions" or "none"; resolves to the settings after the change. */
+export const updateChatSettings = (chatId, notify) =>
+  call("PUT", "/api/chats/{chat_id}/settings", { params: { chat_id: chatId }, form: { notify } });
+
+/** The one direct chat with this user, created on first use; resolves to `{id}` (200 or 201 alike). */
+export const openDirectChat = (userId) => call("POST", "/api/direct/{user_id}", { params: { user_id: userId } });
+
+/** The chat's pins, newest first: `{pins: [{message, pinned_by, pinned_at}]}`. */
+export const listPins = (chatId) => call("GET", "/api/chats/{chat_id}/pins", { params: { chat_id: chatId } });
+
+export const pinMessage = (chatId, messageId) =>
+  call("PUT", "/api/chats/{chat_id}/pins/{message_id}", { params: { chat_id: chatId, message_id: messageId } });
+
+export const unpinMessage = (chatId, messageId) =>
+  call("DELETE", "/api/chats/{chat_id}/pins/{message_id}", { params: { chat_id: chatId, message_id: messageId } });
 
 export const listMembers = (chatId) => call("GET", "/api/chats/{chat_id}/members", { params: { chat_id: chatId } });
 

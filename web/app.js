@@ -6,6 +6,11 @@ import { avatarControls, avatarElement } from "./avatars.js";
 import { byId, el, enterSubmits, onSubmit, place, showError, timeElement } from "./dom.js";
 import { PendingUploads, acceptFiles, asAttachment, attachmentList } from "./files.js";
 import { LiveEvents } from "./live.js";
+import { MentionSuggestions, mentionsMe } from "./mentions.js";
+import { Pins } from "./pins.js";
+import { applyReaction, keepMine, pickerIsOpen, reactionBar } from "./reactions.js";
+import { ReplyDraft, replyQuote } from "./replies.js";
+import { ThreadPane, threadButton } from "./threads.js";
 
 const NEAR_BOTTOM_PX = 48;
 const NEAR_TOP_PX = 64;
@@ -17,7 +22,7 @@ const state = {
   chats: [], // the chat list as the server last sent it
   chatPages: 1,
   nextCursor: null,
-  open: null, // the open chat: { id, title, messages: Map, deleted: Set, edits: Map, oldest, hasOlder, ... }
+  open: null, // the open chat: { id, title, kind, members, messages: Map, deleted: Set, edits: Map, oldest, ... }
   streamLive: false, // whether the event stream has been live since this login
   names: new Map(), // user id -> name
   avatars: new Map(), // user id -> avatar_url (null: none), once known
@@ -264,10 +269,19 @@ async function loadChats() {
   }
 }
 
-function unreadOf(chat) {
-  // The open chat is read as its messages arrive; its count would only flicker until the marker catches up.
-  if (state.open && state.open.id === chat.id && document.visibilityState === "visible") return 0;
-  return chat.unread_count;
+function isRead(chat) {
+  // The open chat is read as its messages arrive; its counts would only flicker until the marker catches up.
+  return Boolean(state.open && state.open.id === chat.id && document.visibilityState === "visible");
+}
+
+const unreadOf = (chat) => (isRead(chat) ? 0 : chat.unread_count);
+const mentionsOf = (chat) => (isRead(chat) ? 0 : (chat.mention_count ?? 0));
+
+/** What the page's title counts for a chat, as its notification setting says: all, mentions only, or nothing. */
+function alertsOf(chat) {
+  const muted = chat.muted_until && Date.parse(chat.muted_until) > Date.now();
+  if (muted || chat.notify === "none") return 0;
+  return chat.notify === "mentions" ? mentionsOf(chat) : unreadOf(chat);
 }
 
 function renderChats() {
@@ -288,11 +302,14 @@ function renderChats() {
   for (const gone of items.values()) gone.remove();
   byId("no-chats").hidden = state.chats.length > 0;
   byId("more-chats").hidden = !state.nextCursor;
-  const unread = state.chats.reduce((total, chat) => total + unreadOf(chat), 0);
-  document.title = unread ? `(${unread}) Chat` : "Chat";
+  const alerts = state.chats.reduce((total, chat) => total + alertsOf(chat), 0);
+  document.title = alerts ? `(${alerts}) Chat` : "Chat";
   if (state.open) {
     const chat = state.chats.find((candidate) => candidate.id === state.open.id);
-    if (chat) setTitle(chat.title);
+    if (chat) {
+      setTitle(chat.title);
+      showKind(chat);
+    }
   }
 }
 
@@ -334,15 +351,43 @@ function fillChatItem(item, chat) {
   const parts = [el("span", { class: "chat-title", dir: "auto" }, chat.title)];
   if (chat.last_message_time) parts.push(timeElement(chat.last_message_time, "chat-time"));
   parts.push(preview);
+  const badges = [];
   if (unread > 0) {
     const count = unread >= 999 ? "999+" : String(unread);
-    parts.push(el("span", { class: "badge" }, count, el("span", { class: "visually-hidden" }, " unread")));
+    badges.push(el("span", { class: "badge" }, count, el("span", { class: "visually-hidden" }, " unread")));
   }
+  const mentions = mentionsOf(chat);
+  if (mentions > 0) {
+    const count = mentions >= 999 ? "999+" : String(mentions);
+    const label = mentions === 1 ? " mention" : " mentions";
+    badges.push(
+      el(
+        "span",
+        { class: "badge mention" },
+        el("span", { "aria-hidden": "true" }, "@"),
+        count,
+        el("span", { class: "visually-hidden" }, label),
+      ),
+    );
+  }
+  if (badges.length) parts.push(el("span", { class: "badges" }, ...badges.flatMap((badge) => [" ", badge])));
   button.replaceChildren(...parts);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // The open chat
+
+/**
+ * A direct chat is named after the other person, for each of its two people: it cannot be renamed or gain members.
+ * The notification setting is each chat's own.
+ */
+function showKind(chat) {
+  const direct = chat.kind === "direct";
+  state.open.kind = chat.kind;
+  for (const id of ["rename", "add-member"]) byId(id).hidden = direct;
+  if (direct) for (const id of ["rename-form", "add-member-form"]) byId(id).hidden = true;
+  if (chat.notify && document.activeElement !== byId("notify")) byId("notify").value = chat.notify;
+}
 
 function setTitle(title) {
   if (!state.open) return;
@@ -360,6 +405,8 @@ async function openChat(chatId, { focus = true } = {}) {
   state.open = {
     id: chatId,
     title: known?.title ?? "",
+    kind: known?.kind ?? "group",
+    members: [],
     messages: new Map(),
     deleted: new Set(),
     edits: new Map(), // edits of messages not shown yet: id -> the message as edited
@@ -375,8 +422,10 @@ async function openChat(chatId, { focus = true } = {}) {
   byId("chat").hidden = false;
   byId("members-panel").hidden = false;
   byId("chat-title").textContent = open.title;
+  showKind(known ?? { kind: "group" });
   renderChats();
   if (focus) byId("message").focus();
+  pins.load(chatId);
   try {
     const [page] = await Promise.all([api.listMessages(chatId), loadMembers(chatId)]);
     if (state.open !== open) return;
@@ -395,10 +444,15 @@ async function openChat(chatId, { focus = true } = {}) {
 
 function closeChat(notice = null) {
   state.open = null;
+  thread.close();
+  pins.reset();
+  draft.cancel();
   byId("messages").replaceChildren();
   byId("members").replaceChildren();
-  for (const id of ["rename-form", "add-member-form", "leave-confirm", "older", "history-start"]) byId(id).hidden = true;
-  for (const id of ["rename", "add-member", "leave"]) byId(id).setAttribute("aria-expanded", "false");
+  for (const id of ["rename-form", "add-member-form", "leave-confirm", "older", "history-start", "pins-panel"]) {
+    byId(id).hidden = true;
+  }
+  for (const id of ["rename", "add-member", "leave", "pinned"]) byId(id).setAttribute("aria-expanded", "false");
   for (const id of ["history-error", "app-error"]) showError(byId(id), null);
   byId("members-status").textContent = "";
   byId("chat").hidden = true;
@@ -438,18 +492,28 @@ function editedLater(a, b) {
   return Boolean(a.edited_at) && (!b.edited_at || microseconds(a.edited_at) > microseconds(b.edited_at));
 }
 
-/** Add or update a message in the open chat's log, in id order. */
-function showMessage(message) {
+/**
+ * Add or update a message in the open chat's log, in id order; a thread reply goes to the thread pane instead, when
+ * it shows that thread. An event's message says nothing of your own reactions (`me` is false), so `fromEvent` keeps
+ * them as the version shown has them.
+ */
+function showMessage(message, { fromEvent = false } = {}) {
   const open = state.open;
+  if (message.thread_root_id) {
+    showInThread(message, fromEvent);
+    return;
+  }
   if (open.deleted.has(message.id)) return;
   const edit = open.edits.get(message.id);
   if (edit) {
     open.edits.delete(message.id);
-    if (editedLater(edit, message)) message = edit;
+    if (editedLater(edit, message)) message = { ...edit, reactions: keepMine(edit.reactions, message.reactions) };
   }
   const known = open.messages.get(message.id);
   if (known && editedLater(known, message)) return; // a page read before an edit arrived must not undo it
+  if (fromEvent) message = { ...message, reactions: keepMine(message.reactions, known?.reactions) };
   open.messages.set(message.id, message);
+  if (thread.shows(open.id, message.id)) showInThread(message, fromEvent);
   const list = byId("messages");
   const existing = list.querySelector(`li[data-id="${message.id}"]`);
   if (existing) {
@@ -463,35 +527,104 @@ function showMessage(message) {
   list.insertBefore(item, after ? after.nextElementSibling : list.firstElementChild);
 }
 
-function fillMessage(item, message) {
+/** A reply (or the root) of the thread the pane shows, added or updated there. */
+function showInThread(message, fromEvent) {
+  const rootId = message.thread_root_id ?? message.id;
+  if (!thread.shows(state.open.id, rootId)) return;
+  const known = thread.get(message.id);
+  if (known && editedLater(known, message)) return;
+  if (fromEvent) message = { ...message, reactions: keepMine(message.reactions, known?.reactions) };
+  thread.show(message);
+}
+
+/** Change a message wherever it is shown (the history, the thread pane or both) with `change(message)`. */
+function changeMessage(messageId, change) {
+  const open = state.open;
+  const shown = open.messages.get(messageId);
+  if (shown) {
+    const changed = change(shown);
+    open.messages.set(messageId, changed);
+    const item = byId("messages").querySelector(`li[data-id="${messageId}"]`);
+    if (item) fillMessage(item, changed);
+  }
+  const threaded = thread.get(messageId);
+  if (threaded) thread.show(change(threaded));
+}
+
+/** A message shown anywhere in the open chat, or undefined. */
+function knownMessage(messageId) {
+  return state.open?.messages.get(messageId) ?? thread.get(messageId);
+}
+
+/**
+ * Fill a message's list item: who and when, the message it answers, its text and files, its thread's summary, its
+ * reactions, and what you can do with it. `inThread` is for the thread pane, where it has no thread of its own to
+ * open. Focus inside the item stays on the same control (each has a `data-key`), and an open picker stays open.
+ */
+function fillMessage(item, message, { inThread = false } = {}) {
   if (item.querySelector("form")) {
     item.dataset.stale = "yes"; // being edited: the form stays, and shows the new text when it closes
     return;
   }
+  const focusKey = item.contains(document.activeElement) ? document.activeElement.dataset.key : undefined;
   const mine = message.sender_id === state.me.id;
+  const mentioned = !mine && mentionsMe(message, state.me.id);
+  const pinned = pins.has(message.id);
   item.classList.toggle("mine", mine);
-  const contentId = `message-${message.id}-content`;
+  item.classList.toggle("mentioned", mentioned);
+  item.dataset.pinned = String(pinned);
+  const contentId = `${inThread ? "thread-" : ""}message-${message.id}-content`;
   const meta = el(
     "p",
     { class: "meta" },
     avatarOf(message.sender_id),
-    mine ? el("span", { class: "sender" }, "You") : userName(message.sender_id),
+    author(message.sender_id),
     " ",
     timeElement(message.time, "sent"),
     message.edited_at ? el("span", { class: "edited", title: `edited ${message.edited_at}` }, " (edited)") : null,
+    ...(mentioned ? [" ", el("span", { class: "tag" }, "mentions you")] : []),
+    ...(pinned ? [" ", el("span", { class: "tag" }, "pinned")] : []),
   );
   const empty = message.content === ""; // files alone
   const content = el("p", { class: "content", id: contentId, dir: "auto", hidden: empty }, message.content);
-  const parts = [meta, content, attachmentList(message.attachments)];
+  const parts = [
+    meta,
+    message.reply_to ? replyQuote(message.reply_to, author(message.reply_to.sender_id)) : null,
+    content,
+    attachmentList(message.attachments),
+    inThread ? null : threadButton(message, () => openThread(message.id)),
+    reactionBar(message.reactions, {
+      onToggle: (emoji, add) => toggleReaction(item, message.id, emoji, add),
+      pickerOpen: pickerIsOpen(item),
+    }),
+  ];
+  const action = (key, text, onClick) => {
+    const button = el("button", { type: "button", "aria-describedby": contentId, "data-key": key }, text);
+    button.addEventListener("click", onClick);
+    return button;
+  };
+  const actions = [];
   if (mine) {
-    const edit = el("button", { type: "button", "aria-describedby": contentId }, "Edit");
-    const remove = el("button", { type: "button", "aria-describedby": contentId }, "Delete");
-    edit.addEventListener("click", () => startEdit(item));
-    remove.addEventListener("click", () => deleteMessage(item));
-    parts.push(el("div", { class: "actions" }, edit, remove));
+    actions.push(action("edit", "Edit", () => startEdit(item, inThread)));
+    actions.push(action("delete", "Delete", () => deleteMessage(item)));
   }
+  if (!inThread) {
+    actions.push(action("reply", "Reply", () => draft.start(message)));
+    actions.push(action("thread-reply", "Reply in thread", () => openThread(message.id)));
+  }
+  actions.push(action("pin", pinned ? "Unpin" : "Pin", () => setPinned(item, message.id, !pinned)));
+  parts.push(el("div", { class: "actions" }, ...actions));
   parts.push(el("p", { class: "error", role: "alert", hidden: true }));
   item.replaceChildren(...parts.filter(Boolean));
+  if (focusKey !== undefined) {
+    const same = [...item.querySelectorAll("[data-key]")].find((node) => node.dataset.key === focusKey);
+    (same ?? item.querySelector(".add-reaction"))?.focus();
+  }
+}
+
+/** Who wrote a message, as it shows: "You", or their name. */
+function author(userId) {
+  return userId === state.me.id ? el("span", { class: "sender" }, "You") : userName(userId);
 }
 
 /**
@@ -500,8 +633,13 @@ function fillMessage(item, message) {
  */
 function applyEdit(message) {
   const open = state.open;
+  if (message.thread_root_id) {
+    showInThread(message, true);
+    return;
+  }
+  if (thread.shows(open.id, message.id)) showInThread(message, true);
   if (open.messages.has(message.id)) {
-    showMessage(message);
+    showMessage(message, { fromEvent: true });
     return;
   }
   const waiting = open.edits.get(message.id);
@@ -514,11 +652,17 @@ function removeMessage(messageId) {
   open.deleted.add(messageId);
   open.messages.delete(messageId);
   open.edits.delete(messageId);
-  const item = byId("messages").querySelector(`li[data-id="${messageId}"]`);
-  if (!item) return;
-  const hadFocus = item.contains(document.activeElement);
-  item.remove();
-  if (hadFocus) byId("message").focus();
+  const focused = (list) => list.querySelector(`li[data-id="${messageId}"]`)?.contains(document.activeElement);
+  const refocus = focused(byId("messages")) ? "message" : focused(byId("thread-messages")) ? "thread-message" : null;
+  byId("messages").querySelector(`li[data-id="${messageId}"]`)?.remove();
+  thread.remove(messageId);
+  if (refocus) byId(refocus).focus();
+  if (pins.has(messageId)) pins.changed(messageId, false);
+  for (const [id, message] of open.messages) {
+    if (message.reply_to?.id === messageId) {
+      changeMessage(id, (shown) => ({ ...shown, reply_to: { ...shown.reply_to, snippet: null, deleted: true } }));
+    }
+  }
   updateHistoryEdge();
 }
 
@@ -596,26 +740,37 @@ async function loadMembers(chatId) {
     return; // the session it was asked for is over; its 401 must not end the next one
   }
   if (epoch !== session || state.open?.id !== chatId) return;
+  state.open.members = members;
   for (const member of members) updatePerson(member);
-  byId("members").replaceChildren(
-    ...members.map((member) =>
-      el(
-        "li",
-        {},
-        avatarOf(member.id),
-        el("bdi", { "data-user": member.id }, member.name),
-        member.id === state.me.id ? el("span", { class: "you" }, " (you)") : null,
-      ),
-    ),
-  );
+  byId("members").replaceChildren(...members.map(memberItem));
+}
+
+/**
+ * A member, with "Message" (their direct chat) unless it is you. The button's label is drawn by CSS from its
+ * aria-label, as the initials of an avatar are, so the list's text stays the members' names.
+ */
+function memberItem(member) {
+  const nameId = `member-${member.id}-name`;
+  const name = el("bdi", { id: nameId, "data-user": member.id }, member.name);
+  if (member.id === state.me.id) return el("li", {}, avatarOf(member.id), name, el("span", { class: "you" }, " (you)"));
+  const message = el("button", {
+    type: "button",
+    class: "direct",
+    "aria-label": "Message",
+    "aria-describedby": nameId,
+  });
+  message.addEventListener("click", () => openDirect(member.id));
+  return el("li", {}, avatarOf(member.id), name, message);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Editing and deleting your messages
 
-function startEdit(item) {
+function startEdit(item, inThread) {
   const open = state.open;
-  const message = open.messages.get(Number(item.dataset.id));
+  const id = Number(item.dataset.id);
+  const shownIn = () => (state.open !== open ? undefined : inThread ? thread.get(id) : open.messages.get(id));
+  const message = shownIn();
   const area = el("textarea", { "aria-label": "Edit message", rows: 2, required: true, maxlength: 10000 });
   area.value = message.content;
   const form = el(
@@ -633,9 +788,9 @@ function startEdit(item) {
   const finish = () => {
     form.remove();
     delete item.dataset.stale;
-    const current = state.open?.messages.get(Number(item.dataset.id));
+    const current = shownIn();
     if (current) {
-      fillMessage(item, current);
+      fillMessage(item, current, { inThread });
       item.querySelector(".actions button")?.focus();
     }
   };
@@ -645,8 +800,7 @@ function startEdit(item) {
     showError(error, null);
     try {
       const edited = await api.editMessage(open.id, message.id, area.value);
-      const shown = open.messages.get(edited.id);
-      if (state.open === open && shown && !editedLater(shown, edited)) open.messages.set(edited.id, edited);
+      if (state.open === open) changeMessage(edited.id, (shown) => (editedLater(shown, edited) ? shown : edited));
       finish();
     } catch (failure) {
       report(error, failure);
@@ -673,6 +827,85 @@ async function deleteMessage(item) {
   } catch (failure) {
     report(error, failure);
   }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Reactions, replies, threads and pins
+
+/** Add or take back your reaction; the answer holds the message's reactions as they are now. */
+async function toggleReaction(item, messageId, emoji, add) {
+  const open = state.open;
+  showError(item.querySelector(".error"), null);
+  try {
+    const answer = add
+      ? await api.addReaction(open.id, messageId, emoji)
+      : await api.removeReaction(open.id, messageId, emoji);
+    if (state.open === open) changeMessage(messageId, (message) => ({ ...message, reactions: answer.reactions }));
+  } catch (failure) {
+    report(item.querySelector(".error"), failure);
+  }
+}
+
+async function setPinned(item, messageId, pinned) {
+  showError(item.querySelector(".error"), null);
+  try {
+    await pins.set(messageId, pinned);
+  } catch (failure) {
+    report(item.querySelector(".error"), failure);
+  }
+}
+
+/** The pins changed: each message shown whose "Pin" or "Unpin" is out of date is filled again. */
+function showPinned() {
+  if (!state.open) return;
+  for (const item of document.querySelectorAll("#messages > li, #thread-messages > li")) {
+    const id = Number(item.dataset.id);
+    const message = knownMessage(id);
+    if (message && item.dataset.pinned !== String(pins.has(id))) {
+      fillMessage(item, message, { inThread: item.parentElement.id === "thread-messages" });
+    }
+  }
+}
+
+/** Open the thread at `rootId` in the pane, with focus in its message box. */
+async function openThread(rootId, { focus = true } = {}) {
+  const open = state.open;
+  if (!open) return false;
+  const opening = thread.open(open.id, rootId);
+  if (focus) byId("thread-message").focus();
+  const opened = await opening;
+  if (opened && thread.shows(open.id, rootId)) thread.scrollToEnd();
+  return opened;
+}
+
+function closeThread() {
+  const rootId = thread.rootId;
+  thread.close();
+  const root = byId("messages").querySelector(`li[data-id="${rootId}"]`);
+  (root?.querySelector('[data-key="thread"], [data-key="thread-reply"]') ?? byId("message")).focus();
+}
+
+/** "Message" on a member: the direct chat with them, created on first use, opens. */
+async function openDirect(userId) {
+  showError(byId("app-error"), null);
+  try {
+    const { id } = await api.openDirectChat(userId);
+    await refreshChats();
+    await openChat(id);
+  } catch (failure) {
+    report(byId("app-error"), failure);
+  }
+}
+
+/** A message as the panel of pins shows it: who wrote it and its text. */
+function pinnedSummary(message) {
+  const mine = message.sender_id === state.me.id;
+  const text = message.content === "" ? el("i", {}, "attachments") : el("bdi", {}, message.content);
+  return [
+    mine ? el("span", { class: "chat-title" }, "You") : userName(message.sender_id, "chat-title"),
+    timeElement(message.time, "chat-time"),
+    el("span", { class: "hit-text" }, text),
+  ];
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -733,13 +966,16 @@ function handleEvent(type, data) {
   const open = state.open && state.open.id === data.chat_id ? state.open : null;
   switch (type) {
     case "message.created": {
-      if (open) {
+      if (open && data.message.thread_root_id) {
+        showMessage(data.message, { fromEvent: true }); // to the thread pane, when it shows that thread
+        if (thread.shows(open.id, data.message.thread_root_id)) thread.scrollToEnd();
+      } else if (open) {
         const follow = atBottom() || data.message.sender_id === state.me.id;
-        showMessage(data.message);
+        showMessage(data.message, { fromEvent: true });
         if (follow) scrollToBottom();
         markRead();
       }
-      showLastMessage(data.chat_id, data.message);
+      if (!data.message.thread_root_id) showLastMessage(data.chat_id, data.message);
       refreshChatsSoon();
       break;
     }
@@ -777,14 +1013,33 @@ function handleEvent(type, data) {
     case "user.updated":
       updatePerson(data.user);
       break;
+    case "reaction.added":
+    case "reaction.removed": {
+      const mine = data.user_id === state.me.id;
+      const added = type === "reaction.added";
+      const react = (message) => ({ ...message, reactions: applyReaction(message.reactions, data.emoji, mine, added) });
+      if (open) changeMessage(data.message_id, react);
+      break;
+    }
+    case "thread.updated":
+      if (open) changeMessage(data.message_id, (message) => ({ ...message, thread: data.thread }));
+      break;
+    case "mention":
+      refreshChatsSoon();
+      break;
+    case "message.pinned":
+    case "message.unpinned":
+      if (open) pins.changed(data.message_id, type === "message.pinned");
+      break;
     case "reset":
       // What was missed cannot be replayed (our event id is too old, or unknown here): refetch the chats and the
       // open chat's messages, which now hold everything up to the reset; the stream goes on from there.
       if (state.open) {
         const { id } = state.open;
+        const rootId = thread.rootId;
         const typing = document.activeElement === byId("message");
         closeChat();
-        openChat(id, { focus: typing });
+        openChat(id, { focus: typing }).then(() => rootId !== null && openThread(rootId, { focus: false }));
       }
       refreshChatsSoon();
       break;
@@ -858,13 +1113,22 @@ function searchHit(hit) {
 /** Open the hit's chat and bring the message into view, paging back to it when it is older than the first page. */
 async function showHit(hit) {
   await openChat(hit.chat_id, { focus: false });
+  if (hit.thread_root_id) {
+    await openThread(hit.thread_root_id, { focus: false });
+    spotlight(byId("thread-messages").querySelector(`li[data-id="${hit.id}"]`));
+    return;
+  }
   const open = state.open;
   for (let page = 0; page < MAX_PAGES_TO_FIND_HIT && open === state.open && !open.messages.has(hit.id); page += 1) {
     if (!(await loadOlder())) break;
   }
-  const item = byId("messages").querySelector(`li[data-id="${hit.id}"]`);
+  spotlight(byId("messages").querySelector(`li[data-id="${hit.id}"]`));
+}
+
+/** Bring a message found (by a search, or in the pins) into view, marked, with focus on it. */
+function spotlight(item) {
   if (!item) return;
-  for (const other of byId("messages").querySelectorAll(".found")) other.classList.remove("found");
+  for (const other of document.querySelectorAll(".message.found")) other.classList.remove("found");
   item.classList.add("found");
   item.tabIndex = -1;
   item.scrollIntoView({ block: "center" });
@@ -892,12 +1156,73 @@ const pending = new PendingUploads(byId("attachments"), {
   onEmptied: () => byId("message").focus(),
 });
 
+// The thread pane, and the pins of the open chat.
+const thread = new ThreadPane({
+  panel: byId("thread-panel"),
+  list: byId("thread-messages"),
+  summary: byId("thread-summary"),
+  render: (item, message) => fillMessage(item, message, { inThread: true }),
+  onError: (error) => (error ? report(byId("thread-error"), error) : showError(byId("thread-error"), null)),
+});
+const pins = new Pins({
+  list: byId("pins"),
+  empty: byId("no-pins"),
+  error: byId("pins-panel").querySelector(".error"),
+  describe: pinnedSummary,
+  onShow: (message) => state.open && showHit({ ...message, chat_id: state.open.id }),
+  onChange: showPinned,
+  onError: report,
+});
+
+// The message the next one answers, quoted above the message box.
+const draft = new ReplyDraft({
+  preview: byId("reply-preview"),
+  quote: byId("reply-quote"),
+  textbox: byId("message"),
+  who: author,
+  onChange: () => (sendKey = null),
+});
+
+/** A message this page just sent, as the stream will bring it a moment later. */
+function sentMessage(id, content, fields) {
+  const time = new Date().toISOString();
+  return {
+    id,
+    content,
+    attachments: [],
+    sender_id: state.me.id,
+    time,
+    edited_at: null,
+    reply_to: null,
+    thread_root_id: null,
+    thread: null,
+    reactions: [],
+    mentions: [],
+    mentions_all: false,
+    ...fields,
+  };
+}
+
+/** The names the `@` of a message box suggests: the open chat's other members. */
+function mentionable() {
+  const others = (state.open?.members ?? []).filter((member) => member.id !== state.me.id);
+  return others.map((member) => state.names.get(member.id) ?? member.name);
+}
+
 function wireComposer() {
   const composer = byId("composer");
   const textbox = byId("message");
   const error = composer.querySelector(".error");
   textbox.addEventListener("input", () => (sendKey = null));
+  new MentionSuggestions(textbox, byId("mention-options"), mentionable);
   enterSubmits(textbox);
+  textbox.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") draft.cancel();
+  });
+  byId("cancel-reply").addEventListener("click", () => {
+    draft.cancel();
+    textbox.focus();
+  });
   acceptFiles({
     button: byId("attach"),
     picker: byId("attach-files"),
@@ -917,19 +1242,53 @@ function wireComposer() {
     if (content === "" && !uploads.length) return; // every file failed (each said why) and there is no text
     sendKey ??= api.newIdempotencyKey();
     const ids = uploads.length ? uploads.map((upload) => upload.id).join(",") : undefined;
+    const replyTo = draft.replyTo;
     try {
-      const { id } = await api.sendMessage(open.id, content === "" ? undefined : content, ids, sendKey);
+      const message = { content: content === "" ? undefined : content, attachments: ids, replyTo: replyTo?.id };
+      const { id } = await api.sendMessage(open.id, message, sendKey);
       sendKey = null;
       if (textbox.value === content) textbox.value = "";
+      if (draft.replyTo === replyTo) draft.cancel();
       pending.discard(entries);
       if (state.open === open && !open.messages.has(id)) {
         // The stream brings the message as stored a moment later; show it at once meanwhile.
-        const attachments = uploads.map(asAttachment);
-        const time = new Date().toISOString();
-        showMessage({ id, content, attachments, sender_id: state.me.id, time, edited_at: null });
+        showMessage(sentMessage(id, content, { attachments: uploads.map(asAttachment), reply_to: replyTo }));
         scrollToBottom();
       }
       if (state.open === open) open.readUpTo = Math.max(open.readUpTo, id);
+    } catch (failure) {
+      report(error, failure);
+    }
+  });
+}
+
+/** The thread pane's own message box, which posts in the thread it shows. */
+function wireThreadComposer() {
+  const composer = byId("thread-composer");
+  const textbox = byId("thread-message");
+  const error = composer.querySelector(".error");
+  let key = null;
+  textbox.addEventListener("input", () => (key = null));
+  new MentionSuggestions(textbox, byId("thread-mention-options"), mentionable);
+  enterSubmits(textbox);
+  byId("close-thread").addEventListener("click", closeThread);
+  byId("thread-panel").addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && !event.defaultPrevented && event.target.closest("form.edit") === null) closeThread();
+  });
+  onSubmit(composer, async () => {
+    showError(error, null);
+    const open = state.open;
+    const rootId = thread.rootId;
+    const content = textbox.value;
+    key ??= api.newIdempotencyKey();
+    try {
+      const { id } = await api.sendMessage(open.id, { content, threadRootId: rootId }, key);
+      key = null;
+      if (textbox.value === content) textbox.value = "";
+      if (thread.shows(open.id, rootId) && !thread.get(id)) {
+        thread.show(sentMessage(id, content, { thread_root_id: rootId }));
+        thread.scrollToEnd();
+      }
     } catch (failure) {
       report(error, failure);
     }
@@ -1039,6 +1398,26 @@ function wireApp() {
   byId("older").addEventListener("click", () => loadOlder());
 
   wireComposer();
+  wireThreadComposer();
+
+  disclosure(byId("pinned"), byId("pins-panel"), {
+    onOpen: () => pins.load(state.open.id),
+    focus: byId("pins-panel"),
+  });
+
+  const notify = byId("notify");
+  notify.addEventListener("change", async () => {
+    const open = state.open;
+    showError(byId("app-error"), null);
+    try {
+      const settings = await api.updateChatSettings(open.id, notify.value);
+      const chat = state.chats.find((candidate) => candidate.id === open.id);
+      if (chat) Object.assign(chat, settings);
+      renderChats();
+    } catch (failure) {
+      report(byId("app-error"), failure);
+    }
+  });
 
   const addForm = byId("add-member-form");
   const hideAdd = disclosure(byId("add-member"), addForm, {

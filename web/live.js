@@ -20,6 +20,12 @@ const TYPES = [
   "chat.read",
   "chat.invited",
   "user.updated",
+  "reaction.added",
+  "reaction.removed",
+  "thread.updated",
+  "mention",
+  "message.pinned",
+  "message.unpinned",
   "reset",
   "ready",
 ];
