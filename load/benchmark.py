@@ -10,6 +10,8 @@
                                                # messages; search p50/p99 at 1,000,000; sends with and without
     python load/benchmark.py uploads           # 25 MiB up and down, RSS during 10 uploads, another user's reads
                                                # meanwhile; sends and history against the code before issue 23
+    python load/benchmark.py conversations     # history page (reactions, replies, threads), send and chat list
+                                               # (mention_count, a direct chat) against the code before issue 24
     python load/benchmark.py all
 
 Every server is a real uvicorn process with one worker on 127.0.0.1, started and stopped here, on a fresh
@@ -27,11 +29,22 @@ its processes) from opening the streams, divided by their number.
 uploads and downloads. Its wrk rounds compare this code with the code before issue 23 (--before, cfea936), which is
 extracted with `git archive` into the temporary directory and installed there into a venv of its own, pinned to the
 versions of this venv's packages; each server runs on its own database, seeded by its own load/seed.py.
+
+`conversations` compares this code with the code before issue 24 (--conversations-before, 31b440a) the same way, in
+one run: both servers up at once, one worker each on SQLite, wrk rounds alternating between them for seed-1's chat
+list, a 20-message page of one chat and a send to another. load/conversations_bench.py lays the same messages on both
+through the API, and on this code gives the measured page reactions (the reader's own among them), replies, thread
+roots with summaries and mentions, and the chat list mention counts and a direct chat; it prints what the page and
+the list held. Two more rows time this code's sends with an @mention and with `reply_to` against the plain send of
+the code before. The table gives each endpoint's medians, their change, and issue 24's targets, judged by the rate
+and by the server's CPU time a request (on a shared machine the rates also follow the other tenants). Last, with the
+servers stopped, load/conversations_bench.py times the same reads in-process with each code on its database.
 """
 
 import argparse
 import asyncio
 import contextlib
+import json
 import math
 import os
 import re
@@ -44,6 +57,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import conversations_bench as cb
 import httpx
 import realtime as rt
 import uploads_bench as ub
@@ -788,6 +802,173 @@ def uploads(args, workdir: Path) -> None:
     )
 
 
+# Issue 24's targets: this code's rate as a share of the code before it, at least.
+CONVERSATION_TARGETS = {"list": 0.90, "history": 0.85, "send": 0.90}
+
+
+def conversations(args, workdir: Path) -> None:
+    """Issue 24 against the code before it: see the module docstring and load/conversations_bench.py."""
+    began = time.perf_counter()
+    before_tree, before_bin = install_commit(args.conversations_before, workdir)
+    installed = time.perf_counter() - began
+    # 40 messages a chat on average: every chat has a full page before the sends that decorate it.
+    shape = dict(users=2, chats=10, messages=400, members_per_chat=2)
+    after_db, before_db = f"sqlite:///{workdir / 'after.db'}", f"sqlite:///{workdir / 'before.db'}"
+    seed(after_db, **shape)
+    seed(before_db, **shape, tree=before_tree, python=str(before_bin / "python"))
+    # Direct chats follow who_can_add_me; the seeded users never chose theirs. Both servers get the same option.
+    open_door = ["--default-who-can-add-me", "anyone"]
+    servers = {
+        "before": [*chat_server(before_db, before_bin / "chat-server"), *open_door],
+        "after": [*chat_server(after_db), *open_door],
+    }
+    names = list(servers)
+    with contextlib.ExitStack() as stack:
+        running = {
+            name: stack.enter_context(serve_process(cmd, "/api/openapi.json", workdir)) for name, cmd in servers.items()
+        }
+        urls = {name: url for name, (url, _) in running.items()}
+        pids = {name: rt.process_tree(process.pid) for name, (_, process) in running.items()}
+        for name, url in urls.items():  # the right code answers on each: only this code opens direct chats
+            has_direct = "/direct/{user_id}" in httpx.get(url + "/api/openapi.json").json()["paths"]
+            if has_direct != (name == "after"):
+                raise RuntimeError(f"the {name} server {'has' if has_direct else 'lacks'} POST /api/direct/{{user_id}}")
+        cookies = {name: login(url) for name, url in urls.items()}
+        chat_ids = {
+            name: sorted(
+                c["id"] for c in httpx.get(url + "/api/chats", headers={"Cookie": cookies[name]}).json()["chats"]
+            )
+            for name, url in urls.items()
+        }
+        if chat_ids["before"] != chat_ids["after"]:
+            raise RuntimeError(f"the two seeds differ: chats {chat_ids}")
+        history_chat, send_chat, *others = chat_ids["after"]
+        for name, url in urls.items():
+            cb.decorate(url, SEED_PASSWORD, name == "after", history_chat, others)
+        shapes = {name: cb.shape(url, SEED_PASSWORD, history_chat) for name, url in urls.items()}
+        laid = shapes["after"]
+        if not (laid.with_my_reaction and laid.replies and laid.thread_roots and laid.mention_count):
+            raise RuntimeError(f"this code's data lacks issue 24's features: {laid.describe()}")
+        for name, got in shapes.items():
+            if (got.page_messages, got.chats) != (cb.PAGE, len(chat_ids[name]) + 1):
+                raise RuntimeError(f"the {name} server's data is not the planned shape: {got.describe()}")
+        for name, url in urls.items():
+            plain_page = httpx.get(f"{url}/api/chats/{others[-1]}?limit={cb.PAGE}", headers={"Cookie": cookies[name]})
+            if len(plain_page.json()["messages"]) != cb.PAGE:
+                raise RuntimeError(f"chat {others[-1]} of the {name} server holds less than a page")
+        reply_to = httpx.get(
+            f"{urls['after']}/api/chats/{send_chat}?limit=1", headers={"Cookie": cookies["after"]}
+        ).json()["messages"][0]["id"]
+
+        plain = "content=hello%20there"
+        mention = "content=%40seed-2%20hello%20there"
+        endpoints = [  # (key, label, path, the body for each server)
+            ("list", "`GET /api/chats` (11 chats, mention_count)", "/api/chats", {}),
+            ("history", f"`GET /api/chats/{{id}}?limit={cb.PAGE}`", f"/api/chats/{history_chat}?limit={cb.PAGE}", {}),
+            (
+                "plain history",
+                "the same, a chat with none of issue 24's features (the code's cost alone)",
+                f"/api/chats/{others[-1]}?limit={cb.PAGE}",
+                {},
+            ),
+            ("send", "send (`POST /api/chats/{id}`, plain)", f"/api/chats/{send_chat}", {n: plain for n in names}),
+            (
+                "mention",
+                "send with an @mention (the code before: the same text)",
+                f"/api/chats/{send_chat}",
+                {n: mention for n in names},
+            ),
+            (
+                "reply",
+                "send with `reply_to` (the code before: a plain send)",
+                f"/api/chats/{send_chat}",
+                {"before": plain, "after": f"{plain}&reply_to={reply_to}"},
+            ),
+        ]
+        rounds: dict[str, list[dict]] = {key: [] for key, *_ in endpoints}
+
+        def measured(name: str, target: str, body: str) -> dict:
+            """wrk against one server, with the server's CPU time per request (from /proc) over the run."""
+            cpu = rt.cpu_seconds(pids[name])
+            result = wrk(target, cookies[name], post_form=body, duration=args.duration, connections=args.connections)
+            result["cpu_us"] = (rt.cpu_seconds(pids[name]) - cpu) / max(result["requests"], 1) * 1e6
+            return result
+
+        for key, _label, path, bodies in endpoints:
+            for name, url in urls.items():
+                wrk(url + path, cookies[name], post_form=bodies.get(name, ""), duration=2, connections=args.connections)
+            for number in range(args.rounds):  # before first in odd rounds, this code first in even ones
+                order = names if number % 2 == 0 else names[::-1]
+                rounds[key].append({name: measured(name, urls[name] + path, bodies.get(name, "")) for name in order})
+        after_shape = cb.shape(urls["after"], SEED_PASSWORD, history_chat)
+        user_id = int(re.search(r"user_id=(\d+)", cookies["after"]).group(1))
+
+    # The servers are gone; their databases stay. The same reads, in-process, alternating the two codes.
+    databases = {"before": (before_db, str(before_bin / "python")), "after": (after_db, sys.executable)}
+    timed: dict[str, list[dict]] = {name: [] for name in names}
+    for _ in range(3):
+        for name, (database, python) in databases.items():
+            command = [python, str(ROOT / "load" / "conversations_bench.py"), "--database", database]
+            command += ["--user", str(user_id), "--history-chat", str(history_chat), "--plain-chat", str(others[-1])]
+            output = subprocess.run(command, capture_output=True, text=True, check=True, cwd=workdir).stdout
+            timed[name].append(json.loads(output.splitlines()[-1]))
+
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    changed = subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT).returncode != 0
+    print(
+        f"\nConversations (issue 24): this code ({head.strip() or 'no git'}{' with uncommitted changes' * changed}) "
+        f"against the code before it ({args.conversations_before}), one uvicorn "
+        f"worker each on SQLite, both up at once; wrk -t1 -c{args.connections} -d{args.duration}s, {args.rounds} "
+        f"rounds alternating the two servers (before first in odd rounds, this code first in even ones), medians\n"
+    )
+    print(f"This code's data: {laid.describe()}. The code before it: the same messages, plain.\n")
+    # One worker is one core's work: on an idle machine its rate is 1 / (CPU a request). On a shared machine wrk's
+    # rates follow the other tenants too, so each target is judged both ways.
+    print(
+        "| Endpoint | before, req/s | this code, req/s | change | per-round ratios, median | server CPU a request, "
+        "before / this code | target | by req/s | by CPU a request |"
+    )
+    print("|---|---:|---:|---:|---:|---|---|---|---|")
+    for key, label, _path, _bodies in endpoints:
+        runs = rounds[key]
+        before, after = (median([r[name]["rps"] for r in runs]) for name in names)
+        before_cpu, after_cpu = (median([r[name]["cpu_us"] for r in runs]) for name in names)
+        paired = median([r["after"]["rps"] / r["before"]["rps"] for r in runs])
+        target = CONVERSATION_TARGETS.get(key)
+        goal = by_rate = by_cpu = "-"
+        if target is not None:
+            goal = f"within {1 - target:.0%} (≥ {target:.0%} of the rate)"
+            by_rate = "met" if after / before >= target else "**MISSED**"
+            by_cpu = "met" if before_cpu / after_cpu >= target else "**MISSED**"
+        print(
+            f"| {label} | {before:,.0f} | {after:,.0f} | **{after / before - 1:+.1%}** | {paired - 1:+.1%} "
+            f"| {before_cpu:,.0f} / {after_cpu:,.0f} µs ({after_cpu / before_cpu - 1:+.0%}) | {goal} | {by_rate} "
+            f"| {by_cpu} |"
+        )
+    print("\nEvery round, req/s (before / this code), and the errors of all rounds:\n")
+    print("| Endpoint | rounds | errors |")
+    print("|---|---|---:|")
+    for key, label, _path, _bodies in endpoints:
+        each = ", ".join(f"{r['before']['rps']:,.0f} / {r['after']['rps']:,.0f}" for r in rounds[key])
+        errors = sum(r[name]["errors"] for r in rounds[key] for name in names)
+        print(f"| {label} | {each} | {errors} |")
+    print(
+        "\nThe same reads in-process, without HTTP or the framework: the model call each handler makes "
+        "(Chat.listing_for, Message.page) on the databases the servers left, 3 runs of each code alternating, each "
+        "the least of 7 batches of 300 calls; the least of the 3 runs:\n"
+    )
+    print("| Read | before, µs a call | this code, µs a call | change |")
+    print("|---|---:|---:|---:|")
+    for read, label in (("list", "chat list"), ("history", "history page"), ("plain history", "plain history page")):
+        before, after = (min(run[read]["least"] for run in timed[name]) for name in names)
+        print(f"| {label} | {before:,.0f} | {after:,.0f} | {after / before - 1:+.0%} |")
+    print(
+        f"\nAfter the rounds the page and list of this code held: {after_shape.describe()}. "
+        f"Installing {args.conversations_before} into its venv took {installed:.0f} s; "
+        f"the whole run {time.perf_counter() - began:.0f} s."
+    )
+
+
 def counts(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
 
@@ -796,12 +977,27 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "which",
-        choices=["throughput", "growth", "scale-out", "postgres", "cluster", "realtime", "search", "uploads", "all"],
+        choices=[
+            "throughput",
+            "growth",
+            "scale-out",
+            "postgres",
+            "cluster",
+            "realtime",
+            "search",
+            "uploads",
+            "conversations",
+            "all",
+        ],
     )
     parser.add_argument("--duration", type=int, default=10, help="seconds per measurement (default %(default)s)")
     parser.add_argument("--connections", type=int, default=32, help="for throughput (default %(default)s)")
     parser.add_argument(
-        "--rounds", type=int, default=5, help="for postgres: rounds of floor, SQLite, PostgreSQL (default %(default)s)"
+        "--rounds",
+        type=int,
+        default=5,
+        help="for postgres: rounds of floor, SQLite, PostgreSQL; for conversations: rounds of before and after "
+        "(default %(default)s)",
     )
     parser.add_argument("--growth-connections", type=int, default=4, help="for growth (default %(default)s)")
     parser.add_argument("--search-messages", type=int, default=1_000_000, help="for search (default %(default)s)")
@@ -851,6 +1047,12 @@ def main(argv=None) -> None:
     upload_options.add_argument(
         "--upload-rounds", type=int, default=4, help="rounds of wrk on each of the two servers (%(default)s)"
     )
+    conversation_options = parser.add_argument_group("conversations")
+    conversation_options.add_argument(
+        "--conversations-before",
+        default="31b440a",
+        help="the commit to compare history, sends and the chat list with (%(default)s, before issue 24)",
+    )
     args = parser.parse_args(argv)
     needs_wrk = args.which != "realtime" and not (args.which == "search" and args.worst_search_only)
     if needs_wrk and shutil.which("wrk") is None:
@@ -874,6 +1076,8 @@ def main(argv=None) -> None:
                 search_at_scale(args, Path(tmp))
         if args.which in ("uploads", "all"):
             uploads(args, Path(tmp))
+        if args.which in ("conversations", "all"):
+            conversations(args, Path(tmp))
 
 
 if __name__ == "__main__":

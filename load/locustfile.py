@@ -1,5 +1,7 @@
 """Locust traffic shaped like a chat app: chatters talk in shared chats, readers page back through their history,
-listeners hold an event stream (`GET /api/events`) open and talk too.
+listeners hold an event stream (`GET /api/events`) open and talk too. Chatters also react, reply, post in threads,
+mention members and now and then open a direct chat; readers react and open threads (docs/load-testing.md gives the
+proportions).
 
 Every response is checked against what this user already knows (its own sends, renames, deletions and the members it
 added), so a run fails on wrong answers as well as on errors. Every message sent into a chat whose member holds a
@@ -18,7 +20,7 @@ import re
 import secrets
 import threading
 import time
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import gevent
 import gevent.event
@@ -31,8 +33,28 @@ PASSWORD = "load-test-password"
 DEFAULT_MAX_P95_MS = 500.0
 HISTORY_PAGE = 20
 CHAT_PAGE = 100  # GET /api/chats without a limit
-CHAT_KEYS = {"id", "title", "last_message", "last_message_time", "sender_id", "last_read_id", "unread_count"}
-MESSAGE_KEYS = {"id", "content", "sender_id", "time", "edited_at", "attachments"}
+CHAT_KEYS = {
+    *("id", "title", "last_message", "last_message_time", "sender_id", "last_read_id", "unread_count"),
+    *("kind", "mention_count", "notify", "muted_until"),
+}
+MESSAGE_KEYS = {
+    *("id", "content", "sender_id", "time", "edited_at", "attachments"),
+    *("reply_to", "thread_root_id", "thread", "reactions", "mentions", "mentions_all"),
+}
+REPLY_KEYS = {"id", "sender_id", "snippet", "deleted"}
+THREAD_KEYS = {"reply_count", "last_reply_at", "participant_ids"}
+REACTION_KEYS = {"emoji", "count", "me"}
+SNIPPET = 100  # characters of the original a reply quotes
+THREAD_PAGE = 100  # GET .../thread without a limit
+THREAD_LIST = 50  # GET /api/threads without a limit
+EMOJI = ("👍", "❤️", "😂", "🎉", "👀", "🚀")
+# What a chatter's send carries, as shares of its sends: a post in a thread, a reply (`reply_to`), an @name of a
+# member, `@all`. The rest are plain messages.
+THREAD_SHARE = 0.10
+REPLY_SHARE = 0.15
+MENTION_SHARE = 0.10
+MENTION_ALL_SHARE = 0.01
+REMEMBERED = 200  # messages, threads and reactions a user keeps in mind to check or act on later
 FOLLOW_UP_PAGE = 1000
 MY_RECENT_MESSAGES = 200
 # Names must be unique across runs against the same database, and across Locust worker processes.
@@ -50,6 +72,15 @@ STREAM_READ_TIMEOUT = 60.0  # seconds without a byte before a stream counts as d
 REPLAY_COMPARED = 50  # a replay check starts after one of the stream's newest this-many events
 
 log = logging.getLogger("load")
+# A message's fields from issue 24 with nothing in them, for checking one of them alone.
+EMPTY_CONVERSATION = {
+    "reply_to": None,
+    "thread_root_id": None,
+    "thread": None,
+    "reactions": [],
+    "mentions": [],
+    "mentions_all": False,
+}
 
 
 @events.init_command_line_parser.add_listener
@@ -130,6 +161,7 @@ class Directory:
         self._people = {"reader": [], "chatter": [], "listener": []}
         self._withdrawn: set[str] = set()
         self._deleted: dict[int, float] = {}
+        self._thread_replies: set[int] = set()
 
     def join(self, kind: str, user_id: int, name: str) -> None:
         with self._lock:
@@ -157,6 +189,15 @@ class Directory:
         with self._lock:
             confirmed = self._deleted.get(message_id)
         return confirmed is not None and confirmed < moment
+
+    def posted_in_thread(self, message_id: int) -> None:
+        """Note a reply in a thread, which must never show in a chat's history."""
+        with self._lock:
+            self._thread_replies.add(message_id)
+
+    def is_thread_reply(self, message_id: int) -> bool:
+        with self._lock:
+            return message_id in self._thread_replies
 
 
 directory = Directory()
@@ -199,6 +240,52 @@ def expect_error(body) -> None:
 def expect_time(value, what: str) -> None:
     if not isinstance(value, str) or not TIME_SHAPE.match(value):
         raise Mismatch(f"{what} should be an RFC 3339 UTC time, got {value!r}")
+
+
+def expect_count(value, what: str, low: int = 0, high: int = 999) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise Mismatch(f"{what} should be an integer {low}-{high}, got {value!r}")
+    return value
+
+
+def expect_conversation(message: dict, what: str) -> None:
+    """The fields issue 24 added to a message: its quote, thread, reactions and mentions are well formed."""
+    reply = message["reply_to"]
+    if reply is not None:
+        expect_keys(reply, REPLY_KEYS, f"{what} reply_to")
+        expect_id(reply["id"], f"{what} reply_to id")
+        if not isinstance(reply["deleted"], bool) or (reply["snippet"] is None) != reply["deleted"]:
+            raise Mismatch(f"{what} reply_to should have a snippet unless deleted: {reply}")
+        if reply["snippet"] is not None and (not isinstance(reply["snippet"], str) or len(reply["snippet"]) > SNIPPET):
+            raise Mismatch(f"{what} reply_to snippet should be a string of at most {SNIPPET}: {reply}")
+    if message["thread_root_id"] is not None:
+        expect_id(message["thread_root_id"], f"{what} thread_root_id")
+    thread = message["thread"]
+    if thread is not None:
+        expect_keys(thread, THREAD_KEYS, f"{what} thread")
+        expect_count(thread["reply_count"], f"{what} reply_count", 1, 2**31)
+        if thread["last_reply_at"] is not None:
+            expect_time(thread["last_reply_at"], f"{what} last_reply_at")
+        people = thread["participant_ids"]
+        if not isinstance(people, list) or not 1 <= len(people) <= 10 or len(set(people)) != len(people):
+            raise Mismatch(f"{what} participant_ids should be 1-10 distinct ids: {people}")
+    reactions = message["reactions"]
+    if not isinstance(reactions, list) or len(reactions) > 20:
+        raise Mismatch(f"{what} reactions should be a list of at most 20: {str(reactions)[:200]}")
+    for reaction in reactions:
+        expect_keys(reaction, REACTION_KEYS, f"{what} reaction")
+        expect_count(reaction["count"], f"{what} reaction count", 1, 2**31)
+        if not isinstance(reaction["me"], bool) or not isinstance(reaction["emoji"], str):
+            raise Mismatch(f"{what} has a malformed reaction: {reaction}")
+    if len({reaction["emoji"] for reaction in reactions}) != len(reactions):
+        raise Mismatch(f"{what} lists an emoji twice: {reactions}")
+    mentions = message["mentions"]
+    if not isinstance(mentions, list) or len(set(mentions)) != len(mentions):
+        raise Mismatch(f"{what} mentions should be a list of distinct ids: {mentions}")
+    for user_id in mentions:
+        expect_id(user_id, f"{what} mention")
+    if not isinstance(message["mentions_all"], bool):
+        raise Mismatch(f"{what} mentions_all should be a boolean: {message['mentions_all']!r}")
 
 
 def expect_author(content: str, sender_id, what: str) -> None:
@@ -355,6 +442,9 @@ class StreamTracker:
         message_id = expect_id(message["id"], "message id")
         expect_time(message["time"], f"message {message_id} time")
         expect_author(message["content"], message["sender_id"], f"message {message_id}")
+        expect_conversation(message, f"message {message_id}")
+        if message["reactions"] or message["thread"] is not None:
+            raise Mismatch(f"new message {message_id} already has reactions or a thread: {message}")
         if message_id in self.messages:
             raise Mismatch(f"message.created for message {message_id} arrived twice")
         if data["chat_id"] not in self.chats:
@@ -424,6 +514,11 @@ class ChatUser(FastHttpUser):
         self.username = f"{self.kind}-{RUN_TAG}-{next(_serial)}"
         self.user_id = None
         self.chats: list[int] = []
+        # The history messages of the last page read in each chat, (id, content, sender): what this user replies to,
+        # reacts to and opens threads of. Thread roots there with a summary, by chat.
+        self.seen: dict[int, list[tuple[int, str, int]]] = {}
+        self.roots: dict[int, list[tuple[int, str]]] = {}
+        self.reacted: dict[tuple[int, str], int] = {}  # (message, emoji): chat, of my reactions still standing
         body = self.call(
             "POST",
             "/api/user/0",
@@ -454,14 +549,15 @@ class ChatUser(FastHttpUser):
             streams.added(chat_id, user_id, time.monotonic())
         return ok
 
-    def call(self, method: str, path: str, *, name: str, expect: int, check=None, **kwargs):
-        """Send one request, fail it unless it has the expected status, a JSON body, and passes `check`.
+    def call(self, method: str, path: str, *, name: str, expect: int | tuple[int, ...], check=None, **kwargs):
+        """Send one request, fail it unless it has an expected status, a JSON body, and passes `check`.
 
         Returns the body, or None when the request failed.
         """
+        expected = expect if isinstance(expect, tuple) else (expect,)
         with self.client.request(method, path, name=name, catch_response=True, **kwargs) as response:
             try:
-                if response.status_code != expect:
+                if response.status_code not in expected:
                     raise Mismatch(f"status {response.status_code}, expected {expect}: {snippet(response)}")
                 if not response.headers.get("content-type", "").startswith("application/json"):
                     raise Mismatch(f"content-type {response.headers.get('content-type')!r} is not JSON")
@@ -477,22 +573,132 @@ class ChatUser(FastHttpUser):
             response.success()
             return body
 
-    def send(self, chat_id: int, content: str) -> dict | None:
-        """Send a message; every stream that already delivers the chat must then deliver it, exactly once."""
+    def send(self, chat_id: int, content: str, refers_to: str | None = None, **extra) -> dict | None:
+        """Send a message; every stream that already delivers the chat must then deliver it, exactly once.
+
+        `extra` is `reply_to` or `thread_root_id`, and `refers_to` the text of the message it names: a 404 is right
+        once that message's deletion was announced (None is returned then, as for a failure)."""
         watchers = streams.watching(chat_id)
+
+        def created(body, response):
+            if response.status_code == 404:
+                if refers_to is None or not directory.was_withdrawn(refers_to):
+                    raise Mismatch(f"404 for a send naming a message that was not deleted: {str(body)[:200]}")
+                expect_error(body)
+                return
+            expect_created(body)
+
+        suffix = "".join(f" {key}" for key in extra)
         body = self.call(
             "POST",
             f"/api/chats/{chat_id}",
-            name="/api/chats/{chat_id}",
-            expect=201,
-            check=lambda body, _response: expect_created(body),
-            data={"content": content},
+            name="/api/chats/{chat_id}" + suffix,
+            expect=(201, 404) if extra else 201,
+            check=created,
+            data={"content": content, **extra},
         )
-        if body is not None:
-            acked = time.monotonic()
-            for tracker in watchers:
-                tracker.expect_message(body["id"], chat_id, content, self.user_id, acked)
+        if body is None or "id" not in body:
+            return None
+        acked = time.monotonic()
+        for tracker in watchers:
+            tracker.expect_message(body["id"], chat_id, content, self.user_id, acked)
         return body
+
+    def react(self, chat_id: int, message_id: int, content: str) -> None:
+        """Add a reaction to a message, or take back one of mine; the answer must show the change. A 404 is right
+        once the message's deletion was announced."""
+        emoji = random.choice(EMOJI)
+        adding = (message_id, emoji) not in self.reacted
+
+        def reactions(body, response):
+            if response.status_code == 404:
+                if not directory.was_withdrawn(content):
+                    raise Mismatch(f"404 for a reaction to message {message_id}, which was not deleted: {body}")
+                expect_error(body)
+                return
+            expect_keys(body, {"message_id", "reactions"}, "a message's reactions")
+            if body["message_id"] != message_id:
+                raise Mismatch(f"reactions of message {body['message_id']}, not {message_id}")
+            expect_conversation({**EMPTY_CONVERSATION, "reactions": body["reactions"]}, f"message {message_id}")
+            mine = next((r for r in body["reactions"] if r["emoji"] == emoji), None)
+            if adding and (mine is None or not mine["me"]):
+                raise Mismatch(f"my {emoji} on message {message_id} is not in its reactions: {body['reactions']}")
+            if not adding and mine is not None and mine["me"]:
+                raise Mismatch(f"my {emoji} on message {message_id} is still there: {body['reactions']}")
+
+        body = self.call(
+            "PUT" if adding else "DELETE",
+            f"/api/chats/{chat_id}/messages/{message_id}/reactions/{quote(emoji)}",
+            name="/api/chats/{chat_id}/messages/{message_id}/reactions/{emoji}",
+            expect=(200, 404),
+            check=reactions,
+        )
+        if body is not None and "reactions" in body:
+            if adding:
+                self.reacted[(message_id, emoji)] = chat_id
+                while len(self.reacted) > REMEMBERED:
+                    del self.reacted[next(iter(self.reacted))]
+            else:
+                self.reacted.pop((message_id, emoji), None)
+
+    def react_to_something(self) -> None:
+        """React to a message of a page read lately, or take a reaction of mine back."""
+        if self.reacted and random.random() < 0.25:
+            (message_id, _emoji), chat_id = random.choice(list(self.reacted.items()))
+            known = {m[0]: m[1] for m in self.seen.get(chat_id, ())}
+            if message_id in known:
+                self.react(chat_id, message_id, known[message_id])
+                return
+        if not self.seen:
+            return
+        chat_id = random.choice(list(self.seen))
+        if self.seen[chat_id]:
+            message_id, content, _sender = random.choice(self.seen[chat_id])
+            self.react(chat_id, message_id, content)
+
+    def open_thread(self, chat_id: int, root_id: int, root_content: str, check=None) -> list[dict] | None:
+        """GET a thread: its root and its newest replies, oldest first, all in that thread. A 404 is right once the
+        root's deletion was announced (a root takes its replies with it)."""
+        sent_at = time.monotonic()
+
+        def thread(body, response):
+            if response.status_code == 404:
+                if not directory.was_withdrawn(root_content):
+                    raise Mismatch(f"404 for the thread of message {root_id}, which was not deleted: {body}")
+                expect_error(body)
+                return
+            expect_keys(body, {"root", "messages"}, "a thread")
+            root, replies = body["root"], body["messages"]
+            expect_keys(root, MESSAGE_KEYS, "a thread's root")
+            expect_conversation(root, f"root {root_id}")
+            if root["id"] != root_id or root["thread_root_id"] is not None:
+                raise Mismatch(f"the thread of {root_id} has root {root['id']} in thread {root['thread_root_id']}")
+            if not isinstance(replies, list) or len(replies) > THREAD_PAGE:
+                raise Mismatch(f"a thread page should hold at most {THREAD_PAGE} replies: {str(replies)[:200]}")
+            if replies and root["thread"] is None:
+                raise Mismatch(f"root {root_id} has replies but no thread summary")
+            previous = root_id
+            for reply in replies:
+                expect_keys(reply, MESSAGE_KEYS, "a reply in a thread")
+                reply_id = expect_id(reply["id"], "reply id")
+                expect_conversation(reply, f"reply {reply_id}")
+                if reply["thread_root_id"] != root_id or reply_id <= previous:
+                    raise Mismatch(f"reply {reply_id} is in thread {reply['thread_root_id']} after {previous}")
+                previous = reply_id
+                expect_author(reply["content"], reply["sender_id"], f"reply {reply_id}")
+                if directory.deleted_before(reply_id, sent_at):
+                    raise Mismatch(f"reply {reply_id} was served after its deletion was confirmed")
+            if check is not None:
+                check(replies)
+
+        body = self.call(
+            "GET",
+            f"/api/chats/{chat_id}/messages/{root_id}/thread",
+            name="/api/chats/{chat_id}/messages/{message_id}/thread",
+            expect=(200, 404),
+            check=thread,
+        )
+        return body["messages"] if body is not None and "messages" in body else None
 
     def cookie(self, name: str) -> str | None:
         return next((c.value for c in self.client.cookiejar if c.name == name), None)
@@ -554,9 +760,14 @@ class ChatUser(FastHttpUser):
                 expect_id(chat["id"], "chat id")
                 if chat["last_read_id"] is not None:
                     expect_id(chat["last_read_id"], f"chat {chat['id']} last_read_id")
-                unread = chat["unread_count"]
-                if not isinstance(unread, int) or isinstance(unread, bool) or not 0 <= unread <= 999:
-                    raise Mismatch(f"chat {chat['id']} unread_count should be an integer 0-999, got {unread!r}")
+                unread = expect_count(chat["unread_count"], f"chat {chat['id']} unread_count")
+                mentioned = expect_count(chat["mention_count"], f"chat {chat['id']} mention_count")
+                if mentioned > unread:
+                    raise Mismatch(f"chat {chat['id']} counts {mentioned} mentions among {unread} unread messages")
+                if chat["kind"] not in ("group", "direct") or chat["notify"] not in ("all", "mentions", "none"):
+                    raise Mismatch(f"chat {chat['id']} has kind {chat['kind']!r} and notify {chat['notify']!r}")
+                if chat["muted_until"] is not None:
+                    expect_time(chat["muted_until"], f"chat {chat['id']} muted_until")
                 empty = [chat[k] is None for k in ("last_message", "last_message_time", "sender_id")]
                 if any(empty) and not all(empty):
                     raise Mismatch(f"chat {chat['id']} has only some last-message fields: {chat}")
@@ -607,13 +818,21 @@ class ChatUser(FastHttpUser):
                     raise Mismatch(f"message {message_id} has a malformed content or sender_id: {message}")
                 expect_time(message["time"], f"message {message_id} time")
                 expect_author(message["content"], message["sender_id"], f"message {message_id}")
+                expect_conversation(message, f"message {message_id}")
+                if message["thread_root_id"] is not None or directory.is_thread_reply(message_id):
+                    raise Mismatch(f"message {message_id}, a reply in a thread, is in the chat's history")
                 if directory.deleted_before(message_id, sent_at):
                     raise Mismatch(f"message {message_id} was served after its deletion was confirmed")
             if check is not None:
                 check(messages)
 
         body = self.call("GET", f"/api/chats/{chat_id}?{query}", name="/api/chats/{chat_id}", expect=200, check=page)
-        return None if body is None else body["messages"]
+        if body is None:
+            return None
+        if body["messages"]:
+            self.seen[chat_id] = [(m["id"], m["content"], m["sender_id"]) for m in body["messages"]]
+            self.roots[chat_id] = [(m["id"], m["content"]) for m in body["messages"] if m["thread"] is not None]
+        return body["messages"]
 
 
 class Chatter(ChatUser):
@@ -634,6 +853,13 @@ class Chatter(ChatUser):
         self.unread: dict[int, tuple[int, str]] = {}
         self.unlisted: dict[int, tuple[int, str]] = {}
         self.mine: list[tuple[int, int, str]] = []
+        self.names: dict[int, str] = {}  # of the people this user added to its chats
+        # What my messages carry, until a read shows them: the quote of the original (id, sender, text), and the
+        # mentions (the ids, and whether @all).
+        self.quoted: dict[int, tuple[int, int, str]] = {}
+        self.mentioned: dict[int, tuple[list[int], bool]] = {}
+        self.threads: list[tuple[int, int, str, int]] = []  # (chat, root, root's text, my reply)
+        self.directs: dict[int, str] = {}  # my direct chats: the other person's name, their title for me
         self.create_chat()
 
     @task(1)
@@ -668,6 +894,7 @@ class Chatter(ChatUser):
         if person is None:
             return
         user_id = person[0]
+        self.names[user_id] = person[1]
         ok = self.add_to_chat(chat_id, person)
         if members is not None:
             # A failed add may still have happened; stop judging this chat's member list.
@@ -694,17 +921,151 @@ class Chatter(ChatUser):
 
     @task(12)
     def send_message(self):
+        """Mostly plain messages; some posted in a thread, some replies, some with an @name or @all."""
         if self.current is None:
             return
         chat_id = self.current
         filler = " ".join(random.choices(WORDS, k=random.randint(1, 25)))
-        content = f"m{self.user_id}.{next(self.seq)} {filler}"
-        body = self.send(chat_id, content)
+        roll = random.random()
+        if roll < THREAD_SHARE and self.seen.get(chat_id):
+            self.post_in_thread(chat_id, filler)
+            return
+        tag = f"m{self.user_id}.{next(self.seq)}"
+        extra, refers_to, mentions = {}, None, None
+        if roll < THREAD_SHARE + REPLY_SHARE and self.seen.get(chat_id):
+            original_id, refers_to, original_sender = random.choice(self.seen[chat_id])
+            extra["reply_to"] = original_id
+        roll = random.random()
+        members = [m for m in self.members.get(chat_id) or () if m != self.user_id and m in self.names]
+        if roll < MENTION_ALL_SHARE:
+            filler, mentions = f"@all {filler}", ([], True)
+        elif roll < MENTION_ALL_SHARE + MENTION_SHARE and members:
+            named = random.choice(members)
+            filler, mentions = f"@{self.names[named]} {filler}", ([named], False)
+        content = f"{tag} {filler}"
+        body = self.send(chat_id, content, refers_to, **extra)
         if body is None:
             return
         self.unread[chat_id] = self.unlisted[chat_id] = (body["id"], content)
         self.mine.append((chat_id, body["id"], content))
         del self.mine[:-MY_RECENT_MESSAGES]
+        if extra:
+            self.quoted[body["id"]] = (original_id, original_sender, refers_to)
+        if mentions is not None:
+            self.mentioned[body["id"]] = mentions
+        for pending in self.quoted, self.mentioned:
+            while len(pending) > REMEMBERED:
+                del pending[next(iter(pending))]
+
+    def post_in_thread(self, chat_id: int, filler: str) -> None:
+        """Post a reply in the thread of a message read lately; it stays out of the chat's history."""
+        root_id, root_content, _sender = random.choice(self.seen[chat_id])
+        content = f"m{self.user_id}.{next(self.seq)} {filler}"
+        body = self.send(chat_id, content, root_content, thread_root_id=root_id)
+        if body is None:
+            return
+        directory.posted_in_thread(body["id"])
+        self.threads.append((chat_id, root_id, root_content, body["id"]))
+        del self.threads[:-REMEMBERED]
+
+    @task(1)
+    def read_a_thread(self):
+        """Open a thread I posted in: my reply is there, unless newer ones pushed it off the page."""
+        if not self.threads:
+            return
+        chat_id, root_id, root_content, reply_id = random.choice(self.threads)
+
+        def has_my_reply(replies):
+            if any(reply["id"] == reply_id for reply in replies):
+                return
+            if len(replies) == THREAD_PAGE and replies[0]["id"] > reply_id:
+                return
+            raise Mismatch(f"my reply {reply_id} is missing from the thread of {root_id}")
+
+        self.open_thread(chat_id, root_id, root_content, check=has_my_reply)
+
+    @task(1)
+    def list_threads(self):
+        """GET /api/threads: well formed, and the thread I posted in last is followed (when all fit one page)."""
+        latest = self.threads[-1] if self.threads else None
+
+        def threads(body, response):
+            expect_keys(body, {"threads"}, "the thread list")
+            listed = set()
+            for entry in body["threads"]:
+                expect_keys(entry, {"chat_id", "root", "last_read_id", "unread_count"}, "a followed thread")
+                expect_keys(entry["root"], MESSAGE_KEYS, "a followed thread's root")
+                expect_conversation(entry["root"], f"root {entry['root']['id']}")
+                expect_count(entry["unread_count"], f"thread {entry['root']['id']} unread_count")
+                listed.add(entry["root"]["id"])
+            # A full page may leave out a thread with older activity; a shorter one is every thread I follow.
+            complete = len(body["threads"]) < THREAD_LIST
+            if latest is not None and complete and latest[1] not in listed and not directory.was_withdrawn(latest[2]):
+                raise Mismatch(f"the thread of {latest[1]}, where I posted, is not among those I follow")
+
+        self.call("GET", "/api/threads", name="/api/threads", expect=200, check=threads)
+
+    @task(2)
+    def react_to_a_message(self):
+        self.react_to_something()
+
+    @task(1)
+    def message_directly(self):
+        """Open the direct chat with someone, and say something there: half as often as the task's weight says."""
+        if random.random() < 0.5:
+            return
+        person = directory.pick(random.choice(("chatter", "reader", "listener")), {self.user_id})
+        if person is None:
+            return
+        user_id, name = person
+        statuses = []
+
+        def opened(body, response):
+            chat_id = expect_created(body)
+            if response.headers.get("location") != f"/api/chats/{chat_id}":
+                raise Mismatch(f"Location should be /api/chats/{chat_id}, got {response.headers.get('location')!r}")
+            statuses.append(response.status_code)
+
+        body = self.call(
+            "POST", f"/api/direct/{user_id}", name="/api/direct/{user_id}", expect=(200, 201), check=opened
+        )
+        if body is None:
+            return
+        chat_id = body["id"]
+        if statuses == [201]:
+            streams.added(chat_id, user_id, time.monotonic())
+        self.directs[chat_id] = name
+        if chat_id not in self.chats:
+            self.chats.append(chat_id)
+        content = f"m{self.user_id}.{next(self.seq)} {' '.join(random.choices(WORDS, k=random.randint(1, 8)))}"
+        sent = self.send(chat_id, content)
+        if sent is not None:
+            self.unread[chat_id] = self.unlisted[chat_id] = (sent["id"], content)
+            self.mine.append((chat_id, sent["id"], content))
+            del self.mine[:-MY_RECENT_MESSAGES]
+            if random.random() < 0.5:
+                self.current = chat_id
+
+    def check_what_it_carries(self, message: dict) -> None:
+        """My message as read back: the quote and the mentions it was sent with."""
+        message_id = message["id"]
+        quoted = self.quoted.pop(message_id, None)
+        reply = message["reply_to"]
+        if quoted is None and reply is not None:
+            raise Mismatch(f"my message {message_id}, no reply, quotes {reply}")
+        if quoted is not None:
+            original_id, sender_id, text = quoted
+            if reply is None or reply["id"] != original_id or reply["sender_id"] != sender_id:
+                raise Mismatch(f"my reply {message_id} to {original_id} by {sender_id} quotes {reply}")
+            gone = reply["deleted"] and directory.was_withdrawn(text)
+            if not gone and reply["snippet"] != text[:SNIPPET]:
+                raise Mismatch(f"my reply {message_id} quotes {reply['snippet']!r}, not {text[:SNIPPET]!r}")
+        mentions, everyone = self.mentioned.pop(message_id, ([], False))
+        if message["mentions"] != mentions or message["mentions_all"] != everyone:
+            raise Mismatch(
+                f"my message {message_id} should mention {mentions} (all: {everyone}), not "
+                f"{message['mentions']} (all: {message['mentions_all']})"
+            )
 
     @task(8)
     def read_current_chat(self):
@@ -721,6 +1082,7 @@ class Chatter(ChatUser):
             if found is not None:
                 if found["content"] != content or found["sender_id"] != self.user_id:
                     raise Mismatch(f"my message {message_id} came back as {found}")
+                self.check_what_it_carries(found)
                 return
             # Others may have written HISTORY_PAGE newer messages since; then it is simply off this page.
             if len(messages) == HISTORY_PAGE and messages[0]["id"] > message_id:
@@ -738,6 +1100,14 @@ class Chatter(ChatUser):
                 listed = chats_by_id.get(chat_id)
                 if title is not None and listed is not None and listed["title"] != title:
                     raise Mismatch(f"chat {chat_id} was renamed to {title!r} but is listed as {listed['title']!r}")
+                if listed is not None and listed["kind"] != "group":
+                    raise Mismatch(f"chat {chat_id}, which I created, is listed as {listed['kind']!r}")
+            for chat_id, name in self.directs.items():
+                listed = chats_by_id.get(chat_id)
+                if listed is not None and (listed["kind"], listed["title"]) != ("direct", name):
+                    raise Mismatch(
+                        f"my direct chat {chat_id} with {name} is listed as {listed['kind']} {listed['title']!r}"
+                    )
             for chat_id, (message_id, content) in unlisted.items():
                 listed = chats_by_id.get(chat_id)
                 if listed is None:
@@ -846,6 +1216,18 @@ class Reader(ChatUser):
         messages = self.read(self.chat_id, check=self.not_mine, before=self.oldest)
         # A short page means the start of the chat: go back to the newest messages next time.
         self.oldest = messages[0]["id"] if messages and len(messages) == HISTORY_PAGE else None
+
+    @task(1)
+    def react_to_a_message(self):
+        self.react_to_something()
+
+    @task(1)
+    def read_a_thread(self):
+        """Open the thread of a message with replies, seen on a page lately."""
+        roots = [(chat_id, root) for chat_id, found in self.roots.items() for root in found]
+        if roots:
+            chat_id, (root_id, content) = random.choice(roots)
+            self.open_thread(chat_id, root_id, content, check=self.not_mine)
 
 
 class Listener(ChatUser):
