@@ -44,6 +44,7 @@ from .storage.queries import (
     MAX_ID,
     MESSAGE_CREATED,
     PLAIN,
+    REACTION_SEPARATOR,
     Post,
     event_values,
     listing_position,
@@ -554,13 +555,13 @@ class Message(BaseModel):
         Catching up (only `after`) takes the oldest ones past the cursor; everything else the newest.
         """
         lowest, highest = 0 if after is None else after, MAX_ID if before is None else before
-        bounds = (*session, reader_id, chat_id, lowest, highest, reader_id, chat_id, limit)
+        bounds = (reader_id, *session, reader_id, chat_id, lowest, highest, reader_id, chat_id, limit)
         if after is not None and before is None:
             rows = _MESSAGES_OLDEST_FIRST.rows(*bounds)
         else:
             rows = _MESSAGES_NEWEST_FIRST.rows(*bounds)
             rows.reverse()
-        mine = cls.reactions_of(reader_id, [row for row in rows if row[12]])
+        mine = frozenset((row[0], emoji) for row in rows if row[15] for emoji in row[15].split(REACTION_SEPARATOR))
         messages = [message_json(row, mine) for row in rows]
         return messages, ((rows[0][-2], rows[0][-1]) if rows else None)
 
@@ -948,7 +949,7 @@ _SEARCH_ONE_CHAT = {
     for plan in ("count", "index", "scan", "fill")
 }
 _SEARCH_CANDIDATES = Statement(lambda: queries.search("match", False, **_SEARCH_TABLES))
-_PAGE_TABLES = {"Membership": Membership, "Message": Message, "Session": Session}
+_PAGE_TABLES = {"Membership": Membership, "Message": Message, "Reaction": Reaction, "Session": Session}
 _MESSAGES_NEWEST_FIRST = Statement(lambda: queries.messages_between(Message.id.desc(), **_PAGE_TABLES), prepared=True)
 _MESSAGES_OLDEST_FIRST = Statement(lambda: queries.messages_between(Message.id.asc(), **_PAGE_TABLES), prepared=True)
 _SEND_MESSAGE = Statement(lambda: queries.send_message(Chat=Chat, Event=Event, Membership=Membership, Message=Message))

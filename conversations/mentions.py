@@ -27,9 +27,9 @@ def resolve(chat_id: int, content: str) -> tuple[list[int], bool]:
         return [], False
     everyone = any(content.startswith("all", at + 1) and _ends_word(content, at + 4) for at in marks)
     by_length: dict[int, dict[str, int]] = {}
-    members = User.select(User.id, User.name).join(Membership, on=(Membership.user == User.id))
-    for user_id, name in members.where(Membership.chat == chat_id).tuples():
-        by_length.setdefault(len(name), {})[names.name_key(name)] = user_id
+    members = User.select(User.id, User.name, User.name_key).join(Membership, on=(Membership.user == User.id))
+    for user_id, name, key in members.where(Membership.chat == chat_id).tuples():
+        by_length.setdefault(len(name), {})[key or names.name_key(name)] = user_id
     found: list[int] = []
     for at in marks:
         for length in sorted(by_length, reverse=True):
@@ -53,10 +53,11 @@ def columns(mentions: list[int], everyone: bool) -> dict:
     return {Message.mentions: json.dumps(mentions) if mentions else None, Message.mentions_all: everyone}
 
 
-def index(chat_id: int, message_id: int, mentions: list[int], everyone: bool, in_thread: bool) -> None:
+def index(chat_id: int, message_id: int, mentions: list[int], everyone: bool, in_thread: bool, new=False) -> None:
     """Index a history message's mentions for the chat list's mention_count (a thread reply counts in its thread's
-    unread count instead)."""
-    Mention.delete().where(Mention.message == message_id).execute()
+    unread count instead), in place of those it had unless it is `new`."""
+    if not new:
+        Mention.delete().where(Mention.message == message_id).execute()
     targets = [EVERYONE] if everyone else mentions
     if not in_thread and targets:
         sender = Message.select(Message.sender_id).where(Message.id == message_id).scalar()
@@ -67,7 +68,7 @@ def index(chat_id: int, message_id: int, mentions: list[int], everyone: bool, in
 def record(chat_id: int, message_id: int, sender_id: int, mentions: list[int], everyone: bool, in_thread: bool):
     """Index a new message's mentions, and tell each member reached who wants alerts (a `mention` event, for them
     alone); call it inside the send's transaction."""
-    index(chat_id, message_id, mentions, everyone, in_thread)
+    index(chat_id, message_id, mentions, everyone, in_thread, new=True)
     alerted = Membership.select(Membership.user).where(
         Membership.chat == chat_id,
         Membership.user != sender_id,

@@ -82,16 +82,33 @@ def replied(query, *, Message, original):
     return query.join(original, JOIN.LEFT_OUTER, on=(original.id == Message.reply_to_id), src=Message)
 
 
-def messages_between(order, *, Membership, Message, Session):
-    """A page of a chat's history in `order`, thread replies aside (parameters: Session.lookup's three, the reader,
-    the chat, the cursors, the reader and the chat again, the limit)."""
+REACTION_SEPARATOR = "\x1f"  # between the emoji of reactions_by(): a control character, never in an emoji
+
+
+def reactions_by(*, Message, Reaction):
+    """The emoji of the reader's own reactions to the row's message, joined by REACTION_SEPARATOR, or null
+    (parameter: the reader). Only a message with reactions looks: a correlated lookup in Reaction's unique index."""
+    postgres = isinstance(db.obj, PostgresqlDatabase)
+    separator = fn.chr(SQL("31")) if postgres else fn.char(SQL("31"))
+    joined = fn.string_agg(Reaction.emoji, separator) if postgres else fn.group_concat(Reaction.emoji, separator)
+    own = Reaction.select(joined).where(Reaction.message == Message.id, Reaction.user_id == 0)
+    return Case(None, [(Message.reactions.is_null(False), own)], None)
+
+
+def messages_between(order, *, Membership, Message, Reaction, Session):
+    """A page of a chat's history in `order`, thread replies aside, each message with the reader's own reactions
+    (reactions_by) after its message_columns() (parameters: the reader, Session.lookup's three, the reader, the
+    chat, the cursors, the reader and the chat again, the limit)."""
     # Only for a member with a live session, both checked in this query: the session as a join (one row at most,
     # by its unique hash), the membership once (no correlation, so SQLite evaluates it once and PostgreSQL plans
     # it as a one-time filter). A request then makes this one query (handlers/messages.py).
     member = Membership.select(Membership.id).where(Membership.user == 0, Membership.chat == 0)
     original = Message.alias("original")
     query = Message.select(
-        *message_columns(Message=Message, original=original), Session.id, session_seen(Session=Session)
+        *message_columns(Message=Message, original=original),
+        reactions_by(Message=Message, Reaction=Reaction),
+        Session.id,
+        session_seen(Session=Session),
     ).join(Session, on=live_session(0, Session=Session))
     return (
         replied(query, Message=Message, original=original)
