@@ -488,30 +488,37 @@ def post_columns(Message) -> tuple:
 
 def message_json(row, mine: frozenset = frozenset()) -> dict:
     """A message as the API shows it (the Message schema), from message_columns()' values; `mine` holds the
-    (message id, emoji) of the reader's own reactions."""
+    (message id, emoji) of the reader's own reactions. Most messages carry none of the optional parts, so each is
+    decoded only when its column is set: this runs for every message of every page."""
     (message_id, content, sender_id, time, edited_at, attachments, reply_to_id, reply_sender, original, snippet,
      thread_root_id, thread, reactions, mentions, mentions_all) = row[:MESSAGE_WIDTH]  # fmt: skip
-    reply = None
-    if reply_to_id is not None:
-        gone = original is None
-        reply = {"id": reply_to_id, "sender_id": reply_sender, "snippet": None if gone else snippet, "deleted": gone}
-    return {
+    message = {
         "id": message_id,
         "content": content,
         "sender_id": sender_id,
         "time": rfc3339(time),
-        "edited_at": rfc3339(edited_at),
+        "edited_at": None if edited_at is None else rfc3339(edited_at),
         "attachments": json.loads(attachments) if attachments else [],
-        "reply_to": reply,
+        "reply_to": None,
         "thread_root_id": thread_root_id,
         "thread": json.loads(thread) if thread else None,
-        "reactions": [
-            {"emoji": emoji, "count": count, "me": (message_id, emoji) in mine}
-            for emoji, count in (json.loads(reactions) if reactions else ())
-        ],
+        "reactions": [],
         "mentions": json.loads(mentions) if mentions else [],
         "mentions_all": bool(mentions_all),
     }
+    if reply_to_id is not None:
+        gone = original is None
+        message["reply_to"] = {
+            "id": reply_to_id,
+            "sender_id": reply_sender,
+            "snippet": None if gone else snippet,
+            "deleted": gone,
+        }
+    if reactions:
+        message["reactions"] = [
+            {"emoji": emoji, "count": count, "me": (message_id, emoji) in mine} for emoji, count in json.loads(reactions)
+        ]
+    return message
 
 
 def new_message_json(message_id: int, content: str, sender_id: int, time, attachments, post: Post) -> dict:
