@@ -515,9 +515,8 @@ def message_json(row, mine: frozenset = frozenset()) -> dict:
             "deleted": gone,
         }
     if reactions:
-        message["reactions"] = [
-            {"emoji": emoji, "count": count, "me": (message_id, emoji) in mine} for emoji, count in json.loads(reactions)
-        ]
+        counts = json.loads(reactions)
+        message["reactions"] = [{"emoji": e, "count": n, "me": (message_id, e) in mine} for e, n in counts]
     return message
 
 
