@@ -22,9 +22,13 @@ HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "tra
 ACTORS = ("anonymous", "forged", "other_user_id", "revoked", "expired", "non_member", "member", "owner")
 NO_SESSION = dict.fromkeys(ACTORS[:5], 401)
 
-# The target of every operation is the owner's chat, the owner's message in it, the owner's account, or the
-# invitation the non-member sent the owner. The member is in that chat but sent nothing; the non-member shares no chat
-# with the owner.
+# The target of every operation is the owner's chat, the owner's message in it (the root of a thread with one reply of
+# the owner's), the owner's account, or the invitation the non-member sent the owner. The member is in that chat but
+# sent nothing; the non-member shares no chat with the owner.
+#
+# Issue 24's operations on a chat's conversation hide the chat from a non-member (conversations/rules.py,
+# require_member): 404, as for a chat that does not exist, where the older chat operations say 403.
+HIDDEN_FROM_NON_MEMBERS = {**NO_SESSION, "non_member": 404, "member": 200, "owner": 200}
 MATRIX = {
     # Unsecured (`security: []`): cookies are ignored and the form decides; it is valid for everyone here.
     "login": dict.fromkeys(ACTORS, 200),
@@ -76,6 +80,29 @@ MATRIX = {
     # The owner's avatar: only the owner sets or removes it.
     "set_avatar": {**NO_SESSION, "non_member": 403, "member": 403, "owner": 200},
     "remove_avatar": {**NO_SESSION, "non_member": 403, "member": 403, "owner": 200},
+    # Reactions to the owner's message: any member adds and takes back their own (taking back one they never made is
+    # a 200 that changes nothing) and lists who reacted.
+    "add_reaction": HIDDEN_FROM_NON_MEMBERS,
+    "remove_reaction": HIDDEN_FROM_NON_MEMBERS,
+    "list_reactors": HIDDEN_FROM_NON_MEMBERS,
+    # The thread of the owner's message: any member reads, follows, stops following and marks it read.
+    "list_thread": HIDDEN_FROM_NON_MEMBERS,
+    "follow_thread": HIDDEN_FROM_NON_MEMBERS,
+    "unfollow_thread": HIDDEN_FROM_NON_MEMBERS,
+    "mark_thread_read": HIDDEN_FROM_NON_MEMBERS,
+    # Each actor's own followed threads.
+    "list_threads": {**NO_SESSION, "non_member": 200, "member": 200, "owner": 200},
+    # Each member's own alert settings for the chat.
+    "get_chat_settings": HIDDEN_FROM_NON_MEMBERS,
+    "update_chat_settings": HIDDEN_FROM_NON_MEMBERS,
+    # Any member pins and unpins (unpinning what is not pinned changes nothing), until chats have roles.
+    "list_pins": HIDDEN_FROM_NON_MEMBERS,
+    "pin_message": HIDDEN_FROM_NON_MEMBERS,
+    "unpin_message": HIDDEN_FROM_NON_MEMBERS,
+    # A direct chat with the owner follows the owner's who_can_add_me (the default, contacts): the member shares the
+    # chat the owner made, so may; the non-member shares none, so may not. The owner's is a chat with themselves.
+    # Every cell has users of its own (the scene fixture), so the chat never exists before: 201, never 200.
+    "open_direct_chat": {**NO_SESSION, "non_member": 403, "member": 201, "owner": 201},
 }
 
 # get_user answers everyone logged in, but shows the email only to the user and to people who share a chat with them.
@@ -109,6 +136,7 @@ class Scene:
     stranger: Person
     chat_id: int
     message_id: int
+    thread_reply_id: int
     invitation_id: int
     upload_id: int
     make_user: Callable[..., Person]
@@ -151,6 +179,7 @@ PARAMETERS = {
     "upload_id": lambda scene: scene.upload_id,
     "filename": lambda scene: "picture.png",
     "q": lambda scene: "anything",
+    "emoji": lambda scene: "\N{THUMBS UP SIGN}",
 }
 
 # Asked for JSON without waiting, the events come as one answer at once instead of a stream.
@@ -174,7 +203,11 @@ BODIES = {
     "NewMember": lambda scene, caller: {"name": scene.make_user().name},
     "ReadUpTo": lambda scene, caller: {"message_id": scene.message_id},
     "AvatarChoice": lambda scene, caller: {"upload_id": scene.upload_id},
+    "ChatSettingsChange": lambda scene, caller: {"notify": "mentions"},
 }
+# A valid body for an operation whose schema, shared with another, must name something else here: a thread's read
+# marker moves to one of the thread's replies (the chat's, mark_read, to a message of the history).
+OPERATION_BODIES = {"mark_thread_read": lambda scene, caller: {"message_id": scene.thread_reply_id}}
 # A valid multipart body for each upload schema.
 FILES = {"NewUpload": lambda scene, caller: {"file": ("notes.txt", b"some notes", "text/plain")}}
 
@@ -198,7 +231,8 @@ def build_request(operation_id: str, scene: Scene, caller: Caller) -> dict:
     content = operation.spec.get("requestBody", {}).get("content", {})
     if "application/x-www-form-urlencoded" in content:
         schema = content["application/x-www-form-urlencoded"]["schema"]
-        body = BODIES[schema["$ref"].rsplit("/", 1)[-1]](scene, caller)
+        make_body = OPERATION_BODIES.get(operation_id, BODIES[schema["$ref"].rsplit("/", 1)[-1]])
+        body = make_body(scene, caller)
     if "multipart/form-data" in content:
         files = FILES[content["multipart/form-data"]["schema"]["$ref"].rsplit("/", 1)[-1]](scene, caller)
     request = {"method": operation.method, "url": BASE + path, "params": params, "headers": headers, "data": body}
@@ -309,6 +343,8 @@ def scene(app, make_user, make_chat, send) -> Scene:
     stranger = make_user(password="stranger passphrase 42")
     chat_id = make_chat(owner, "plans", members=(member,))
     message_id = send(owner, chat_id, "hello")
+    in_thread = owner.client.post(f"/api/chats/{chat_id}", data={"content": "and more", "thread_root_id": message_id})
+    assert in_thread.status_code == 201, in_thread.text
     picture = owner.client.post("/api/uploads", files={"file": ("picture.png", PICTURE, "image/png")})
     assert picture.status_code == 201, picture.text
     upload_id = picture.json()["id"]
@@ -317,7 +353,18 @@ def scene(app, make_user, make_chat, send) -> Scene:
     strangers_chat = make_chat(stranger, "come along")
     invited = stranger.client.post(f"/api/chats/{strangers_chat}/members", data={"user_id": owner.id})
     assert invited.status_code == 202, invited.text
-    return Scene(app, owner, member, stranger, chat_id, message_id, invited.json()["id"], upload_id, make_user)
+    return Scene(
+        app,
+        owner,
+        member,
+        stranger,
+        chat_id,
+        message_id,
+        in_thread.json()["id"],
+        invited.json()["id"],
+        upload_id,
+        make_user,
+    )
 
 
 def test_matrix_has_a_row_for_every_operation_in_the_spec():
@@ -346,7 +393,7 @@ def test_operation_as_actor_gets_its_status(scene, operation_id, actor):
     expected = MATRIX[operation_id][actor]
     caller = ACTOR_SETUP[actor](scene)
     request = build_request(operation_id, scene, caller)
-    refused = expected in (401, 403)
+    refused = expected in (401, 403, 404)
     before = database_state() if refused else None
 
     response = caller.client.request(**request)
@@ -359,3 +406,38 @@ def test_operation_as_actor_gets_its_status(scene, operation_id, actor):
     if operation_id == "get_user" and expected == 200:
         shown = GET_USER_EMAIL_SHOWN[actor]
         assert response.json()["user"]["email"] == (f"{scene.owner.name}@example.com" if shown else None)
+
+
+def test_remove_reaction_of_another_member_leaves_theirs_counted(scene):
+    path = f"/api/chats/{scene.chat_id}/messages/{scene.message_id}/reactions/\N{THUMBS UP SIGN}"
+    assert scene.member.client.put(path).status_code == 200
+
+    removed = scene.owner.client.delete(path)
+
+    assert removed.status_code == 200
+    assert removed.json()["reactions"] == [{"emoji": "\N{THUMBS UP SIGN}", "count": 1, "me": False}]
+    assert [user["id"] for user in scene.owner.client.get(path).json()["users"]] == [scene.member.id]
+    message = scene.member.client.get(f"/api/chats/{scene.chat_id}/messages/{scene.message_id}").json()
+    assert message["reactions"] == [{"emoji": "\N{THUMBS UP SIGN}", "count": 1, "me": True}]
+    with models.db.connection_context():
+        removals = models.Event.select().where(
+            models.Event.kind == models.REACTION_REMOVED, models.Event.chat_id == scene.chat_id
+        )
+        assert removals.count() == 0
+
+
+@pytest.mark.parametrize(
+    "operation_id", [operation_id for operation_id, row in MATRIX.items() if row is HIDDEN_FROM_NON_MEMBERS]
+)
+def test_operation_as_non_member_is_answered_as_for_a_chat_that_does_not_exist(scene, operation_id):
+    """The 404 tells a non-member nothing: the same answer as for a chat id no chat has (but for the id)."""
+    caller = ACTOR_SETUP["non_member"](scene)
+    request = build_request(operation_id, scene, caller)
+    missing_chat = scene.chat_id + 1_000_000
+    elsewhere = {**request, "url": request["url"].replace(f"/chats/{scene.chat_id}", f"/chats/{missing_chat}")}
+    assert elsewhere["url"] != request["url"]
+
+    hidden, missing = caller.client.request(**request), caller.client.request(**elsewhere)
+
+    assert (hidden.status_code, missing.status_code) == (404, 404)
+    assert hidden.json()["error"] == missing.json()["error"].replace(str(missing_chat), str(scene.chat_id))

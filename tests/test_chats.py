@@ -60,6 +60,10 @@ def test_list_chats_empty_chat_has_null_last_message(alice, make_chat):
             "sender_id": None,
             "last_read_id": None,
             "unread_count": 0,
+            "kind": "group",
+            "mention_count": 0,
+            "notify": "all",
+            "muted_until": None,
         }
     ]
 

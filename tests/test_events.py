@@ -15,6 +15,7 @@ import uvicorn
 
 from chat_server import models
 from chat_server.app import create_app
+from chat_server.storage.queries import PLAIN, new_message_json
 from chat_server.streams import fanout
 from tests.conftest import fresh_postgres, join
 from tests.sse import check_event
@@ -97,6 +98,37 @@ def test_get_events_json_each_change_has_its_event(alice, bob, make_chat, send):
     assert data["chat.renamed"] == {"chat_id": chat_id, "title": "renamed"}
     assert data["message.deleted"] == {"chat_id": chat_id, "message_id": message_id}
     assert data["member.added"] == {"chat_id": chat_id, "user": {"id": bob.id, "name": "bob"}}
+
+
+def test_get_events_json_each_conversation_change_has_its_event(alice, bob, make_user, make_chat, send):
+    """Reactions, a thread reply that mentions bob, and a pin, each as its event; poll() checks every one against
+    its schema. carol, in no chat of theirs, gets none of them."""
+    carol = make_user("carol")
+    start = poll(bob)["last_event_id"]
+    chat_id = make_chat(alice, members=(bob,))
+    root = send(alice, chat_id, "the root")
+    reaction = f"/api/chats/{chat_id}/messages/{root}/reactions/\N{THUMBS UP SIGN}"
+    assert alice.client.put(reaction).status_code == 200
+    assert alice.client.delete(reaction).status_code == 200
+    reply = alice.client.post(f"/api/chats/{chat_id}", data={"content": "@bob look", "thread_root_id": root})
+    assert reply.status_code == 201, reply.text
+    assert alice.client.put(f"/api/chats/{chat_id}/pins/{root}").status_code == 200
+    assert alice.client.delete(f"/api/chats/{chat_id}/pins/{root}").status_code == 200
+
+    events = poll(bob, start)["events"]
+
+    assert [event["type"] for event in events][3:] == [
+        "reaction.added", "reaction.removed", "message.created", "thread.updated", "mention", "message.pinned",
+        "message.unpinned",
+    ]  # fmt: skip
+    added, removed, created, updated, mention, pinned, unpinned = (event["data"] for event in events[3:])
+    reacted = {"chat_id": chat_id, "message_id": root, "emoji": "\N{THUMBS UP SIGN}", "user_id": alice.id}
+    assert added == removed == reacted
+    assert created["message"]["thread_root_id"] == root and created["message"]["mentions"] == [bob.id]
+    assert (updated["message_id"], updated["thread"]["reply_count"]) == (root, 1)
+    assert mention == {"chat_id": chat_id, "message_id": reply.json()["id"]}
+    assert pinned == unpinned == {"chat_id": chat_id, "message_id": root, "user_id": alice.id}
+    assert poll(carol, start)["events"] == []
 
 
 def test_get_events_json_creating_a_chat_tells_the_creator(alice):
@@ -285,8 +317,7 @@ def test_get_events_json_chat_invited_reaches_only_the_invitee_while_polling(app
 
 def seed_events(chat_id: int, count: int) -> None:
     """`count` message.created events in the chat's log, written directly: a long history in seconds."""
-    message = {"id": 1, "content": "x", "sender_id": 1, "time": "2026-01-01T00:00:00Z", "edited_at": None}
-    message["attachments"] = []
+    message = new_message_json(1, "x", 1, datetime.datetime(2026, 1, 1), None, PLAIN)  # as a send records it
     data = json.dumps({"chat_id": chat_id, "message": message})
     rows = [{"kind": models.MESSAGE_CREATED, "chat_id": chat_id, "data": data, "time": models.utcnow()}] * count
     with models.db.connection_context(), models.db.atomic():

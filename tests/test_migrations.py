@@ -147,6 +147,10 @@ def test_upgrade_from_version_1_lists_chats_with_last_message_and_unread_count(v
             "sender_id": version_1["bob"],
             "last_read_id": None,
             "unread_count": 2,
+            "kind": "group",
+            "mention_count": 0,
+            "notify": "all",
+            "muted_until": None,
         }
     ]
 
@@ -223,12 +227,101 @@ def test_upgrade_to_version_6_gives_the_messages_of_recorded_events_no_attachmen
             ).execute()
         event.insert(kind="chat.renamed", chat_id=1, data='{"chat_id": 1, "title": "t"}', time=EARLIER).execute()
 
-    migrations.upgrade(database)
+    migrations.upgrade(database, to=6)
 
     with database.connection_context():
         rows = [json.loads(data) for (data,) in event.select(event.data).order_by(event.id).tuples()]
     with_files = {"chat_id": 1, "message": {**message, "attachments": []}}
     assert rows == [with_files, with_files, {"chat_id": 1, "title": "t"}]
+
+
+def test_upgrade_to_version_7_gives_the_messages_of_recorded_events_their_empty_conversation_fields(database):
+    """A message.created or message.edited event recorded at version 6, before replies, threads, reactions and
+    mentions, reads as the Message schema says: with none of them; other events are left as they were."""
+    migrations.upgrade(database, to=6)
+    event = Table("event", ("id", "kind", "chat_id", "data", "time")).bind(database)
+    message = {
+        "id": 7, "content": "hi", "sender_id": 2, "time": "2026-01-02T03:04:05Z", "edited_at": None, "attachments": [],
+    }  # fmt: skip
+    with database.connection_context():
+        for kind in ("message.created", "message.edited"):
+            event.insert(
+                kind=kind, chat_id=1, data=json.dumps({"chat_id": 1, "message": message}), time=EARLIER
+            ).execute()
+        event.insert(kind="chat.renamed", chat_id=1, data='{"chat_id": 1, "title": "t"}', time=EARLIER).execute()
+
+    migrations.upgrade(database, to=7)
+
+    with database.connection_context():
+        rows = [json.loads(data) for (data,) in event.select(event.data).order_by(event.id).tuples()]
+    empty = {
+        "reply_to": None,
+        "thread_root_id": None,
+        "thread": None,
+        "reactions": [],
+        "mentions": [],
+        "mentions_all": False,
+    }
+    conversing = {"chat_id": 1, "message": {**message, **empty}}
+    assert rows == [conversing, conversing, {"chat_id": 1, "title": "t"}]
+
+
+@pytest.fixture
+def upgraded_from_version_6(version_1, database, database_url):
+    """The version-1 database, upgraded to version 6 (the release before replies, threads, reactions, mentions,
+    pins and direct chats), then by the app's start."""
+    migrations.upgrade(database, to=6)
+    database.close_all()
+    app = create_app(database_url, validate_responses=True, password_profile="cheapest")
+    yield app
+    models.db.close_all()
+
+
+def test_upgrade_from_version_6_shows_the_old_messages_and_chats_without_conversation(
+    version_1, upgraded_from_version_6
+):
+    alice, _ = login(upgraded_from_version_6, "alice", "correct horse")
+    chat_id = version_1["chat"]
+    messages = alice.get(f"/api/chats/{chat_id}").json()["messages"]
+    assert [
+        (m["reply_to"], m["thread_root_id"], m["thread"], m["reactions"], m["mentions"], m["mentions_all"])
+        for m in messages
+    ] == [(None, None, None, [], [], False)] * 3
+    (chat,) = alice.get("/api/chats").json()["chats"]
+    assert (chat["kind"], chat["mention_count"], chat["notify"], chat["muted_until"]) == ("group", 0, "all", None)
+    assert alice.get(f"/api/chats/{chat_id}/settings").json() == {"notify": "all", "muted_until": None}
+
+
+def test_upgrade_from_version_6_reacts_to_replies_to_and_pins_the_old_messages(version_1, upgraded_from_version_6):
+    alice, _ = login(upgraded_from_version_6, "alice", "correct horse")
+    bob, _ = login(upgraded_from_version_6, "bob", "battery staple")
+    chat_id = version_1["chat"]
+    hello, _, still = [m["id"] for m in alice.get(f"/api/chats/{chat_id}").json()["messages"]]
+
+    reacted = bob.put(f"/api/chats/{chat_id}/messages/{hello}/reactions/👍")
+    replied = alice.post(
+        f"/api/chats/{chat_id}", data={"content": "yes, @bob", "thread_root_id": still, "reply_to": still}
+    )
+    pinned = bob.put(f"/api/chats/{chat_id}/pins/{hello}")
+
+    assert reacted.status_code == 200 and reacted.json()["reactions"] == [{"emoji": "👍", "count": 1, "me": True}]
+    assert replied.status_code == 201, replied.text
+    reply = alice.get(f"/api/chats/{chat_id}/messages/{replied.json()['id']}").json()
+    quoted = {"id": still, "sender_id": version_1["bob"], "snippet": "still there?", "deleted": False}
+    assert (reply["reply_to"], reply["thread_root_id"], reply["mentions"]) == (quoted, still, [version_1["bob"]])
+    assert alice.get(f"/api/chats/{chat_id}/messages/{still}").json()["thread"]["reply_count"] == 1
+    assert pinned.status_code == 200
+    assert [pin["message"]["id"] for pin in alice.get(f"/api/chats/{chat_id}/pins").json()["pins"]] == [hello]
+
+
+def test_upgrade_from_version_6_opens_a_direct_chat_between_old_accounts(version_1, upgraded_from_version_6):
+    """bob shares alice's chat, which she made: she is his contact, so he may write to her directly."""
+    bob, _ = login(upgraded_from_version_6, "bob", "battery staple")
+    opened = bob.post(f"/api/direct/{version_1['alice']}")
+    assert opened.status_code == 201, opened.text
+    assert bob.post(f"/api/direct/{version_1['alice']}").json()["id"] == opened.json()["id"]
+    listed = {chat["id"]: (chat["kind"], chat["title"]) for chat in bob.get("/api/chats").json()["chats"]}
+    assert listed[opened.json()["id"]] == ("direct", "alice")
 
 
 def test_upgrade_of_an_up_to_date_database_runs_nothing(database):

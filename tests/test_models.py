@@ -38,34 +38,46 @@ def query_plan(statement: models.Statement) -> list[str]:
 @pytest.mark.parametrize("name", HOT_STATEMENTS)
 def test_hot_query_plan_uses_indexes_only(app, name):
     plan = query_plan(HOT_STATEMENTS[name])
-    # "page" is the chat listing's own LIMITed subquery, and "capped" its LIMITed unread count's: not tables.
-    full_scans = [step for step in plan if re.match(r"SCAN (?!page$|capped$)(?!.*USING (COVERING )?INDEX)", step)]
+    # "page" is the chat listing's own LIMITed subquery, and "capped" and "mentioning" its LIMITed unread and mention
+    # counts': not tables.
+    full_scans = [
+        step for step in plan if re.match(r"SCAN (?!page$|capped$|mentioning$)(?!.*USING (COVERING )?INDEX)", step)
+    ]
     assert not full_scans, plan
 
 
 def test_chat_listing_plan_reads_only_the_users_chats(app):
     """The caller's session first, by its unique hash. Then a page costs index probes per chat of the user and a
     sort of their keys (activity is computed, so the cursor and the limit cannot use an index); only the page's
-    own chats then read their last message and count their unread messages, an index range scan after the read
-    marker that stops at the cap."""
+    own chats then read their last message, their direct chat's other person (by primary keys), and count their
+    unread messages and mentions, index range scans after the read marker that stop at the cap."""
     plan = query_plan(models._CHAT_LISTING)
     assert plan == [
         "CO-ROUTINE page",
-        "SEARCH t3 USING INDEX session_token_hash (token_hash=?)",
+        "SEARCH t4 USING INDEX session_token_hash (token_hash=?)",
         # Either index on user_id serves (the unique (user, chat) one, or the foreign key's): the planner picks by
-        # the row's width, which joined_by_self changed; the table row is read for last_read_id either way.
-        "SEARCH t2 USING INDEX membership_user_id (user_id=?)",
-        "SEARCH t1 USING INTEGER PRIMARY KEY (rowid=?)",
+        # the row's width, which joined_by_self, then notify, muted_until and hidden_after changed; the table row is
+        # read for last_read_id either way.
+        "SEARCH t3 USING INDEX membership_user_id_chat_id (user_id=?)",
+        "SEARCH t2 USING INTEGER PRIMARY KEY (rowid=?)",
         "SEARCH newest USING INTEGER PRIMARY KEY (rowid=?) LEFT-JOIN",
-        "CORRELATED SCALAR SUBQUERY 3",
-        "SEARCH t4 USING COVERING INDEX message_chat_id_id (chat_id=?)",
+        "CORRELATED SCALAR SUBQUERY 5",
+        # The newest message of the history: MAX(id) walks the index down from the top and stops at the first row
+        # that is not a thread reply, which it reads from the table to tell.
+        "SEARCH t5 USING INDEX message_chat_id_id (chat_id=?)",
         "USE TEMP B-TREE FOR ORDER BY",
         "SCAN page",
         "SEARCH last USING INTEGER PRIMARY KEY (rowid=?) LEFT-JOIN",
+        "SEARCH direct USING INTEGER PRIMARY KEY (rowid=?) LEFT-JOIN",
+        "SEARCH other USING INTEGER PRIMARY KEY (rowid=?) LEFT-JOIN",
         "CORRELATED SCALAR SUBQUERY 2",
         "CO-ROUTINE capped",
         "SEARCH unread USING INDEX message_chat_id_id (chat_id=? AND id>?)",
         "SCAN capped",
+        "CORRELATED SCALAR SUBQUERY 4",
+        "CO-ROUTINE mentioning",
+        "SEARCH t1 USING INDEX mention_chat_id_user_id_message_id (chat_id=? AND user_id=? AND message_id>?)",
+        "SCAN mentioning",
         "USE TEMP B-TREE FOR ORDER BY",
     ]
 
@@ -215,6 +227,10 @@ def test_init_db_adds_columns_an_older_database_lacks(database_url, alice, make_
         "sender_id": None,
         "last_read_id": None,
         "unread_count": 0,
+        "kind": "group",
+        "mention_count": 0,
+        "notify": "all",
+        "muted_until": None,
     }
 
 

@@ -34,6 +34,15 @@ WRITERS = {
     "decline_invitation",
     "set_avatar",
     "remove_avatar",
+    "add_reaction",
+    "remove_reaction",
+    "follow_thread",
+    "unfollow_thread",
+    "mark_thread_read",
+    "update_chat_settings",
+    "open_direct_chat",
+    "pin_message",
+    "unpin_message",
 }
 # Async: it reads its body as it arrives, on the event loop, then stores the file in the threadpool (in_thread).
 ASYNC_WRITERS = {"upload_file"}
@@ -52,6 +61,11 @@ READERS = {
     "download_upload",
     "download_named_upload",
     "download_thumbnail",
+    "list_reactors",
+    "list_thread",
+    "list_threads",
+    "get_chat_settings",
+    "list_pins",
 }
 # They hash a password, delete an unbounded number of rows, or (search) read one.
 # search_messages is async, and runs in a lane of its own (edge/search_lane.py), never the threadpool.

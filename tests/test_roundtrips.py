@@ -12,7 +12,7 @@ from playhouse.test_utils import count_queries
 
 from chat_server import models
 from chat_server.core.times import rfc3339
-from chat_server.storage.queries import message_created, time_text
+from chat_server.storage.queries import Post, message_created, new_message_json, time_text
 
 from .conftest import fresh_postgres
 
@@ -50,6 +50,42 @@ def test_a_send_is_two_round_trips(alice, make_chat):
     assert chats[0]["last_read_id"] == message["id"] and chats[0]["unread_count"] == 0
     # The event built in SQL is the one Event.record would have written.
     (data,) = events_of_kind(models.MESSAGE_CREATED)
+    assert json.loads(data) == message_created(chat_id, message)
+
+
+def test_a_reply_in_a_thread_with_mentions_builds_its_event_in_sql_as_python_does(app, alice, bob, make_chat):
+    """The send's SQL writes the reply's quote (a parameter), the thread's root and the mentions into the event as
+    new_message_json() shows them; the text and the quote carry characters JSON escapes."""
+    chat_id = make_chat(alice, members=(bob,))
+    quoted, content = 'the "root" é \\ \n', 'for @bob and @all: "é" \\ \n'
+    with models.db.connection_context():
+        root = models.Message.send(chat_id, bob.id, quoted)
+        post = Post(
+            reply_to_id=root,
+            reply_to_sender_id=bob.id,
+            snippet=quoted,
+            thread_root_id=root,
+            mentions=[bob.id, alice.id],
+            mentions_all=True,
+        )
+        message_id = models.Message.send(chat_id, alice.id, content, post=post)
+        time = models.Message.get_by_id(message_id).time
+    (_, data) = events_of_kind(models.MESSAGE_CREATED)
+    event = json.loads(data)
+    assert event == message_created(chat_id, new_message_json(message_id, content, alice.id, time, None, post))
+    assert event["message"]["reply_to"] == {"id": root, "sender_id": bob.id, "snippet": quoted, "deleted": False}
+
+
+def test_a_reply_in_a_thread_sent_through_the_api_has_the_event_its_message_shows(alice, bob, make_chat, send):
+    chat_id = make_chat(alice, members=(bob,))
+    root = send(bob, chat_id, "the root")
+    sent = alice.client.post(
+        f"/api/chats/{chat_id}", data={"content": "@bob @all", "reply_to": root, "thread_root_id": root}
+    )
+    assert sent.status_code == 201, sent.text
+    message = alice.client.get(f"/api/chats/{chat_id}/messages/{sent.json()['id']}").json()
+    assert (message["thread_root_id"], message["mentions"], message["mentions_all"]) == (root, [bob.id], True)
+    (_, data) = events_of_kind(models.MESSAGE_CREATED)
     assert json.loads(data) == message_created(chat_id, message)
 
 
@@ -191,7 +227,8 @@ def test_the_hot_reads_format_times_as_rfc3339_does(app, alice, make_chat, micro
     expected = rfc3339(time)
     assert message == {
         "id": message_id, "content": "hi", "sender_id": alice.id, "time": expected, "edited_at": expected,
-        "attachments": [],
+        "attachments": [], "reply_to": None, "thread_root_id": None, "thread": None, "reactions": [], "mentions": [],
+        "mentions_all": False,
     }  # fmt: skip
     (chat,) = alice.client.get("/api/chats").json()["chats"]
     assert chat["last_message_time"] == rfc3339(time)

@@ -200,6 +200,20 @@ def test_generated_client_has_a_module_per_operation(sdk):
         "uploads.download_thumbnail",
         "users.set_avatar",
         "users.remove_avatar",
+        "reactions.add_reaction",
+        "reactions.remove_reaction",
+        "reactions.list_reactors",
+        "threads.list_thread",
+        "threads.follow_thread",
+        "threads.unfollow_thread",
+        "threads.mark_thread_read",
+        "threads.list_threads",
+        "chats.get_chat_settings",
+        "chats.update_chat_settings",
+        "chats.open_direct_chat",
+        "pins.list_pins",
+        "pins.pin_message",
+        "pins.unpin_message",
     ]
     for operation in operations:
         module = importlib.import_module(f"{PACKAGE}.api.{operation}")

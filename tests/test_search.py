@@ -120,7 +120,10 @@ def test_results_are_newest_first_with_their_chat_and_page_back(alice, bob, corp
         (ids["the station café is closed"], chat_id),
         (ids["Let's meet at the Café by the station"], chat_id),
     ]
-    assert set(messages[0]) == {"id", "chat_id", "content", "sender_id", "time", "edited_at", "attachments"}
+    assert set(messages[0]) == {
+        "id", "chat_id", "content", "sender_id", "time", "edited_at", "attachments",
+        "reply_to", "thread_root_id", "thread", "reactions", "mentions", "mentions_all",
+    }  # fmt: skip
     first = bob.client.get("/api/search", params={"q": "station", "limit": 2}).json()["messages"]
     rest = bob.client.get("/api/search", params={"q": "station", "limit": 2, "before": first[-1]["id"]})
     assert [m["id"] for m in first + rest.json()["messages"]] == [m["id"] for m in messages]

@@ -193,8 +193,10 @@ def test_delete_user_in_40000_chats(alice, bob, make_chat, send):
     assert [m["id"] for m in bob.client.get(f"/api/chats/{shared}/members").json()["members"]] == [bob.id]
 
 
-def _alone_in_chats(user_id: int, count: int, rows_per_insert: int = 8000) -> None:
-    """Put a user alone in `count` chats, each with one message of theirs, in bulk."""
+def _alone_in_chats(user_id: int, count: int, rows_per_insert: int = 6000) -> None:
+    """Put a user alone in `count` chats, each with one message of theirs, in bulk: rows_per_insert rows a statement,
+    under SQLite's default limit of bound values with every column a row binds (Peewee adds the fields' defaults, so
+    a membership binds 5 and a message 5)."""
     now = models.utcnow()
     with models.db.connection_context(), models.db.atomic():
         for start in range(0, count, rows_per_insert):
