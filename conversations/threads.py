@@ -122,31 +122,34 @@ def mark_read(chat_id: int, root_id: int, user_id: int, message_id: int) -> int:
 
 
 def followed(user_id: int, limit: int) -> list[dict]:
-    """The threads the user follows in chats they are in, newest reply first, with their unread counts."""
+    """The threads the user follows in chats they are in, newest reply first, with their unread counts (replies
+    after the user's marker that others sent, counted up to UNREAD_CAP, as the chat list counts): one query, and one
+    more for the roots."""
     newest = Message.select(fn.MAX(Message.id)).where(Message.thread_root_id == ThreadFollow.root)
     member = Membership.select(Membership.id).where(Membership.chat == ThreadFollow.chat_id, Membership.user == user_id)
+    reply = Message.alias("reply")
+    unread_rows = (
+        reply.select(SQL("1"))
+        .where(
+            reply.thread_root_id == ThreadFollow.root,
+            reply.id > fn.COALESCE(ThreadFollow.last_read_id, SQL("0")),
+            reply.sender_id != user_id,
+        )
+        .limit(SQL(str(UNREAD_CAP)))
+    )
+    unread = Message.select(fn.COUNT(SQL("*"))).from_(unread_rows.alias("capped"))
     rows = list(
-        ThreadFollow.select(ThreadFollow.chat_id, ThreadFollow.root, ThreadFollow.last_read_id, newest.alias("newest"))
+        ThreadFollow.select(
+            ThreadFollow.chat_id, ThreadFollow.root, ThreadFollow.last_read_id, unread, newest.alias("newest")
+        )
         .where(ThreadFollow.user_id == user_id, ThreadFollow.following, fn.EXISTS(member))
         .order_by(SQL("newest").desc(nulls="LAST"), ThreadFollow.root.desc())
         .limit(limit)
         .tuples()
     )
-    roots = Message.read([root for _, root, _, _ in rows], user_id)
-    threads = []
-    for chat_id, root_id, last_read, _newest in rows:
-        unread = (
-            Message.select(SQL("1"))
-            .where(
-                Message.thread_root_id == root_id,
-                Message.id > (last_read or 0),
-                Message.sender_id != user_id,
-            )
-            .limit(UNREAD_CAP)
-            .count()
-        )
-        if root_id in roots:
-            threads.append(
-                {"chat_id": chat_id, "root": roots[root_id], "last_read_id": last_read, "unread_count": unread}
-            )
-    return threads
+    roots = Message.read([row[1] for row in rows], user_id)
+    return [
+        {"chat_id": chat_id, "root": roots[root_id], "last_read_id": last_read, "unread_count": unread_count}
+        for chat_id, root_id, last_read, unread_count, _newest in rows
+        if root_id in roots
+    ]

@@ -3,7 +3,7 @@
 from ..conversations import posting
 from ..core.errors import Forbidden, NotFound
 from ..edge.idempotency import idempotent
-from ..edge.offload import writes
+from ..edge.offload import threaded, writes
 from ..edge.session_check import SessionClaim, checks_session
 from ..files import uploads
 from ..models import Message
@@ -32,7 +32,7 @@ def send_message(user: int, chat_id: int, body: dict):
     if message_id is None:
         require_member(chat_id, user)
         raise Forbidden(f"you were not a member of chat {chat_id} when the message arrived")
-    return {"status": "ok", "id": message_id}, 201
+    return {"status": "ok", "id": message_id, "mentions": post.mentions, "mentions_all": post.mentions_all}, 201
 
 
 def get_message(user: int, chat_id: int, message_id: int) -> dict:
@@ -55,6 +55,7 @@ def edit_message(user: int, chat_id: int, message_id: int, body: dict) -> dict:
     return edited
 
 
+@threaded  # a thread's root takes its replies with it: a delete of unbounded size
 @writes
 def delete_message(user: int, chat_id: int, id: int) -> dict:  # noqa: A002 - the spec names it id
     require_member(chat_id, user)

@@ -226,6 +226,14 @@ def expect_created(body) -> int:
     return expect_id(body["id"], "id")
 
 
+def expect_sent(body) -> int:
+    """A send's 201: the id, and whom its mentions reached."""
+    expect_keys(body, {"status", "id", "mentions", "mentions_all"}, "a sent message")
+    if body["status"] != "ok" or not isinstance(body["mentions"], list) or not isinstance(body["mentions_all"], bool):
+        raise Mismatch(f"not a sent message: {body}")
+    return expect_id(body["id"], "id")
+
+
 def expect_ok(body) -> None:
     if body != {"status": "ok"}:
         raise Mismatch(f'expected {{"status": "ok"}}, got {str(body)[:200]}')
@@ -586,7 +594,7 @@ class ChatUser(FastHttpUser):
                     raise Mismatch(f"404 for a send naming a message that was not deleted: {str(body)[:200]}")
                 expect_error(body)
                 return
-            expect_created(body)
+            expect_sent(body)
 
         suffix = "".join(f" {key}" for key in extra)
         body = self.call(

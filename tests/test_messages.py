@@ -13,7 +13,7 @@ def test_create_message_returns_id(alice, make_chat):
     chat_id = make_chat(alice)
     response = alice.client.post(f"/api/chats/{chat_id}", data={"content": "hello"})
     assert response.status_code == 201
-    assert response.json() == {"status": "ok", "id": response.json()["id"]}
+    assert response.json() == {"status": "ok", "id": response.json()["id"], "mentions": [], "mentions_all": False}
 
 
 def test_list_messages_oldest_first_with_fields(alice, bob, make_chat, send):

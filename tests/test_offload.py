@@ -69,7 +69,7 @@ READERS = {
 }
 # They hash a password, delete an unbounded number of rows, or (search) read one.
 # search_messages is async, and runs in a lane of its own (edge/search_lane.py), never the threadpool.
-THREADED = {"login", "register_user", "change_password", "end_session", "leave_chat", "delete_user"}
+THREADED = {"login", "register_user", "change_password", "end_session", "leave_chat", "delete_user", "delete_message"}
 
 
 @pytest.fixture

@@ -129,3 +129,23 @@ def test_list_chats_query_count_does_not_grow_with_mentions(alice, bob, make_cha
     with assert_query_count(1):
         chats = alice.client.get("/api/chats").json()["chats"]
     assert len(chats) == 13 and sum(chat["mention_count"] for chat in chats) == 12
+
+
+def test_list_threads_costs_the_same_for_one_thread_or_many(alice, bob, make_chat, send):
+    """The session's check, the threads you follow with their unread counts, and their roots: three queries however
+    many threads, never one per thread."""
+    chat_id = make_chat(alice, members=(bob,))
+
+    def followed_threads(count: int) -> tuple[int, list[dict]]:
+        for n in range(count):
+            root = send(alice, chat_id, f"topic {n}")
+            post(bob, chat_id, f"@alice about topic {n}", thread_root_id=root)
+        with count_queries() as counted:
+            response = alice.client.get("/api/threads")
+        assert response.status_code == 200, response.text
+        return counted.count, response.json()["threads"]
+
+    one, threads = followed_threads(1)
+    many, threads = followed_threads(5)
+    assert one == many == 3
+    assert len(threads) == 6 and all(thread["unread_count"] == 1 for thread in threads)
