@@ -519,7 +519,11 @@ def conversations(schema: Schema) -> None:
         schema.add_column("message", column, field)
     flag = BooleanField(default=False, constraints=[SQL("DEFAULT FALSE")])
     schema.add_column("message", "mentions_all", flag, allow_not_null=True)
-    schema.add_index("message", ("thread_root_id", "id"))
+    # Partial: only thread replies, so that a history page (thread_root_id IS NULL) keeps to (chat, id) (models.py).
+    schema.database.execute_sql(
+        "CREATE INDEX IF NOT EXISTS message_thread_root_id_id ON message (thread_root_id, id)"
+        " WHERE thread_root_id IS NOT NULL"
+    )
     kind = CharField(max_length=8, default="group", constraints=[SQL("DEFAULT 'group'")])
     schema.add_column("chat", "kind", kind, allow_not_null=True)
     notify = CharField(max_length=8, default="all", constraints=[SQL("DEFAULT 'all'")])

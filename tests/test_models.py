@@ -247,3 +247,12 @@ def test_importing_storage_loads_no_web_framework_and_hashes_nothing(module):
         check=True,
     ).stdout.split()
     assert [name for name in loaded if name.split(".")[0] in ("connexion", "starlette", "uvicorn", "argon2")] == []
+
+
+@pytest.mark.parametrize("name", ["history, newest first", "history, oldest first"])
+def test_history_page_plan_reads_only_the_chats_messages(app, name):
+    """A page walks the (chat, id) index of its one chat. The thread index is partial (thread replies only), so the
+    page's `thread_root_id IS NULL` can never send the planner down every chat's messages in id order."""
+    plan = query_plan(HOT_STATEMENTS[name])
+    messages = [step for step in plan if step.startswith(("SEARCH t1 ", "SCAN t1"))]
+    assert messages == ["SEARCH t1 USING INDEX message_chat_id_id (chat_id=? AND id>? AND id<?)"], plan
