@@ -53,22 +53,23 @@ def columns(mentions: list[int], everyone: bool) -> dict:
     return {Message.mentions: json.dumps(mentions) if mentions else None, Message.mentions_all: everyone}
 
 
-def index(chat_id: int, message_id: int, mentions: list[int], everyone: bool, in_thread: bool, new=False) -> None:
+def index(
+    chat_id: int, message_id: int, sender_id: int, mentions: list[int], everyone: bool, in_thread: bool, new=False
+) -> None:
     """Index a history message's mentions for the chat list's mention_count (a thread reply counts in its thread's
     unread count instead), in place of those it had unless it is `new`."""
     if not new:
         Mention.delete().where(Mention.message == message_id).execute()
     targets = [EVERYONE] if everyone else mentions
     if not in_thread and targets:
-        sender = Message.select(Message.sender_id).where(Message.id == message_id).scalar()
-        rows = [{"message": message_id, "chat_id": chat_id, "user_id": u, "sender_id": sender} for u in targets]
+        rows = [{"message": message_id, "chat_id": chat_id, "user_id": u, "sender_id": sender_id} for u in targets]
         Mention.insert_many(rows).execute()
 
 
 def record(chat_id: int, message_id: int, sender_id: int, mentions: list[int], everyone: bool, in_thread: bool):
     """Index a new message's mentions, and tell each member reached who wants alerts (a `mention` event, for them
     alone); call it inside the send's transaction."""
-    index(chat_id, message_id, mentions, everyone, in_thread, new=True)
+    index(chat_id, message_id, sender_id, mentions, everyone, in_thread, new=True)
     alerted = Membership.select(Membership.user).where(
         Membership.chat == chat_id,
         Membership.user != sender_id,

@@ -4,8 +4,7 @@ from peewee import PostgresqlDatabase
 
 from ..core.errors import Conflict, Forbidden, NotFound
 from ..core.times import rfc3339
-from ..models import MESSAGE_PINNED, MESSAGE_UNPINNED, Event, Message, Pin, db, lock_chats
-from ..models import Chat as Chat
+from ..models import MESSAGE_PINNED, MESSAGE_UNPINNED, Chat, Event, Message, Pin, db, lock_chats
 from . import rules
 
 MAX_PINS = 50

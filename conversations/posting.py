@@ -7,8 +7,7 @@ from collections.abc import Callable
 from peewee import PostgresqlDatabase
 
 from ..core.errors import NotFound
-from ..models import MESSAGE_DELETED, Event, Message, ThreadFollow, db, lock_chats
-from ..models import Chat as Chat
+from ..models import MESSAGE_DELETED, Chat, Event, Message, ThreadFollow, db, lock_chats
 from ..storage.queries import PLAIN, SNIPPET_LENGTH, Post
 from . import mentions, threads
 
@@ -62,8 +61,10 @@ def remention(chat_id: int, content: str) -> Callable[[int], dict]:
 
     def columns(message_id: int) -> dict:
         named, everyone = mentions.resolve(chat_id, content)
-        in_thread = Message.select(Message.thread_root_id).where(Message.id == message_id).scalar() is not None
-        mentions.index(chat_id, message_id, named, everyone, in_thread)
+        root, sender = (
+            Message.select(Message.thread_root_id, Message.sender_id).where(Message.id == message_id).tuples().first()
+        )
+        mentions.index(chat_id, message_id, sender, named, everyone, root is not None)
         return mentions.columns(named, everyone)
 
     return columns

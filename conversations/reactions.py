@@ -61,9 +61,6 @@ def change(chat_id: int, message_id: int, user_id: int, emoji_: str, add: bool) 
     with db.atomic():
         rules.require_member(chat_id, user_id)
         _locked_message(chat_id, message_id)
-        mine = Reaction.select().where(
-            Reaction.message == message_id, Reaction.user_id == user_id, Reaction.emoji == emoji_
-        )
         if add:
             changed = (
                 Reaction.insert(message=message_id, user_id=user_id, emoji=emoji_)
@@ -73,8 +70,7 @@ def change(chat_id: int, message_id: int, user_id: int, emoji_: str, add: bool) 
             )
         else:
             changed = (
-                mine.exists()
-                and Reaction.delete()
+                Reaction.delete()
                 .where(Reaction.message == message_id, Reaction.user_id == user_id, Reaction.emoji == emoji_)
                 .execute()
             )

@@ -31,6 +31,10 @@ def parse_time(text: str) -> datetime.datetime | None:
 
 def of(chat_id: int, user_id: int) -> dict:
     rules.require_member(chat_id, user_id)
+    return _read(chat_id, user_id)
+
+
+def _read(chat_id: int, user_id: int) -> dict:
     notify, muted = (
         Membership.select(Membership.notify, Membership.muted_until)
         .where(Membership.chat == chat_id, Membership.user == user_id)
@@ -49,4 +53,4 @@ def change(chat_id: int, user_id: int, changes: dict) -> dict:
         values[Membership.muted_until] = parse_time(changes["muted_until"])
     with db.atomic():
         Membership.update(values).where(Membership.chat == chat_id, Membership.user == user_id).execute()
-    return of(chat_id, user_id)
+    return _read(chat_id, user_id)

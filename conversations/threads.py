@@ -50,19 +50,20 @@ def summarize(chat_id: int, root_id: int) -> None:
 
 
 def follow(chat_id: int, root_id: int, user_ids, read_to: int | None = None) -> None:
-    """Make these users follow the thread (again); `read_to` moves their read marker there too."""
-    for user_id in dict.fromkeys(user_ids):
-        row = ThreadFollow.get_or_none(ThreadFollow.user_id == user_id, ThreadFollow.root == root_id)
-        if row is None:
-            ThreadFollow.insert(root=root_id, chat_id=chat_id, user_id=user_id, last_read_id=read_to).on_conflict(
-                conflict_target=[ThreadFollow.user_id, ThreadFollow.root],
-                update={ThreadFollow.following: True},
-            ).execute()
-            continue
-        changes = {ThreadFollow.following: True}
-        if read_to is not None and (row.last_read_id is None or row.last_read_id < read_to):
-            changes[ThreadFollow.last_read_id] = read_to
-        ThreadFollow.update(changes).where(ThreadFollow.id == row.id).execute()
+    """Make these users follow the thread (again), in one upsert; `read_to` moves their read marker there too (it
+    never moves back)."""
+    users = list(dict.fromkeys(user_ids))
+    if not users:
+        return
+    rows = [{"root": root_id, "chat_id": chat_id, "user_id": user, "last_read_id": read_to} for user in users]
+    ThreadFollow.insert_many(rows).on_conflict(
+        conflict_target=[ThreadFollow.user_id, ThreadFollow.root], update={ThreadFollow.following: True}
+    ).execute()
+    if read_to is not None:
+        behind = ThreadFollow.last_read_id.is_null() | (ThreadFollow.last_read_id < read_to)
+        ThreadFollow.update(last_read_id=read_to).where(
+            ThreadFollow.root == root_id, ThreadFollow.user_id.in_(users), behind
+        ).execute()
 
 
 def root_of(chat_id: int, root_id: int) -> None:
