@@ -35,7 +35,7 @@ from .edge.validation import CACHED_VALIDATORS, FormContentType, path_parameters
 from .edge.web_client import WebClient
 from .files import uploads
 from .storage import migrations
-from .streams import fanout
+from .streams import fanout, presence
 from .streams.fanout import DEFAULTS as EVENT_DEFAULTS
 
 __version__ = version("chat-server")
@@ -106,9 +106,11 @@ def create_app(
 
 @contextlib.asynccontextmanager
 async def background_work(app):
-    """What runs beside the requests while the server is up: pruning the event log and expired idempotency keys,
-    collecting unused uploads, and watching for the signal to stop (readiness turns 503)."""
+    """What runs beside the requests while the server is up: the event broker with its ephemeral channel and
+    presence sweep, pruning the event log and expired idempotency keys, collecting unused uploads, and watching for
+    the signal to stop (readiness turns 503). On the way out, this process's streams stop counting for presence."""
     shutdown.watch()
+    fanout.broker.start()
     pruning = [
         asyncio.create_task(fanout.prune_forever(), name="event pruning"),
         asyncio.create_task(idempotency.prune_forever(), name="idempotency key pruning"),
@@ -119,6 +121,7 @@ async def background_work(app):
     finally:
         for task in pruning:
             task.cancel()
+        await fanout.broker.leave()
 
 
 def allow_more_open_files(connections: int) -> None:
@@ -286,6 +289,22 @@ def main(argv: list[str] | None = None) -> None:
         ("--event-retention", "CHAT_EVENT_RETENTION", "how long events are kept for resuming streams: 7d, 12h, 30m"),
         ("--event-heartbeat", "CHAT_EVENT_HEARTBEAT", "seconds between heartbeat comments on a stream"),
         ("--max-streams-per-user", "CHAT_MAX_STREAMS_PER_USER", "event streams a user may hold open per process"),
+        (
+            "--pubsub",
+            "CHAT_PUBSUB",
+            "how typing and presence reach the other workers and hosts: auto (PostgreSQL NOTIFY; on SQLite a "
+            "table when --workers is above 1), local (this process only) or redis://host:6379",
+        ),
+        (
+            "--presence-grace",
+            "CHAT_PRESENCE_GRACE",
+            "seconds after a user's last stream closes before they show offline (a reconnect within it is unseen)",
+        ),
+        (
+            "--presence-timeout",
+            "CHAT_PRESENCE_TIMEOUT",
+            "seconds a process may be silent before its streams stop counting (a host that died)",
+        ),
     ):
         setting(streams, flag, variable, EVENT_DEFAULTS[variable], help=f"{what}, %(default)s")
     accounts = parser.add_argument_group("accounts and sessions")
@@ -362,9 +381,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     for dest, variable in exported.items():
         os.environ[variable] = str(getattr(args, dest))
+    os.environ["CHAT_WORKERS"] = str(args.workers)  # the ephemeral channel's default depends on it (streams/pubsub.py)
     try:
         limits = ratelimit.configure(os.environ)
         fanout.Settings.from_environment(os.environ)
+        presence.Settings.from_environment(os.environ)
         credentials.SessionSettings.from_environment(os.environ)
         consent.default_who_can_add_me(os.environ)
         files = uploads.configure(os.environ, args.database)

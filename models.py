@@ -15,6 +15,7 @@ from peewee import (
     BooleanField,
     CharField,
     CompositeKey,
+    DoubleField,
     ForeignKeyField,
     IntegerField,
     Model,
@@ -636,6 +637,55 @@ class Pin(BaseModel):
     pinned_at = UTCDateTimeField(default=utcnow)
 
 
+class PresenceProcess(BaseModel):
+    """A server process that holds event streams, alive while `seen_at` (seconds since the epoch) is recent; its
+    streams stop counting once it falls silent (streams/presence.py)."""
+
+    id = NeverReusedIdField()
+    name = CharField(max_length=255)
+    seen_at = DoubleField()
+
+    class Meta:
+        table_name = "presence_process"
+
+
+class PresenceStream(BaseModel):
+    """A session with at least one event stream open on a process: what makes its user online, or idle when every
+    such session said so."""
+
+    process_id = IntegerField()
+    session_id = IntegerField(index=True)
+    user_id = IntegerField(index=True)
+    idle = BooleanField(default=False)
+
+    class Meta:
+        table_name = "presence_stream"
+        primary_key = CompositeKey("process_id", "session_id")
+
+
+class UserPresence(BaseModel):
+    """A user's presence as last published to the people who share a chat with them, and their status text.
+    `offline_since` marks a user whose last stream closed: they are published offline once the grace has passed."""
+
+    user = ForeignKeyField(User, primary_key=True, on_delete="CASCADE")
+    state = CharField(max_length=8, default="offline")
+    status_text = CharField(max_length=80, default="")
+    offline_since = DoubleField(null=True)
+
+    class Meta:
+        table_name = "user_presence"
+
+
+class Ephemeral(BaseModel):
+    """A typing or presence message on its way to other SQLite worker processes (streams/pubsub.py): never read
+    by a stream that opens after it, and deleted within a minute."""
+
+    id = NeverReusedIdField()
+    process = CharField(max_length=32)
+    data = TextField()
+    at = DoubleField()
+
+
 class MessageVersion(BaseModel):
     """A text a message had before an edit, kept as Zulip keeps them (no endpoint reads them yet); it goes when its
     message does."""
@@ -988,4 +1038,8 @@ MODELS = [
     Event,
     PrunedEvents,
     IdempotencyKey,
+    PresenceProcess,
+    PresenceStream,
+    UserPresence,
+    Ephemeral,
 ]

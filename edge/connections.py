@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from .event_responses import HANDOFF, EventStream, HandOff
 from .security_headers import with_security_headers
 
 DEFAULTS = {
@@ -183,6 +184,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._share_key: str | None = None
         self._proxied = False
         self._stream_scope = None
+        self._stream: EventStream | None = None  # an event stream this connection runs (event_responses.py)
         # One timer per connection, checked lazily: re-arming a timer for every request costs throughput.
         self._timer = None
         self._write_timer = None
@@ -206,6 +208,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._expect_request()
 
     def connection_lost(self, exc) -> None:
+        if self._stream is not None:
+            self._stream.end()
         self._cancel_timer()
         if self._write_timer is not None:
             self._write_timer.cancel()
@@ -249,14 +253,34 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         return host or peer
 
     async def _run_app(self, scope, receive, send) -> None:
-        """The app, watched for a response that is an event stream (which then holds no share)."""
+        """The app, watched for a response that is an event stream (which then holds no share); an event stream
+        handed off (event_responses.py) runs here, after the app and its middleware have returned."""
 
         async def watched(message) -> None:
             if message["type"] == "http.response.start" and is_event_stream(message.get("headers", ())):
                 self._stream_scope = scope
             await send(message)
 
+        handoff = HandOff()
+        scope.setdefault("extensions", {})[HANDOFF] = handoff
         await self._app(scope, receive, watched)
+        stream, handoff.stream = handoff.stream, None
+        if stream is None:
+            return
+        self._stream = stream
+        if self.transport.is_closing():
+            stream.end()
+        try:
+            await stream.run(send)
+        finally:
+            self._stream = None
+
+    def shutdown(self) -> None:
+        """The server is stopping: an event stream ends now (its client reconnects elsewhere), not at the graceful
+        timeout."""
+        if self._stream is not None:
+            self._stream.end()
+        super().shutdown()
 
     def pause_writing(self) -> None:
         """The client is not reading what it asked for: the unsent response waits in memory, for a bounded time."""

@@ -42,7 +42,7 @@ async def get_events(user: int, token_info: dict, last_event_id: int | None = No
     if _wants_json(request.headers.get("accept", "")):
         polled = await fanout.poll(user, session, last_event_id, timeout, _disconnected if timeout else None)
         return JSONResponse(polled, headers=NOT_STORED)
-    subscriber = await fanout.broker.subscribe(user, session)
+    subscriber = await fanout.broker.subscribe(user, session, stream=True)
     try:
         start = await fanout.begin(user, session, last_event_id)
     except BaseException:

@@ -7,6 +7,7 @@ from ..edge.offload import threaded, writes
 from ..edge.session_check import SessionClaim, checks_session
 from ..files import uploads
 from ..models import Message
+from ..streams import typists
 from . import require_member
 
 
@@ -32,6 +33,7 @@ def send_message(user: int, chat_id: int, body: dict):
     if message_id is None:
         require_member(chat_id, user)
         raise Forbidden(f"you were not a member of chat {chat_id} when the message arrived")
+    typists.message_sent(chat_id, user)
     return {"status": "ok", "id": message_id, "mentions": post.mentions, "mentions_all": post.mentions_all}, 201
 
 

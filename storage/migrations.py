@@ -24,6 +24,7 @@ from peewee import (
     CharField,
     CompositeKey,
     DateTimeField,
+    DoubleField,
     ForeignKeyField,
     IntegerField,
     Model,
@@ -548,6 +549,56 @@ def conversations(schema: Schema) -> None:
     )
 
 
+def presence(schema: Schema) -> None:
+    """Presence and the ephemeral channel (streams/presence.py, streams/pubsub.py): the processes that hold
+    streams, the sessions streaming on each, each user's published presence and status text, and the table that
+    carries typing and presence between SQLite worker processes."""
+
+    class User(Model):
+        id = NeverReusedId()
+
+        class Meta:
+            table_name = "user"
+
+    class PresenceProcess(Model):
+        id = NeverReusedId()
+        name = CharField(max_length=255)
+        seen_at = DoubleField()
+
+        class Meta:
+            table_name = "presence_process"
+
+    class PresenceStream(Model):
+        process_id = IntegerField()
+        session_id = IntegerField(index=True)
+        user_id = IntegerField(index=True)
+        idle = BooleanField(default=False)
+
+        class Meta:
+            table_name = "presence_stream"
+            primary_key = CompositeKey("process_id", "session_id")
+
+    class UserPresence(Model):
+        user = ForeignKeyField(User, primary_key=True, on_delete="CASCADE")
+        state = CharField(max_length=8, default="offline")
+        status_text = CharField(max_length=80, default="")
+        offline_since = DoubleField(null=True)
+
+        class Meta:
+            table_name = "user_presence"
+
+    class Ephemeral(Model):
+        id = NeverReusedId()
+        process = CharField(max_length=32)
+        data = TextField()
+        at = DoubleField()
+
+        class Meta:
+            table_name = "ephemeral"
+
+    schema.create_tables(PresenceProcess, PresenceStream, UserPresence, Ephemeral)
+
+
 STEPS: list[Callable[[Schema], None]] = [
     initial_schema,
     events_and_read_markers,
@@ -556,6 +607,7 @@ STEPS: list[Callable[[Schema], None]] = [
     consent_to_be_added,
     files,
     conversations,
+    presence,
 ]
 
 

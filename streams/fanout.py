@@ -11,6 +11,9 @@ It learns of new rows three ways, all of which end in the same read by id:
 
 A stream subscribes before it reads the log, so nothing falls between the replay and the live rows; rows
 that arrive during the replay wait in the subscriber and are dropped when the replay already sent them.
+
+Typing and presence are not in the log: they come on the ephemeral channel (pubsub.py) and go only to the live
+streams (not to polls, nor to a stream still replaying) of the people they concern, with no id.
 """
 
 import asyncio
@@ -28,7 +31,10 @@ from ..core.errors import TooManyRequests
 from ..core.times import seconds, utcnow
 from ..models import Event
 from ..storage.engines import in_thread, query, with_connection
+from . import presence as presences
+from . import pubsub
 from .audience import Audience, Row
+from .typists import typists
 from .watchers import FETCH_ROWS, Watch
 
 log = logging.getLogger("chat")
@@ -37,6 +43,8 @@ DEFAULTS = {
     "CHAT_EVENT_RETENTION": "7d",
     "CHAT_EVENT_HEARTBEAT": "15",
     "CHAT_MAX_STREAMS_PER_USER": "20",
+    **pubsub.DEFAULTS,
+    **presences.DEFAULTS,
 }
 REPLAY_ROWS = 500  # rows a resuming stream reads at a time
 # Rows a resume or a poll reads at most (the spec's GET /api/events says so): a stream further behind gets `reset`.
@@ -66,8 +74,10 @@ class Settings:
 class Subscriber:
     """A stream's place in the broker: rows wait in `backlog` until the stream takes them."""
 
-    def __init__(self, user: int, session: int):
-        self.user, self.session = user, session
+    __slots__ = ("audience", "backlog", "ephemeral", "over", "ready", "session", "user")
+
+    def __init__(self, user: int, session: int, ephemeral: bool = False):
+        self.user, self.session, self.ephemeral = user, session, ephemeral  # ephemeral: a stream, not a poll
         self.audience: Audience | None = None  # None while the stream replays: rows are kept unfiltered
         self.backlog: collections.deque[Row] = collections.deque()
         self.ready = asyncio.Event()
@@ -89,6 +99,12 @@ class Subscriber:
             return
         self.backlog.append(row)
         self.ready.set()
+
+    def push(self, row: Row) -> None:
+        """An ephemeral row (no id) for this live stream."""
+        if not self.over and len(self.backlog) < MAX_BACKLOG:
+            self.backlog.append(row)
+            self.ready.set()
 
     def go_live(self, audience: Audience, sent_through: int) -> None:
         """Filter from here on; of the rows that waited, keep those the replay did not send."""
@@ -123,6 +139,10 @@ class Broker:
         self._task: asyncio.Task | None = None
         self._joining: asyncio.Lock | None = None  # the cap check, and `last` when the first joins
         self._watch: Watch | None = None
+        self.channel: pubsub.Channel = pubsub.Channel(self.deliver_soon)
+        self.presence = presences.Presence(presences.Settings.from_environment({}))
+        self._presence_queue: collections.deque[dict] = collections.deque()
+        self._presence_task: asyncio.Task | None = None
 
     @property
     def subscriber_count(self) -> int:
@@ -139,7 +159,63 @@ class Broker:
         if self._wakeup is not None:
             self._wakeup.set()
 
-    async def subscribe(self, user: int, session: int) -> Subscriber:
+    def deliver_soon(self, message: dict) -> None:
+        """Hand out a typing or presence message to this process's streams; safe from any thread."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._deliver, message)
+
+    def _deliver(self, message: dict) -> None:
+        try:
+            kind = message["k"]
+            if kind == "typing":
+                chat, user = int(message["chat"]), int(message["user"])
+                row = Row(None, "typing", chat, user, None, str(message["data"]))
+                typists.heard(user, chat, bool(message.get("active")))
+                for subscriber in self.subscribers:
+                    audience = subscriber.audience
+                    if (
+                        subscriber.ephemeral
+                        and audience is not None
+                        and subscriber.user != user
+                        and chat in audience.chats
+                    ):
+                        subscriber.push(row)
+            elif kind == "presence":
+                self._presence_queue.append(message)
+                if self._presence_task is None:
+                    self._presence_task = self._loop.create_task(self._deliver_presence(), name="presence delivery")
+        except (KeyError, TypeError, ValueError):
+            log.warning("an ephemeral message of an unknown form; dropped")
+
+    async def _deliver_presence(self) -> None:
+        """Presence changes in the order they came: each to the live streams of the people who share a chat with
+        its user, and to that user's own."""
+        try:
+            while self._presence_queue:
+                message = self._presence_queue.popleft()
+                user = int(message["user"])
+                if not any(subscriber.ephemeral for subscriber in self.subscribers):
+                    continue
+                try:
+                    chats = await query(presences.chats_of, user)
+                except Exception:
+                    log.exception("reading the chats of user %d for a presence change failed", user)
+                    continue
+                row = Row(None, "presence", None, user, None, str(message["data"]))
+                for subscriber in self.subscribers:
+                    audience = subscriber.audience
+                    if (
+                        subscriber.ephemeral
+                        and audience is not None
+                        and (subscriber.user == user or not audience.chats.isdisjoint(chats))
+                    ):
+                        subscriber.push(row)
+        finally:
+            self._presence_task = None
+
+    async def subscribe(self, user: int, session: int, stream: bool = False) -> Subscriber:
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # first use, or a new event loop (tests start one per client)
             self._restart(loop)
@@ -152,9 +228,12 @@ class Broker:
                 # Nobody was listening, so `last` is stale: start from the newest row, before this subscriber's
                 # snapshot, which therefore sees at least as far.
                 self.last = await query(Event.head)
-            subscriber = Subscriber(user, session)
+            subscriber = Subscriber(user, session, ephemeral=stream)
             self.subscribers.add(subscriber)
             self.per_user[user] += 1
+        if stream:
+            self.presence.start(loop)
+            self.presence.opened(user, session)
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
@@ -163,6 +242,8 @@ class Broker:
             self.per_user[subscriber.user] -= 1
             if not self.per_user[subscriber.user]:
                 del self.per_user[subscriber.user]
+            if subscriber.ephemeral:
+                self.presence.closed(subscriber.user, subscriber.session)
 
     def _restart(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._watch is not None:
@@ -174,6 +255,34 @@ class Broker:
         self._joining = asyncio.Lock()
         self._watch = Watch.for_database(self)
         self._task = loop.create_task(self._run(), name="event broker")
+        self._presence_queue.clear()
+        self._presence_task = None
+        self.channel.start(loop)
+
+    def close(self) -> None:
+        """Stop this broker's tasks (a new one is configured): its streams were those of an app now gone."""
+        for task in (self._task, self._presence_task):
+            if task is not None and self._loop is not None and not self._loop.is_closed():
+                task.cancel()
+        if self._watch is not None:
+            with contextlib.suppress(Exception):
+                self._watch.close()
+        self.channel.close()
+        self.presence.close()
+
+    async def leave(self) -> None:
+        """This process stops: its streams stop counting for presence at once."""
+        with contextlib.suppress(Exception):
+            await in_thread(self.presence.leave)
+        self.close()
+
+    def start(self) -> None:
+        """Begin on the running loop before any stream opens (at startup), so that ephemeral messages and the
+        presence sweep run from the start."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._restart(loop)
+        self.presence.start(loop)
 
     async def _run(self) -> None:
         while True:
@@ -186,6 +295,8 @@ class Broker:
             try:
                 if self._watch.changed():
                     await self._hand_out()
+                    for payload in self._watch.ephemeral():
+                        self.channel.received(payload)
                     self._watch.caught_up()
             except Exception:  # a database hiccup must not end delivery for good
                 log.exception("reading new events failed; retrying")
@@ -208,9 +319,19 @@ broker = Broker(Settings.from_environment({}))
 
 
 def configure(environ) -> Broker:
-    """A fresh broker with the settings in `environ` (CHAT_EVENT_*); raises ValueError for bad values."""
+    """A fresh broker with the settings in `environ` (CHAT_EVENT_*, CHAT_PUBSUB, CHAT_PRESENCE_*), with its
+    ephemeral channel for the database it is bound to; raises ValueError for bad values."""
     global broker
-    broker = Broker(Settings.from_environment(environ))
+    settings = Settings.from_environment(environ)
+    presence_settings = presences.Settings.from_environment(environ)
+    workers = int(environ.get("CHAT_WORKERS") or 1)
+    old = broker
+    broker = Broker(settings)
+    broker.channel = pubsub.channel = pubsub.for_setting(
+        environ.get("CHAT_PUBSUB") or DEFAULTS["CHAT_PUBSUB"], broker.deliver_soon, workers
+    )
+    broker.presence = presences.Presence(presence_settings)
+    old.close()
     return broker
 
 

@@ -13,6 +13,7 @@ from .. import models
 from ..models import Event
 from ..storage.engines import query
 from ..storage.queries import EVENTS_CHANNEL
+from .pubsub import EPHEMERAL_CHANNEL, SqliteChannel
 
 log = logging.getLogger("chat")
 
@@ -44,6 +45,11 @@ class Watch:
     def caught_up(self) -> None:
         """Every row that changed() announced has been handed out."""
 
+    def ephemeral(self) -> list[str]:
+        """The typing and presence messages other processes left in the database since the last call (SQLite with
+        several workers: pubsub.SqliteChannel); PostgreSQL's come through the LISTEN connection instead."""
+        return []
+
     async def fetch(self, after: int) -> list[tuple]:
         return await query(Event.newer_than, after, FETCH_ROWS)
 
@@ -61,6 +67,7 @@ class SqliteWatch(Watch):
         self.connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self.connection.execute("PRAGMA busy_timeout = 1000")
         self.version = self.latest = None
+        self.ephemeral_after = 0  # rows older than a few seconds are not handed out (pubsub.FRESH_SECONDS)
 
     def changed(self) -> bool:
         self.latest = self.connection.execute("PRAGMA data_version").fetchone()[0]
@@ -68,6 +75,12 @@ class SqliteWatch(Watch):
 
     def caught_up(self) -> None:
         self.version = self.latest
+
+    def ephemeral(self) -> list[str]:
+        if not isinstance(self.broker.channel, SqliteChannel):
+            return []
+        self.ephemeral_after, payloads = SqliteChannel.newer(self.connection, self.ephemeral_after)
+        return payloads
 
     def close(self) -> None:
         self.connection.close()
@@ -89,7 +102,7 @@ class PostgresWatch(Watch):
         try:
             connection = psycopg2.connect(database=self.database.database, **self.database.connect_params)
             connection.autocommit = True
-            connection.cursor().execute(f"LISTEN {EVENTS_CHANNEL}")
+            connection.cursor().execute(f"LISTEN {EVENTS_CHANNEL}; LISTEN {EPHEMERAL_CHANNEL}")
         except Exception:
             log.exception("cannot LISTEN for events; polling every %s s instead", self.poll_seconds)
             return
@@ -106,8 +119,13 @@ class PostgresWatch(Watch):
             self.broker._wake_on_loop()
             return
         if self.connection.notifies:
+            notifies = list(self.connection.notifies)
             self.connection.notifies.clear()
-            self.broker._wake_on_loop()
+            if any(notify.channel == EVENTS_CHANNEL for notify in notifies):
+                self.broker._wake_on_loop()
+            for notify in notifies:
+                if notify.channel == EPHEMERAL_CHANNEL:
+                    self.broker.channel.received(notify.payload)
 
     def changed(self) -> bool:
         if self.connection is None:

@@ -1,5 +1,6 @@
 """A Server-Sent Events client for tests: reads a live `GET /api/events` stream in a thread, checking every event
-against its schema in openapi/chat.yaml as it arrives."""
+against its schema in openapi/chat.yaml as it arrives. The ephemeral family (typing, presence: no id) waits in a
+queue of its own, so that a test of stored events never sees them and one of ephemeral events sees only them."""
 
 import json
 import queue
@@ -16,6 +17,11 @@ DATA_SCHEMAS = {
     kind: SPEC_DOC["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]["data"]
     for kind, ref in SPEC_DOC["components"]["schemas"]["Event"]["discriminator"]["mapping"].items()
 }
+EPHEMERAL = {
+    kind: SPEC_DOC["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]["data"]
+    for kind, ref in SPEC_DOC["components"]["schemas"]["EphemeralEvent"]["discriminator"]["mapping"].items()
+}
+DATA_SCHEMAS.update(EPHEMERAL)
 STREAMED_EVENT = SPEC_DOC["components"]["schemas"]["StreamedEvent"]
 
 
@@ -45,6 +51,8 @@ class Stream:
         self._client = httpx.Client(cookies=cookies, timeout=httpx.Timeout(10, read=None))
         self._request = self._client.build_request("GET", f"{api_url}/events{query}", headers=headers)
         self.events: queue.Queue[Received] = queue.Queue()
+        self.ephemeral: queue.Queue[Received] = queue.Queue()
+        self.errors: list[Exception] = []
         self.comments: list[str] = []
         self.retry: int | None = None
         self.opened, self.ended = threading.Event(), threading.Event()
@@ -83,7 +91,15 @@ class Stream:
         if "data" not in fields:
             return
         kind, data = fields.get("event", "message"), json.loads(fields["data"])
-        check_event(kind, data)
+        try:
+            check_event(kind, data)
+        except Exception as exc:  # kept for the test to see: an exception here would only end the reading thread
+            self.errors.append(exc)
+            raise
+        if kind in EPHEMERAL:
+            assert "id" not in fields, f"an ephemeral {kind} event has an id"
+            self.ephemeral.put(Received(None, kind, data))
+            return
         self.events.put(Received(int(fields["id"]) if "id" in fields else None, kind, data))
 
     def next(self, timeout: float = 10) -> Received:
@@ -91,6 +107,22 @@ class Stream:
             return self.events.get(timeout=timeout)
         except queue.Empty:
             raise AssertionError(f"no event within {timeout} s") from None
+
+    def next_ephemeral(self, *kinds: str, timeout: float = 10) -> Received:
+        """The next typing or presence event of one of these types (any, if none is named), skipping others."""
+        while True:
+            try:
+                event = self.ephemeral.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"no ephemeral event within {timeout} s; errors: {self.errors}") from None
+            if not kinds or event.kind in kinds:
+                return event
+
+    def drain_ephemeral(self) -> list[Received]:
+        events = []
+        while not self.ephemeral.empty():
+            events.append(self.ephemeral.get())
+        return events
 
     def next_of(self, *kinds: str, timeout: float = 10) -> Received:
         """The next event of one of these types, skipping others."""

@@ -63,14 +63,15 @@ class Backend:
 
 
 @contextlib.contextmanager
-def running(kind: str) -> Iterator[Backend]:
-    """chat-server on a fresh SQLite file (one process), or on the fresh test PostgreSQL database with two workers."""
+def running(kind: str, *options: str) -> Iterator[Backend]:
+    """chat-server on a fresh SQLite file (one process), or on the fresh test PostgreSQL database with two workers;
+    with OPTIONS and these."""
     if kind == "sqlite":
-        with live_server(*OPTIONS) as server:
+        with live_server(*OPTIONS, *options) as server:
             yield Backend(server, f"sqlite:///{server.database_path}")
         return
     database_url = fresh_postgres()
-    with live_server(*OPTIONS, "--database", database_url, "--workers", "2") as server:
+    with live_server(*OPTIONS, *options, "--database", database_url, "--workers", "2") as server:
         yield Backend(server, database_url)
 
 

@@ -1,0 +1,93 @@
+"""Who is typing where: `typing` events to a chat's other members, ephemeral (pubsub.py), and cheap.
+
+A typing client sends `start` about every RESEND_MS; its members treat it as over after EXPIRES_MS without one.
+Every process hears every typing message on the channel, and remembers the last for each user and chat. So a
+`start` (or a `stop`) within MIN_START_SECONDS of the same one is dropped whichever process published it (the client
+still gets 204), and a message sent through any process stops its sender's typing there. Clients also clear a
+member's typing on their `message.created`.
+"""
+
+import json
+import threading
+import time
+
+from .pubsub import publish
+
+EXPIRES_MS = 8_000
+RESEND_MS = 5_000
+MIN_START_SECONDS = 2.0
+FORGET_SECONDS = EXPIRES_MS / 1000  # a start this old has expired at every client
+SWEEP_AT = 10_000  # entries kept before the expired ones are swept out
+
+
+class Typists:
+    """What this process published last for each (user, chat): whether it was a start, and when."""
+
+    def __init__(self):
+        self.last: dict[tuple[int, int], tuple[bool, float]] = {}
+        self.lock = threading.Lock()  # handlers run in threads as well as on the event loop
+
+    def _turn(self, user: int, chat: int, active: bool, *, only_after_start: bool = False) -> bool:
+        now = time.monotonic()
+        with self.lock:
+            was = self.last.get((user, chat))
+            if was is None or now - was[1] >= FORGET_SECONDS:
+                if only_after_start:
+                    return False
+            elif was[0] == active and now - was[1] < MIN_START_SECONDS:
+                return False  # the same again, too soon
+            elif only_after_start and not was[0]:
+                return False
+            if len(self.last) >= SWEEP_AT:
+                self.last = {key: value for key, value in self.last.items() if now - value[1] < FORGET_SECONDS}
+            self.last[(user, chat)] = (active, now)
+            return True
+
+    def start(self, user: int, chat: int) -> bool:
+        """Whether a `start` now should go out: not within MIN_START_SECONDS of the last one."""
+        return self._turn(user, chat, True)
+
+    def stop(self, user: int, chat: int) -> bool:
+        """Whether an explicit `stop` should go out (its start may have gone out through another process): not
+        within MIN_START_SECONDS of the last stop."""
+        return self._turn(user, chat, False)
+
+    def heard(self, user: int, chat: int, active: bool) -> None:
+        """A typing message came from the channel (any process's, this one's too): so a send here stops typing
+        started through another process, and starts throttle across them."""
+        with self.lock:
+            self.last[(user, chat)] = (active, time.monotonic())
+
+    def sent(self, user: int, chat: int) -> bool:
+        """Whether a message sent now should stop typing: when this process saw it start, and not since stop."""
+        return self._turn(user, chat, False, only_after_start=True)
+
+
+typists = Typists()
+
+
+def _publish(chat: int, user: int, active: bool) -> None:
+    data = {
+        "chat_id": chat,
+        "user_id": user,
+        "active": active,
+        "expires_in_ms": EXPIRES_MS if active else 0,
+        "resend_in_ms": RESEND_MS,
+    }
+    data = json.dumps(data, separators=(",", ":"))
+    publish({"k": "typing", "chat": chat, "user": user, "active": active, "data": data})
+
+
+def change(chat: int, user: int, op: str) -> None:
+    """`start` or `stop` typing (the caller checked membership), with a database connection open."""
+    if op == "start":
+        if typists.start(user, chat):
+            _publish(chat, user, True)
+    elif typists.stop(user, chat):
+        _publish(chat, user, False)
+
+
+def message_sent(chat: int, user: int) -> None:
+    """The user sent a message to the chat: their typing there is over."""
+    if typists.sent(user, chat):
+        _publish(chat, user, False)

@@ -1,0 +1,172 @@
+"""Issue 25's typing and presence, against a real chat-server: on SQLite one process, on PostgreSQL two worker
+processes whose streams hear each other through NOTIFY. Both are ephemeral: they reach only the people who share the
+chat (or a chat with the user), carry no id, and are never replayed on resume nor in the JSON form.
+
+A stream's ephemeral events wait in a queue of their own (tests/sse.py). A negative ("carol never got it") is
+asserted with a marker: something published after it that the same person does get, first."""
+
+import time
+
+import pytest
+
+from tests.sse import Stream
+from tests.test_races_conversations import BACKENDS, Person, new_client, registering, running
+
+GRACE = 1  # --presence-grace: offline shows this long after the last stream closes
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request):
+    with running(request.param, "--presence-grace", str(GRACE), "--presence-timeout", "3") as started:
+        yield started
+
+
+@pytest.fixture
+def people(backend):
+    with registering(backend) as make:
+        yield make
+
+
+@pytest.fixture
+def streams():
+    opened: list[Stream] = []
+
+    def open_(*people_: Person) -> list[Stream]:
+        started = [person.stream() for person in people_]
+        opened.extend(started)
+        for stream in started:
+            stream.ready()
+        return started
+
+    yield open_
+    for stream in opened:
+        stream.close()
+
+
+def typing(person: Person, chat_id: int, op: str, client=None) -> None:
+    answer = (client or person.client).post(f"/chats/{chat_id}/typing", data={"op": op})
+    assert answer.status_code == 204, answer.text
+    assert answer.content == b""
+
+
+def presence_of(stream: Stream, user: Person, timeout: float = 10) -> dict:
+    """The next presence event about `user` on the stream (others skipped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        event = stream.next_ephemeral("presence", timeout=max(deadline - time.monotonic(), 0.01))
+        if event.data["user_id"] == user.id:
+            return event.data
+
+
+def test_typing_reaches_the_other_members_only_and_stops_on_send(people, streams):
+    alice, bob, carol = people(3)
+    shared = alice.new_chat(bob)
+    with_carol = alice.new_chat(carol)
+    to_alice, to_bob, to_carol = streams(alice, bob, carol)
+    typing(alice, shared, "start")
+    started = to_bob.next_ephemeral("typing")
+    assert started.id is None
+    assert started.data == {"chat_id": shared, "user_id": alice.id, "active": True, "expires_in_ms": 8000,
+                            "resend_in_ms": 5000}  # fmt: skip
+    alice.send(shared, "done typing")
+    assert to_bob.next_ephemeral("typing").data["active"] is False  # the send stopped it
+    # Carol's first typing event is the one in her chat, though Alice typed in the other first.
+    typing(alice, with_carol, "start")
+    assert to_carol.next_ephemeral("typing").data["chat_id"] == with_carol
+    typing(alice, with_carol, "stop")
+    assert to_carol.next_ephemeral("typing").data["active"] is False
+    # Alice never hears her own typing: her marker is Bob's.
+    typing(bob, shared, "start")
+    assert to_alice.next_ephemeral("typing").data["user_id"] == bob.id
+
+
+def test_typing_starts_within_two_seconds_are_dropped(people, streams, backend):
+    alice, bob = people(2)
+    chat_id = alice.new_chat(bob)
+    (to_bob,) = streams(bob)
+    with new_client(backend.api_url, alice.cookies, keep_alive=True) as same_worker:
+        for _ in range(5):
+            typing(alice, chat_id, "start", same_worker)
+        typing(alice, chat_id, "stop", same_worker)
+    assert [e.data["active"] for e in (to_bob.next_ephemeral("typing"), to_bob.next_ephemeral("typing"))] == [
+        True,
+        False,
+    ]
+
+
+def test_typing_is_never_replayed_nor_polled(people, streams):
+    alice, bob = people(2)
+    chat_id = alice.new_chat(bob)
+    before = bob.last_event_id()
+    (to_bob,) = streams(bob)
+    typing(alice, chat_id, "start")
+    assert to_bob.next_ephemeral("typing").data["active"] is True
+    marker = alice.send(chat_id, "after typing")
+    assert [e["type"] for e in bob.events_after(before)] == ["message.created"]
+    with bob.stream(last_event_id=before) as resumed:
+        assert [(e.kind, e.data["message"]["id"]) for e in resumed.replayed()] == [("message.created", marker)]
+        assert resumed.drain_ephemeral() == []
+
+
+def test_typing_needs_membership_and_a_known_op(people):
+    alice, bob = people(2)
+    chat_id = alice.new_chat()
+    assert bob.client.post(f"/chats/{chat_id}/typing", data={"op": "start"}).status_code == 404
+    assert alice.client.post(f"/chats/{chat_id}/typing", data={"op": "dance"}).status_code == 400
+    assert alice.client.post(f"/chats/{chat_id}/typing", data={}).status_code == 400
+
+
+def test_presence_goes_to_people_who_share_a_chat_only(people, streams):
+    alice, bob, carol, dave = people(4)
+    alice.new_chat(bob)
+    carol.new_chat(dave)
+    to_bob, to_carol = streams(bob, carol)
+    (to_alice,) = streams(alice)
+    assert presence_of(to_bob, alice) == {"user_id": alice.id, "state": "online", "status_text": ""}
+    assert presence_of(to_alice, alice)["state"] == "online"  # her own, for her other devices
+    (to_dave,) = streams(dave)
+    # Dave came online after Alice: Carol hears Dave, and never heard Alice.
+    first = to_carol.next_ephemeral("presence")
+    while first.data["user_id"] == carol.id:
+        first = to_carol.next_ephemeral("presence")
+    assert first.data["user_id"] == dave.id
+    to_dave.close()
+    to_alice.close()
+    assert presence_of(to_bob, alice, timeout=GRACE + 10)["state"] == "offline"
+
+
+def test_presence_idle_status_text_and_lookup(people, streams):
+    alice, bob, carol = people(3)
+    alice.new_chat(bob)
+    (to_bob,) = streams(bob)
+    streams(alice)
+    assert presence_of(to_bob, alice)["state"] == "online"
+    answer = alice.client.put("/presence", data={"state": "idle"})
+    assert answer.json() == {"user_id": alice.id, "state": "idle", "status_text": ""}
+    assert presence_of(to_bob, alice)["state"] == "idle"
+    answer = alice.client.put("/presence", data={"status_text": "at lunch 🍜", "state": "active"})
+    assert answer.json() == {"user_id": alice.id, "state": "online", "status_text": "at lunch 🍜"}
+    assert presence_of(to_bob, alice) == {"user_id": alice.id, "state": "online", "status_text": "at lunch 🍜"}
+    looked_up = bob.client.get("/presence", params={"user_ids": f"{alice.id},{carol.id},999999,{bob.id},{alice.id}"})
+    assert looked_up.json()["presence"] == [
+        {"user_id": alice.id, "state": "online", "status_text": "at lunch 🍜"},
+        {"user_id": carol.id, "state": "unknown", "status_text": ""},
+        {"user_id": 999999, "state": "unknown", "status_text": ""},
+        {"user_id": bob.id, "state": "online", "status_text": ""},
+    ]
+    assert alice.client.put("/presence", data={"status_text": "x" * 81}).status_code == 400
+    assert alice.client.put("/presence", data={}).status_code == 400
+    assert bob.client.get("/presence", params={"user_ids": ",".join(["1"] * 101)}).status_code == 400
+
+
+def test_reconnecting_within_the_grace_does_not_flap(people, streams):
+    alice, bob = people(2)
+    alice.new_chat(bob)
+    (to_bob,) = streams(bob)
+    (first,) = streams(alice)
+    assert presence_of(to_bob, alice)["state"] == "online"
+    first.close()
+    streams(alice)  # back within the grace
+    time.sleep(GRACE + 1)  # long enough for an offline to have gone out, were it wrong
+    alice.client.put("/presence", data={"status_text": "back"})
+    assert presence_of(to_bob, alice) == {"user_id": alice.id, "state": "online", "status_text": "back"}
