@@ -103,6 +103,12 @@ MATRIX = {
     # chat the owner made, so may; the non-member shares none, so may not. The owner's is a chat with themselves.
     # Every cell has users of its own (the scene fixture), so the chat never exists before: 201, never 200.
     "open_direct_chat": {**NO_SESSION, "non_member": 403, "member": 201, "owner": 201},
+    # Typing in the owner's chat: members only, 204 with no body.
+    "set_typing": {**HIDDEN_FROM_NON_MEMBERS, "member": 204, "owner": 204},
+    # Presence: anyone logged in asks about anyone (the owner here) and sets their own; who sees what is in
+    # tests/test_presence.py.
+    "get_presence": {**NO_SESSION, "non_member": 200, "member": 200, "owner": 200},
+    "set_presence": {**NO_SESSION, "non_member": 200, "member": 200, "owner": 200},
 }
 
 # get_user answers everyone logged in, but shows the email only to the user and to people who share a chat with them.
@@ -180,6 +186,7 @@ PARAMETERS = {
     "filename": lambda scene: "picture.png",
     "q": lambda scene: "anything",
     "emoji": lambda scene: "\N{THUMBS UP SIGN}",
+    "user_ids": lambda scene: str(scene.owner.id),
 }
 
 # Asked for JSON without waiting, the events come as one answer at once instead of a stream.
@@ -204,6 +211,8 @@ BODIES = {
     "ReadUpTo": lambda scene, caller: {"message_id": scene.message_id},
     "AvatarChoice": lambda scene, caller: {"upload_id": scene.upload_id},
     "ChatSettingsChange": lambda scene, caller: {"notify": "mentions"},
+    "TypingChange": lambda scene, caller: {"op": "start"},
+    "PresenceChange": lambda scene, caller: {"state": "idle", "status_text": "busy"},
 }
 # A valid body for an operation whose schema, shared with another, must name something else here: a thread's read
 # marker moves to one of the thread's replies (the chat's, mark_read, to a message of the history).
@@ -427,7 +436,7 @@ def test_remove_reaction_of_another_member_leaves_theirs_counted(scene):
 
 
 @pytest.mark.parametrize(
-    "operation_id", [operation_id for operation_id, row in MATRIX.items() if row is HIDDEN_FROM_NON_MEMBERS]
+    "operation_id", [operation_id for operation_id, row in MATRIX.items() if row.get("non_member") == 404]
 )
 def test_operation_as_non_member_is_answered_as_for_a_chat_that_does_not_exist(scene, operation_id):
     """The 404 tells a non-member nothing: the same answer as for a chat id no chat has (but for the id)."""

@@ -34,6 +34,10 @@ except ImportError:  # chromium() skips every test first
 pytestmark = pytest.mark.browser
 
 LIVE_MS = 2_000  # a change must show on the other side within 2 seconds
+# A typing client waits out the server's 2 s between two `start`s in a chat, even after a stop.
+TYPING_AGAIN_MS = 5_000
+# A closed page's stream must be seen gone, then the server waits CHAT_PRESENCE_GRACE (1 s in that test).
+OFFLINE_MS = 20_000
 RECONNECT_MS = 15_000  # EventSource retries after the stream's 3 s hint; the page also retries when it goes online
 XSS = "<img src=x onerror=alert(1)>"
 PASSWORD = "correct horse"
@@ -57,7 +61,16 @@ def server_options() -> tuple[str, ...]:
 
 
 @pytest.fixture
-def server(server_options):
+def server_env() -> dict[str, str]:
+    """Settings for the server as environment variables (docs/configuration.md): none by default. A test that needs
+    one without a command-line option parametrizes this, as it would server_options."""
+    return {}
+
+
+@pytest.fixture
+def server(server_options, server_env, monkeypatch):
+    for name, value in server_env.items():
+        monkeypatch.setenv(name, value)  # live_server's chat-server inherits this process's environment
     with live_server(*server_options) as running:
         yield running
 
@@ -520,6 +533,37 @@ def test_two_people_mention_message_directly_and_pin(visit, screenshots):
     bob.assert_clean()
 
 
+@pytest.mark.parametrize("server_env", [{"CHAT_PRESENCE_GRACE": "1"}], ids=["short-grace"])
+def test_two_people_see_each_other_typing_and_online(visit, screenshots):
+    alice, bob = alice_and_bob_in(visit, "Weekend plans")
+    bob.open_chat("Weekend plans")
+    expect(alice.presence("bob")).to_have_accessible_name("online", timeout=LIVE_MS)
+    expect(bob.presence("alice")).to_have_accessible_name("online")
+
+    box = alice.textbox("Message")
+    box.press_sequentially("Shall we leave at 8")
+    expect(bob.typing).to_have_text("alice is typing…", timeout=LIVE_MS)
+    expect(alice.typing).to_have_text("")  # only the others' typing
+    bob.page.screenshot(path=screenshots / "bob-sees-alice-typing.png")
+    box.press("Enter")
+    expect(bob.message("Shall we leave at 8")).to_be_visible(timeout=LIVE_MS)
+    expect(bob.typing).to_have_text("")
+
+    box.press_sequentially("or at 9?")
+    expect(bob.typing).to_have_text("alice is typing…", timeout=TYPING_AGAIN_MS)
+    box.press("ControlOrMeta+A")
+    box.press("Backspace")  # an emptied message box: she stopped
+    expect(bob.typing).to_have_text("", timeout=LIVE_MS)
+    expect(bob.message("or at 9?")).to_have_count(0)
+
+    bob.page.close()
+    expect(alice.presence("bob")).to_have_accessible_name("offline", timeout=OFFLINE_MS)
+    expect(alice.presence("alice")).to_have_accessible_name("online")
+    alice.page.screenshot(path=screenshots / "alice-sees-bob-offline.png")
+    alice.assert_clean()
+    bob.assert_clean()
+
+
 def test_markup_renames_and_leaving_reach_the_other_side(visit, screenshots):
     alice, bob = alice_and_bob_in(visit, "Weekend plans")
     alice.new_chat("Book club")
@@ -955,10 +999,10 @@ def converse_through_api(api: httpx.Client, chat_id: int, message_id: int) -> No
 
 
 def test_pages_pass_an_axe_audit(visit, server, axe_script, screenshots):
-    """axe-core, WCAG 2.0 and 2.1 A and AA: the log-in page, a chat with an image, a file and a file on its way, then
-    with a reaction, a reply, a mention, the thread pane, the pins, the emoji picker and `@` suggestions open, and the
-    same at a phone's width. Its context bypasses the page's CSP only so that axe can be injected; every other
-    test holds the page to it."""
+    """axe-core, WCAG 2.0 and 2.1 A and AA: the log-in page, a chat with an image, a file, a file on its way and its
+    members' presence, then with a reaction, a reply, a mention, the thread pane, the pins, the emoji picker and `@`
+    suggestions open, and the same at a phone's width. Its context bypasses the page's CSP only so that axe can be
+    injected; every other test holds the page to it."""
     pat = visit("pat", bypass_csp=True)
     expect(pat.page.get_by_role("form", name="Log in")).to_be_visible()
     assert pat.axe_violations(axe_script) == [], "logged out"
@@ -979,6 +1023,7 @@ def test_pages_pass_an_axe_audit(visit, server, axe_script, screenshots):
         assert sent.status_code == 201, sent.text
         converse_through_api(olga, chat_id, sent.json()["id"])
     pat.open_chat("Trip")
+    expect(pat.presence("olga")).to_have_accessible_name("offline")  # her API client streams nothing
     message = pat.message("Photo and tickets")
     assert decoded(message.get_by_role("img", name="harbour.png", exact=True)) > 0
     assert decoded(message.locator("img.avatar")) > 0

@@ -99,6 +99,16 @@ class Person:
     def members(self):
         return self.page.get_by_role("complementary").get_by_role("list", name="Members")
 
+    def presence(self, name: str):
+        """The presence dot on the avatar of member `name` in the open chat's list: an image named "online", "idle"
+        or "offline"."""
+        return self.members.get_by_role("listitem").filter(has_text=name).get_by_role("img")
+
+    @property
+    def typing(self):
+        """The line under the log that says who else is typing in the open chat, a status (a polite live region)."""
+        return self.page.get_by_role("status", name="Who is typing", exact=True)
+
     def button(self, name: str):
         return self.page.get_by_role("button", name=name, exact=True)
 

@@ -211,6 +211,19 @@ export const markRead = (chatId, messageId) =>
 
 export const search = (q, before) => call("GET", "/api/search", { query: { q, limit: SEARCH_PAGE, before } });
 
+/** Say you are typing in a chat (`op` "start", again every `resend_in_ms` while you go on) or have stopped ("stop"). */
+export const setTyping = (chatId, op) =>
+  call("POST", "/api/chats/{chat_id}/typing", { params: { chat_id: chatId }, form: { op } });
+
+/**
+ * The presence of up to 100 users, in the order asked: `{presence: [{user_id, state, status_text}]}`, `state` one of
+ * online, idle, offline or unknown. `userIds` is an array; it goes out comma-separated, as String() joins it.
+ */
+export const getPresence = (userIds) => call("GET", "/api/presence", { query: { user_ids: userIds } });
+
+/** Say this session is `idle` (no input for a while) or `active` again; resolves to your presence after it. */
+export const setPresence = (presence) => call("PUT", "/api/presence", { form: { state: presence } });
+
 /** The events after `lastEventId` at once, as JSON (`Accept: application/json`), and the id to go on from. */
 export const missedEvents = (lastEventId) => call("GET", "/api/events", { query: { last_event_id: lastEventId } });
 

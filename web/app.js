@@ -8,6 +8,7 @@ import { PendingUploads, acceptFiles, asAttachment, attachmentList } from "./fil
 import { LiveEvents } from "./live.js";
 import { MentionSuggestions, mentionsMe } from "./mentions.js";
 import { Pins } from "./pins.js";
+import { IdleReporter, PresenceDots, Typists, TypingNotifier } from "./presence.js";
 import { applyReaction, keepMine, pickerIsOpen, reactionBar } from "./reactions.js";
 import { ReplyDraft, replyQuote } from "./replies.js";
 import { ThreadPane, threadButton } from "./threads.js";
@@ -127,6 +128,7 @@ function enterApp(user) {
   byId("welcome").hidden = true;
   byId("app").hidden = false;
   live.start();
+  idleness.start();
   loadInvitations();
   api
     .getUser(user.id)
@@ -146,8 +148,12 @@ function enterApp(user) {
 function leaveApp() {
   session += 1;
   live.stop();
+  idleness.stop();
+  typing.reset(); // the session is over: a stop would only get a 401
   clearTimeout(refreshTimer);
   closeChat();
+  typists.clear();
+  presence.clear();
   Object.assign(state, { me: null, chats: [], chatPages: 1, nextCursor: null, open: null, streamLive: false });
   state.names.clear();
   state.avatars.clear();
@@ -422,6 +428,7 @@ async function openChat(chatId, { focus = true } = {}) {
   byId("chat").hidden = false;
   byId("members-panel").hidden = false;
   byId("chat-title").textContent = open.title;
+  typists.show(chatId);
   showKind(known ?? { kind: "group" });
   renderChats();
   if (focus) byId("message").focus();
@@ -444,6 +451,8 @@ async function openChat(chatId, { focus = true } = {}) {
 
 function closeChat(notice = null) {
   state.open = null;
+  typing.stop();
+  typists.show(null);
   thread.close();
   pins.reset();
   draft.cancel();
@@ -743,16 +752,19 @@ async function loadMembers(chatId) {
   state.open.members = members;
   for (const member of members) updatePerson(member);
   byId("members").replaceChildren(...members.map(memberItem));
+  presence.load(members.map((member) => member.id));
 }
 
 /**
- * A member, with "Message" (their direct chat) unless it is you. The button's label is drawn by CSS from its
- * aria-label, as the initials of an avatar are, so the list's text stays the members' names.
+ * A member, with their presence dot on their avatar, and "Message" (their direct chat) unless it is you. The
+ * button's label is drawn by CSS from its aria-label, as the initials of an avatar are, and the dot has only its
+ * aria-label, so the list's text stays the members' names.
  */
 function memberItem(member) {
   const nameId = `member-${member.id}-name`;
   const name = el("bdi", { id: nameId, "data-user": member.id }, member.name);
-  if (member.id === state.me.id) return el("li", {}, avatarOf(member.id), name, el("span", { class: "you" }, " (you)"));
+  const face = el("span", { class: "face" }, avatarOf(member.id), presence.dot(member.id));
+  if (member.id === state.me.id) return el("li", {}, face, name, el("span", { class: "you" }, " (you)"));
   const message = el("button", {
     type: "button",
     class: "direct",
@@ -760,7 +772,7 @@ function memberItem(member) {
     "aria-describedby": nameId,
   });
   message.addEventListener("click", () => openDirect(member.id));
-  return el("li", {}, avatarOf(member.id), name, message);
+  return el("li", {}, face, name, message);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -976,6 +988,7 @@ function handleEvent(type, data) {
         markRead();
       }
       if (!data.message.thread_root_id) showLastMessage(data.chat_id, data.message);
+      typists.stopped(data.chat_id, data.message.sender_id); // sending ends typing, whatever else arrives first
       refreshChatsSoon();
       break;
     }
@@ -1031,15 +1044,22 @@ function handleEvent(type, data) {
     case "message.unpinned":
       if (open) pins.changed(data.message_id, type === "message.pinned");
       break;
+    case "typing":
+      if (data.user_id !== state.me.id) typists.heard(data);
+      typing.heard(data.resend_in_ms);
+      break;
+    case "presence":
+      presence.heard(data);
+      break;
     case "reset":
       // What was missed cannot be replayed (our event id is too old, or unknown here): refetch the chats and the
       // open chat's messages, which now hold everything up to the reset; the stream goes on from there.
       if (state.open) {
         const { id } = state.open;
         const rootId = thread.rootId;
-        const typing = document.activeElement === byId("message");
+        const composing = document.activeElement === byId("message");
         closeChat();
-        openChat(id, { focus: typing }).then(() => rootId !== null && openThread(rootId, { focus: false }));
+        openChat(id, { focus: composing }).then(() => rootId !== null && openThread(rootId, { focus: false }));
       }
       refreshChatsSoon();
       break;
@@ -1048,6 +1068,9 @@ function handleEvent(type, data) {
       // the chat list and messages fetched at login may be from just before it: fetch what is newer once.
       showConnection("live");
       loadInvitations(); // the whole list, as the stream (re)starts: a reset replays nothing
+      // Presence is never replayed either: ask again for the members shown, and say again that this page is idle.
+      if (state.open) presence.load(state.open.members.map((member) => member.id));
+      idleness.restate();
       if (!state.streamLive) {
         state.streamLive = true;
         refreshChatsSoon();
@@ -1174,6 +1197,12 @@ const pins = new Pins({
   onError: report,
 });
 
+// Who is typing in the open chat, this page's own typing, everyone's presence and this page's idleness.
+const typists = new Typists({ line: byId("typing"), who: (userId) => userName(userId, "typist") });
+const typing = new TypingNotifier();
+const presence = new PresenceDots();
+const idleness = new IdleReporter();
+
 // The message the next one answers, quoted above the message box.
 const draft = new ReplyDraft({
   preview: byId("reply-preview"),
@@ -1213,7 +1242,10 @@ function wireComposer() {
   const composer = byId("composer");
   const textbox = byId("message");
   const error = composer.querySelector(".error");
-  textbox.addEventListener("input", () => (sendKey = null));
+  textbox.addEventListener("input", () => {
+    sendKey = null;
+    if (state.open) typing.input(state.open.id, textbox.value);
+  });
   new MentionSuggestions(textbox, byId("mention-options"), mentionable);
   enterSubmits(textbox);
   textbox.addEventListener("keydown", (event) => {
@@ -1247,6 +1279,7 @@ function wireComposer() {
       const message = { content: content === "" ? undefined : content, attachments: ids, replyTo: replyTo?.id };
       const { id } = await api.sendMessage(open.id, message, sendKey);
       sendKey = null;
+      typing.reset(); // sending ended it on the server
       if (textbox.value === content) textbox.value = "";
       if (draft.replyTo === replyTo) draft.cancel();
       pending.discard(entries);
@@ -1462,6 +1495,7 @@ function wireApp() {
 
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") markRead();
+    else typing.stop();
   });
 
   avatarControls({

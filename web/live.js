@@ -6,7 +6,8 @@
 // growing delay while the server cannot be reached. When the browser says the network is gone, the stream is closed
 // at once (a connection over a dead network can hang without an error) and reopened from the last event id as soon
 // as the network is back. Events are handed on in id order, each once; `reset` (the id we sent is unknown or too old:
-// refetch) and `ready` (everything missed was sent) always, and each sets the id to go on from.
+// refetch) and `ready` (everything missed was sent) always, and each sets the id to go on from. `typing` and
+// `presence` are ephemeral: they carry no id, are never replayed, and are handed on as they come.
 
 import * as api from "./api.js";
 
@@ -28,7 +29,12 @@ const TYPES = [
   "message.unpinned",
   "reset",
   "ready",
+  "typing",
+  "presence",
 ];
+// Events with no `id:` line. The browser still gives each the last id it saw as its `lastEventId` (the spec keeps
+// that buffer until an `id:` changes it), so comparing that with ours would drop every one as already seen.
+const EPHEMERAL = new Set(["typing", "presence"]);
 const FIRST_DELAY_MS = 1_000;
 const MAX_DELAY_MS = 30_000;
 
@@ -89,8 +95,13 @@ export class LiveEvents {
    * Hand one event on unless it was seen already; false when it was. `reset` and `ready` always pass, and their id
    * becomes the place to go on from even when it is lower: a reset answers an id this server never handed out (its
    * database was restored, say), and keeping the higher id would drop every live event below it as a duplicate.
+   * An ephemeral event always passes and leaves the id alone, whatever `lastEventId` the browser gave it.
    */
   take(type, id, data) {
+    if (EPHEMERAL.has(type)) {
+      this.onEvent(type, data);
+      return true;
+    }
     const eventId = id === "" || id === undefined ? null : BigInt(id);
     if (type === "reset" || type === "ready") {
       if (eventId !== null) this.lastEventId = eventId;
