@@ -21,46 +21,54 @@ SWEEP_AT = 10_000  # entries kept before the expired ones are swept out
 
 
 class Typists:
-    """What this process published last for each (user, chat): whether it was a start, and when."""
+    """The last typing message for each (user, chat), from any process: [active, when, when it last started]."""
 
     def __init__(self):
-        self.last: dict[tuple[int, int], tuple[bool, float]] = {}
+        self.last: dict[tuple[int, int], list] = {}
         self.lock = threading.Lock()  # handlers run in threads as well as on the event loop
 
-    def _turn(self, user: int, chat: int, active: bool, *, only_after_start: bool = False) -> bool:
-        now = time.monotonic()
-        with self.lock:
-            was = self.last.get((user, chat))
-            if was is None or now - was[1] >= FORGET_SECONDS:
-                if only_after_start:
-                    return False
-            elif was[0] == active and now - was[1] < MIN_START_SECONDS:
-                return False  # the same again, too soon
-            elif only_after_start and not was[0]:
-                return False
-            if len(self.last) >= SWEEP_AT:
-                self.last = {key: value for key, value in self.last.items() if now - value[1] < FORGET_SECONDS}
-            self.last[(user, chat)] = (active, now)
-            return True
+    def _record(self, key: tuple[int, int], active: bool, now: float) -> None:
+        if len(self.last) >= SWEEP_AT:
+            self.last = {key: value for key, value in self.last.items() if now - value[1] < FORGET_SECONDS}
+        was = self.last.get(key)
+        self.last[key] = [active, now, now if active else (was[2] if was else 0.0)]
 
     def start(self, user: int, chat: int) -> bool:
         """Whether a `start` now should go out: not within MIN_START_SECONDS of the last one."""
-        return self._turn(user, chat, True)
+        now = time.monotonic()
+        with self.lock:
+            was = self.last.get((user, chat))
+            if was is not None and now - was[2] < MIN_START_SECONDS:
+                return False
+            self._record((user, chat), True, now)
+            return True
 
     def stop(self, user: int, chat: int) -> bool:
         """Whether an explicit `stop` should go out (its start may have gone out through another process): not
         within MIN_START_SECONDS of the last stop."""
-        return self._turn(user, chat, False)
+        now = time.monotonic()
+        with self.lock:
+            was = self.last.get((user, chat))
+            if was is not None and not was[0] and now - was[1] < MIN_START_SECONDS:
+                return False
+            self._record((user, chat), False, now)
+            return True
+
+    def sent(self, user: int, chat: int) -> bool:
+        """Whether a message sent now should stop typing: when it started and has neither stopped nor expired."""
+        now = time.monotonic()
+        with self.lock:
+            was = self.last.get((user, chat))
+            if was is None or not was[0] or now - was[1] >= FORGET_SECONDS:
+                return False
+            self._record((user, chat), False, now)
+            return True
 
     def heard(self, user: int, chat: int, active: bool) -> None:
         """A typing message came from the channel (any process's, this one's too): so a send here stops typing
-        started through another process, and starts throttle across them."""
+        started through another process, and the throttle holds across them."""
         with self.lock:
-            self.last[(user, chat)] = (active, time.monotonic())
-
-    def sent(self, user: int, chat: int) -> bool:
-        """Whether a message sent now should stop typing: when this process saw it start, and not since stop."""
-        return self._turn(user, chat, False, only_after_start=True)
+            self._record((user, chat), active, time.monotonic())
 
 
 typists = Typists()

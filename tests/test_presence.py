@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from chat_server.streams import typists as typists_module
 from tests.sse import Stream
 from tests.test_races_conversations import BACKENDS, Person, new_client, registering, running
 
@@ -170,3 +171,66 @@ def test_reconnecting_within_the_grace_does_not_flap(people, streams):
     time.sleep(GRACE + 1)  # long enough for an offline to have gone out, were it wrong
     alice.client.put("/presence", data={"status_text": "back"})
     assert presence_of(to_bob, alice) == {"user_id": alice.id, "state": "online", "status_text": "back"}
+
+
+# The other channels between worker processes: SQLite's table (the default with --workers above 1) and Redis. Eight
+# streams of Bob's, each on a connection of its own, land on both workers but for a 1 in 128 chance.
+TRANSPORTS = {"sqlite-table": (), "redis": ("--pubsub", "redis://127.0.0.1:6379")}
+
+
+@pytest.fixture(scope="module", params=sorted(TRANSPORTS))
+def two_workers(request):
+    if request.param == "redis":
+        redis = pytest.importorskip("redis")
+        try:
+            redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1).ping()
+        except redis.exceptions.ConnectionError as exc:
+            pytest.skip(f"no Redis on 127.0.0.1:6379: {exc}")
+    options = ("--workers", "2", "--presence-grace", str(GRACE), *TRANSPORTS[request.param])
+    with running("sqlite", *options) as started:
+        yield started
+
+
+def test_typing_and_presence_reach_streams_on_every_worker(two_workers):
+    with registering(two_workers) as make:
+        alice, bob = make(2)
+        chat_id = alice.new_chat(bob)
+        to_bob = [bob.stream() for _ in range(8)]
+        try:
+            for stream in to_bob:
+                stream.ready()
+            with alice.stream() as to_alice:
+                to_alice.ready()
+                for stream in to_bob:
+                    assert presence_of(stream, alice)["state"] == "online"
+                typing(alice, chat_id, "start")
+                for stream in to_bob:
+                    assert stream.next_ephemeral("typing").data == {"chat_id": chat_id, "user_id": alice.id,
+                        "active": True, "expires_in_ms": 8000, "resend_in_ms": 5000}  # fmt: skip
+            for stream in to_bob:
+                assert presence_of(stream, alice, timeout=GRACE + 10)["state"] == "offline"
+        finally:
+            for stream in to_bob:
+                stream.close()
+
+
+def test_typists_throttle_starts_and_stops_and_stop_on_send_only_after_a_start(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(typists_module.time, "monotonic", lambda: clock[0])
+    typists = typists_module.Typists()
+    assert typists.sent(1, 7) is False  # nothing started: a send says nothing
+    assert typists.start(1, 7) is True
+    assert typists.start(1, 7) is False  # within 2 s
+    assert typists.start(2, 7) is True and typists.start(1, 8) is True  # others' are their own
+    assert typists.stop(1, 7) is True
+    assert typists.stop(1, 7) is False  # the same stop again, too soon
+    assert typists.start(1, 7) is False  # a second start within 2 s of the first, though a stop came between
+    clock[0] += 2
+    assert typists.start(1, 7) is True
+    assert typists.sent(1, 7) is True and typists.sent(1, 7) is False  # the send stopped it, once
+    typists.heard(1, 9, True)  # started through another process
+    assert typists.start(1, 9) is False and typists.sent(1, 9) is True
+    clock[0] += 9
+    typists.heard(1, 9, True)
+    clock[0] += 9  # expired at every client: a send has nothing to stop
+    assert typists.sent(1, 9) is False
