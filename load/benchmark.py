@@ -42,7 +42,6 @@ servers stopped, load/conversations_bench.py times the same reads in-process wit
 """
 
 import argparse
-import asyncio
 import contextlib
 import json
 import math
@@ -566,16 +565,6 @@ def create_postgres_database(url: str) -> None:
         connection.close()
 
 
-def run_async(coroutine):
-    """Run on uvloop when it is installed (uvicorn[standard] brings it): the client should cost less than the server."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coroutine)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coroutine)
-
-
 def realtime_scenario(args, workdir: Path, database: str, workers: int, streams: int) -> rt.Result:
     users = min(args.stream_users, streams)
     per_member = math.ceil(streams / users)
@@ -596,13 +585,48 @@ def realtime_scenario(args, workdir: Path, database: str, workers: int, streams:
     ]
     with serve_process(command, "/api/openapi.json", workdir) as (url, process):
         tag = f"{workers}w{streams}s{int(time.time())}"
-        run_async(rt.measure(url, process.pid, result, users, args.duration, tag))
+        rt.run_async(rt.measure(url, process.pid, result, users, args.duration, tag))
+    return result
+
+
+def realtime_scale_scenario(args, workdir: Path, database: str, workers: int, streams: int) -> rt.ScaleResult:
+    """Issue 25's scenarios at `streams` streams: see load/realtime.py (measure_scale)."""
+    kind = "SQLite" if database.startswith("sqlite") else "PostgreSQL"
+    users = min(args.scale_users, streams)
+    label = f"{kind}, {workers} worker{'s' * (workers > 1)}, {streams:,} streams"
+    result = rt.ScaleResult(label, streams, workers, kind, users, args.fanout_rate)
+    command = [
+        *chat_server(database),
+        *("--workers", str(workers), "--register-rate", "off"),
+        *("--max-connections", str(streams + args.churn + 1000)),
+        *("--presence-grace", f"{PRESENCE_GRACE:g}"),
+        *("--default-who-can-add-me", "anyone"),  # the load's users add strangers to their chats
+    ]
+    if result.per_member > 20:  # the default cap of streams per user and process
+        command += ["--max-streams-per-user", str(result.per_member)]
+    if args.realtime_pubsub:
+        command += ["--pubsub", args.realtime_pubsub]
+    churn = rt.Churn(args.churn, args.churn_seconds, PRESENCE_GRACE) if args.churn else None
+    with serve_process(command, "/api/openapi.json", workdir) as (url, process):
+        tag = f"x{workers}w{streams}s{int(time.time())}"
+        scale = rt.measure_scale(
+            url,
+            process.pid,
+            result,
+            args.duration,
+            tag,
+            typing_chat=args.typing_chat,
+            churn=churn,
+            chat_size=args.chat_size,
+        )
+        rt.run_async(scale)
     return result
 
 
 def realtime(args, workdir: Path) -> None:
-    """Delivery latency on open event streams, and memory per idle stream; see the module docstring."""
-    rt.raise_open_file_limit(max([*args.streams, *args.pg_streams, 0]) + 1000)
+    """Delivery latency on open event streams, and memory per idle stream; then issue 25's scenarios at scale
+    (fan-out to a large chat, typing, churn with presence). See the module docstring."""
+    rt.raise_open_file_limit(rt.CLIENT_STREAMS + args.churn + 1000)
     results = []
     for streams in args.streams:
         database = f"sqlite:///{workdir / f'realtime-{streams}.db'}"
@@ -610,6 +634,20 @@ def realtime(args, workdir: Path) -> None:
     for streams in args.pg_streams:
         reset_postgres(args.realtime_postgres)
         results.append(realtime_scenario(args, workdir, args.realtime_postgres, 2, streams))
+    if results:
+        print_realtime(args, results)
+    scaled = []
+    for streams in args.scale_streams:
+        database = f"sqlite:///{workdir / f'scale-{streams}.db'}"
+        scaled.append(realtime_scale_scenario(args, workdir, database, 1, streams))
+    for streams in args.pg_scale_streams:
+        reset_postgres(args.realtime_postgres)
+        scaled.append(realtime_scale_scenario(args, workdir, args.realtime_postgres, 2, streams))
+    if scaled:
+        print_realtime_scale(args, scaled)
+
+
+def print_realtime(args, results: list[rt.Result]) -> None:
     print(
         f"\nRealtime: chats of {args.chat_size} members, {args.rate:g} messages/s for {args.duration} s, "
         f"latency from the sender's 201 to the event on each other member's stream\n"
@@ -650,6 +688,122 @@ def realtime(args, workdir: Path) -> None:
             f"RSS {r.rss_before / 2**20:.1f} MiB idle, {r.rss_half / 2**20:.1f} MiB with half the streams open, "
             f"{r.rss_after / 2**20:.1f} MiB with all"
         )
+        for problem in r.problems[:10]:
+            print(f"- problem: {problem}")
+
+
+# Issue 25's targets, and the presence grace the scale scenarios run with (the server's default).
+STREAM_TARGET_KIB = 32  # RSS per idle stream, at 10,000 streams on one worker
+TYPING_TARGET_MS = 50  # p99, a 50-member chat
+CHURN_TARGET = 0.10  # of one core, 1,000 users a minute
+PRESENCE_GRACE = 30.0
+
+
+def fanout_target_ms(r: rt.ScaleResult) -> int | None:
+    """p99 from the 201: a 1,000-member chat, to every member's stream, within 100 ms; a chat that all 10,000 streams
+    follow, within 1 s."""
+    if r.streams == 1000 and r.users == 1000:
+        return 100
+    return 1000 if r.streams == 10_000 else None
+
+
+def verdict(value: float, target: float, unit: str) -> str:
+    """`met`, or by how much it missed."""
+    space = "" if unit.startswith("%") else " "
+    if value <= target:
+        return f"≤ {target:g}{space}{unit}: met"
+    return f"≤ {target:g}{space}{unit}: **MISSED** by {value - target:,.1f}{space}{unit} ({value / target - 1:+.0%})"
+
+
+def print_realtime_scale(args, results: list[rt.ScaleResult]) -> None:
+    """The tables of issue 25's scenarios."""
+    p = rt.percentile
+    print(
+        f"\nStreams at scale (issue 25): every stream's user in one fan-out chat; {args.fanout_rate:g} messages/s to "
+        f"it for {args.duration} s, latency from the sender's 201 to the event on every stream (the sender's own "
+        "left out)\n"
+    )
+    print(
+        "| Scenario | users x streams each | opening, s (then quiet after, s) | RSS per idle stream, second half (all) "
+        "| deliveries (lost, doubled) | p50 ms | p99 ms | max ms | p99 target | first to last stream p99 ms "
+        "| send p99 ms | server CPU (µs a delivery) | client CPU |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
+    for r in results:
+        f = r.fanout
+        target = fanout_target_ms(r)
+        goal = verdict(p(f.latencies, 99), target, "ms") if target and f.latencies else "-"
+        opening = " + ".join(f"{o:.1f} ({q:.0f})" for o, q in zip(r.open_seconds, r.settle_seconds, strict=True))
+        per_delivery = r.fanout_cpu_seconds / max(f.deliveries, 1) * 1e6
+        print(
+            f"| {r.label} | {r.users:,} x {r.per_member} | {opening} "
+            f"| {r.marginal_kib:.1f} KiB ({r.per_stream_kib:.1f}), {verdict(r.marginal_kib, STREAM_TARGET_KIB, 'KiB')} "
+            f"| {f.deliveries:,} ({f.lost}, {f.doubled}) | {p(f.latencies, 50):.1f} | {p(f.latencies, 99):.1f} "
+            f"| {max(f.latencies, default=math.nan):.1f} | {goal} | {p(f.spread, 99):.1f} | {p(f.request_ms, 99):.1f} "
+            f"| {f.server_cpu:.0%} ({per_delivery:.0f}) | {f.client_cpu:.0%} |"
+        )
+    typed = [r for r in results if r.typing]
+    if typed:
+        print(
+            "\nTyping: every member of the chat says start, stop, start, ... every "
+            f"{rt.TYPING_EVERY_SECONDS:g} s for {args.duration} s; latency from the 204 to the `typing` event on "
+            "every stream of the other members\n"
+        )
+        print(
+            "| Scenario | members x streams each | requests | deliveries (lost, extra, wrong way, strays) | p50 ms "
+            "| p99 ms | max ms | p99 target | request p99 ms | server CPU | client CPU |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|")
+        for r in typed:
+            t = r.typing
+            goal = verdict(p(t.latencies, 99), TYPING_TARGET_MS, "ms") if t.latencies else "-"
+            print(
+                f"| {r.label} | {t.members} x {r.per_member} | {t.posts} "
+                f"| {t.deliveries:,} ({t.lost}, {t.extra}, {t.wrong}, {t.strays}) | {p(t.latencies, 50):.1f} "
+                f"| {p(t.latencies, 99):.1f} | {max(t.latencies, default=math.nan):.1f} | {goal} "
+                f"| {p(t.request_ms, 99):.1f} | {t.server_cpu:.0%} | {t.client_cpu:.0%} |"
+            )
+    churned = [r for r in results if r.churn]
+    if churned:
+        print(
+            f"\nChurn: users connecting once a minute each, holding a stream {rt.CHURN_HOLD_SECONDS:g} s and leaving "
+            f"(offline after the {PRESENCE_GRACE:g} s grace), with the streams above open; server CPU over "
+            f"{args.churn_seconds} s of churn against {rt.IDLE_SECONDS:g} s of the same streams idle\n"
+        )
+        print(
+            "| Scenario | users a minute | connected (failed) | to `ready` p50 / p99 ms | presence events read "
+            "| server CPU idle | with churn | the churn's cost | target | client CPU |"
+        )
+        print("|---|---:|---:|---:|---|---:|---:|---:|---|---:|")
+        for r in churned:
+            c = r.churn
+            seen = ", ".join(f"{count:,} {state}" for state, count in sorted(c.presence.items())) or "none"
+            print(
+                f"| {r.label} | {c.per_minute:,} | {c.connects:,} ({c.failures}) "
+                f"| {p(c.ready_ms, 50):.1f} / {p(c.ready_ms, 99):.1f} | {seen} | {c.idle_cpu:.1%} | {c.churn_cpu:.1%} "
+                f"| **{c.cost:.1%}** | {verdict(c.cost * 100, CHURN_TARGET * 100, '% of a core')} "
+                f"| {c.client_cpu:.0%} |"
+            )
+    for r in results:
+        f = r.fanout
+        print(
+            f"\n{r.label}: setup {r.setup_seconds:.0f} s; RSS {r.rss_before / 2**20:.1f} MiB idle, "
+            f"{r.rss_half / 2**20:.1f} MiB with half the streams open, {r.rss_after / 2**20:.1f} MiB with all; "
+            f"{r.presence_on_open:,} presence events read while the users came online; {f.messages} messages, "
+            f"{f.early} deliveries read before the sender's 201 (counted as 0)"
+        )
+        if r.workers > 1:
+            split = ", ".join(f"{count:,} on pid {pid}" for pid, count in sorted(r.streams_per_worker.items()))
+            print(f"- streams per process: {split}")
+            phases = [("fan-out", f.same, f.cross)]
+            if r.typing:
+                phases.append(("typing", r.typing.same, r.typing.cross))
+            for what, same, cross in phases:
+                for label, values in (("same worker as the request", same), ("another worker", cross)):
+                    print(
+                        f"- {what}, {label}: {len(values):,} deliveries, p50 {p(values, 50):.1f} ms, "
+                        f"p99 {p(values, 99):.1f} ms, max {max(values, default=math.nan):.1f} ms"
+                    )
         for problem in r.problems[:10]:
             print(f"- problem: {problem}")
 
@@ -1037,6 +1191,43 @@ def main(argv=None) -> None:
         "--realtime-postgres",
         default="postgresql://postgres@127.0.0.1:5432/bench_rt",
         help="created if missing; its public schema is dropped (default %(default)s)",
+    )
+    scale_options = parser.add_argument_group("realtime at scale (issue 25)")
+    scale_options.add_argument(
+        "--scale-streams",
+        type=counts,
+        default="1000,10000",
+        help="streams per run of the scale scenarios, one worker, SQLite (%(default)s)",
+    )
+    scale_options.add_argument(
+        "--pg-scale-streams",
+        type=counts,
+        default="1000,10000",
+        help="streams per run of the scale scenarios, two workers, PostgreSQL (%(default)s)",
+    )
+    scale_options.add_argument(
+        "--scale-users",
+        type=int,
+        default=1000,
+        help="users holding the streams, all members of the fan-out chat: one stream each at 1,000 streams, ten at "
+        "10,000 (%(default)s)",
+    )
+    scale_options.add_argument(
+        "--fanout-rate", type=float, default=1, help="messages a second to the fan-out chat (%(default)s)"
+    )
+    scale_options.add_argument(
+        "--typing-chat", type=int, default=50, help="members of the typing chat, 0 for none (%(default)s)"
+    )
+    scale_options.add_argument(
+        "--churn", type=int, default=1000, help="users connecting and leaving a minute, 0 for none (%(default)s)"
+    )
+    scale_options.add_argument(
+        "--churn-seconds", type=int, default=60, help="the churn's measured window (%(default)s)"
+    )
+    scale_options.add_argument(
+        "--realtime-pubsub",
+        default="",
+        help="the servers' --pubsub for the scale scenarios, such as redis://127.0.0.1:6379 (default: theirs, auto)",
     )
     upload_options = parser.add_argument_group("uploads")
     upload_options.add_argument(

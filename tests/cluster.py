@@ -4,6 +4,7 @@ database, with Debian's HAProxy in front, round-robin, health-checking `GET /api
 import contextlib
 import csv
 import os
+import signal
 import socket
 import subprocess
 import tempfile
@@ -85,6 +86,7 @@ class Cluster:
     url: str
     backends: dict[str, LiveServer]
     admin_socket: Path
+    database_url: str
 
     @property
     def api_url(self) -> str:
@@ -120,10 +122,31 @@ class Cluster:
         return time.monotonic()
 
     def kill(self, name: str) -> None:
-        """SIGKILL: the host is gone at once, with no graceful shutdown and requests cut off mid-flight."""
+        """SIGKILL to the host's every process: it is gone at once, with no graceful shutdown, requests cut off
+        mid-flight, and nothing cleaned up in the database (its presence rows stay until the others time it out)."""
         process = self.backends[name].process
+        workers = _descendants(process.pid)  # before the kill, which hands them to init
         process.kill()
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         process.wait()
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes under `pid`, from /proc: a host started with `--workers N` is uvicorn's supervisor and N
+    workers. (live_server does not give a host a process group of its own; it shares pytest's.)"""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])  # the field after the command's name
+            children.setdefault(parent, []).append(int(stat.parent.name))
+    found, unvisited = [], [pid]
+    while unvisited:
+        below = children.get(unvisited.pop(), [])
+        found += below
+        unvisited += below
+    return found
 
 
 def _haproxy_config(port: int, admin_socket: Path, backends: dict[str, LiveServer]) -> str:
@@ -163,7 +186,7 @@ def running_cluster(database_url: str, *options: str, names: tuple[str, ...] = (
         with log_path.open("wb") as log_file:
             haproxy = subprocess.Popen([str(HAPROXY), "-db", "-f", str(config)], stdout=log_file, stderr=log_file)
         stack.callback(_stop, haproxy)
-        cluster = Cluster(url=f"http://127.0.0.1:{port}", backends=backends, admin_socket=admin_socket)
+        cluster = Cluster(f"http://127.0.0.1:{port}", backends, admin_socket, database_url)
         _wait_until_serving(cluster, haproxy, log_path)
         yield cluster
 

@@ -1,17 +1,21 @@
 """Several hosts: two chat-server processes over one PostgreSQL database behind HAProxy (tests/cluster.py), used
 through the proxy. HAProxy names the backend that answered in `X-Served-By`, which is how these tests prove
-that work landed on both hosts and that what one host stored, the other one serves. The uploads test addresses each
-host directly instead, so that which host stores a file and which one serves it is not left to round-robin."""
+that work landed on both hosts and that what one host stored, the other one serves. The uploads, typing and presence
+tests address each host directly instead, so that which host does what is not left to round-robin."""
 
+import contextlib
 import hashlib
 import io
 import itertools
+import json
 import os
+import select
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +23,10 @@ from pathlib import Path
 import httpx
 import psycopg2
 import pytest
+import redis
 from PIL import Image
 
+from chat_server.streams.pubsub import EPHEMERAL_CHANNEL
 from tests.cluster import HAPROXY, POSTGRES_URL, REDIS_URL, Cluster, answers, fresh_database, running_cluster
 from tests.sse import Stream
 
@@ -45,6 +51,11 @@ OPTIONS = (
 )
 BLACK_BOX_TIMEOUT_SECONDS = 120
 RETRY_PAUSE_SECONDS = 0.05
+# Presence in seconds, not minutes (the defaults are 60 and 30): a host silent for 3 s is dead. Each host says it is
+# alive, and sweeps for the dead, every third of the shorter of the two (streams/presence.py).
+PRESENCE_TIMEOUT, PRESENCE_GRACE = 3, 1
+PRESENCE_SWEEP = min(PRESENCE_TIMEOUT, PRESENCE_GRACE) / 3
+SHORT_PRESENCE = ("--presence-timeout", str(PRESENCE_TIMEOUT), "--presence-grace", str(PRESENCE_GRACE))
 
 
 def require(available: bool, reason: str) -> None:
@@ -56,15 +67,42 @@ def require(available: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture
-def cluster():
+@contextlib.contextmanager
+def rehearsal(*options: str) -> Iterator[Cluster]:
+    """Two hosts behind HAProxy over a fresh database, started with OPTIONS and then `options`."""
     require(HAPROXY.exists(), f"{HAPROXY} is missing; run tests/install_haproxy.sh or `tox -e cluster`")
     require(answers("127.0.0.1", 6379), "no Redis on 127.0.0.1:6379 to share rate-limit counts")
     try:
         database_url = fresh_database()
     except psycopg2.OperationalError as exc:
         require(False, f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc}")
-    with running_cluster(database_url, *OPTIONS) as running:
+    with running_cluster(database_url, *OPTIONS, *options) as running:
+        yield running
+
+
+@pytest.fixture
+def cluster():
+    with rehearsal() as running:
+        yield running
+
+
+@pytest.fixture(params=["auto", REDIS_URL], ids=["notify", "redis"])
+def pubsub(request) -> str:
+    """How typing and presence travel between the hosts (--pubsub): PostgreSQL's NOTIFY, the default there, or Redis."""
+    return request.param
+
+
+@pytest.fixture
+def cluster_over_pubsub(pubsub):
+    with rehearsal("--pubsub", pubsub) as running:
+        yield running
+
+
+@pytest.fixture
+def cluster_with_short_presence():
+    """Presence that notices a dead host in seconds. Every test starts a cluster of its own, so killing a host here
+    takes none away from another test."""
+    with rehearsal(*SHORT_PRESENCE) as running:
         yield running
 
 
@@ -336,6 +374,117 @@ def report_the_kill(attempts: list[Attempt], killed_at: float, down_at: float) -
         f"After: {len(after)}, {sum(not a.succeeded for a in after)} failed. "
         f"Sends answered from the idempotency record on retry: {sum(a.replayed for a in attempts)}. "
         f"Every failure (what, status or None for no answer, backend): {failures}"
+    )
+
+
+def stream_on(cluster: Cluster, backend: str, user: User, clients: list) -> Stream:
+    """A stream on one host itself, not through the proxy, that has replayed and gone live."""
+    stream = Stream(cluster.backends[backend].api_url, user.cookies)
+    clients.append(stream)
+    assert stream.response.status_code == 200
+    stream.ready()
+    return stream
+
+
+@contextlib.contextmanager
+def overheard(cluster: Cluster, pubsub: str) -> Iterator[Callable[[Callable[[dict], bool]], dict]]:
+    """Listen where the hosts publish typing and presence (PostgreSQL's NOTIFY, or Redis under --pubsub redis://), to
+    show which one carried a message; yields `heard(wanted)`, the first message heard there that `wanted` accepts."""
+    if pubsub.startswith("redis://"):
+        subscription = redis.Redis.from_url(REDIS_URL).pubsub()
+        subscription.subscribe(EPHEMERAL_CHANNEL)
+        assert subscription.get_message(timeout=5)["type"] == "subscribe"
+
+        def payload(timeout: float) -> str | None:
+            message = subscription.get_message(ignore_subscribe_messages=True, timeout=timeout)
+            return message and message["data"].decode()
+
+        connection = subscription
+    else:
+        listener = psycopg2.connect(cluster.database_url)
+        listener.autocommit = True
+        listener.cursor().execute(f"LISTEN {EPHEMERAL_CHANNEL}")
+
+        def payload(timeout: float) -> str | None:
+            if not listener.notifies and select.select([listener], [], [], timeout)[0]:
+                listener.poll()
+            return listener.notifies.pop(0).payload if listener.notifies else None
+
+        connection = listener
+
+    def heard(wanted: Callable[[dict], bool], timeout: float = 10) -> dict:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            text = payload(left)
+            if text is not None and wanted(message := json.loads(text)):
+                return message
+        raise AssertionError(f"nothing of the kind went over {pubsub} within {timeout} s")
+
+    with contextlib.closing(connection):
+        yield heard
+
+
+def presence_of(stream: Stream, user: User, timeout: float = 10) -> dict:
+    """The next presence event about `user` on the stream (others skipped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        event = stream.next_ephemeral("presence", timeout=max(deadline - time.monotonic(), 0.01))
+        if event.data["user_id"] == user.id:
+            return event.data
+
+
+def test_typing_through_host_a_reaches_a_stream_on_host_b(cluster_over_pubsub, pubsub, clients):
+    cluster = cluster_over_pubsub
+    alice, bob = register(cluster, clients), register(cluster, clients)
+    chat_id = alice.new_chat(bob)
+    alice_on_a = direct(cluster, "a", alice, clients)
+    to_bob = stream_on(cluster, "b", bob, clients)
+
+    with overheard(cluster, pubsub) as heard:
+        started_at = time.monotonic()
+        answer = alice_on_a.post(f"/chats/{chat_id}/typing", data={"op": "start"})
+        started = to_bob.next_ephemeral("typing")
+        took = time.monotonic() - started_at
+        carried = heard(lambda message: (message.get("k"), message.get("chat"), message.get("user")) == (
+            "typing", chat_id, alice.id))  # fmt: skip
+
+    assert answer.status_code == 204, answer.text
+    assert (started.id, started.data) == (None, {"chat_id": chat_id, "user_id": alice.id, "active": True,
+                                                 "expires_in_ms": 8000, "resend_in_ms": 5000})  # fmt: skip
+    assert json.loads(carried["data"]) == started.data
+    assert alice_on_a.post(f"/chats/{chat_id}/typing", data={"op": "stop"}).status_code == 204
+    assert to_bob.next_ephemeral("typing").data["active"] is False
+    over = "Redis" if pubsub.startswith("redis://") else "PostgreSQL NOTIFY"
+    print(f"typing went from host a to a stream on host b over {over} in {took * 1000:.1f} ms (POST to arrival)")
+
+
+def test_a_killed_hosts_users_go_offline_on_the_other_host_within_the_presence_timeout(
+    cluster_with_short_presence, clients
+):
+    cluster = cluster_with_short_presence
+    carol, dave = register(cluster, clients), register(cluster, clients)
+    carol.new_chat(dave)
+    to_dave = stream_on(cluster, "a", dave, clients)
+    stream_on(cluster, "b", carol, clients)
+    assert presence_of(to_dave, carol) == {"user_id": carol.id, "state": "online", "status_text": ""}
+
+    killed_at = time.monotonic()
+    cluster.kill("b")
+    allowed = PRESENCE_TIMEOUT + PRESENCE_GRACE + 2 * PRESENCE_SWEEP
+    offline = presence_of(to_dave, carol, timeout=allowed)
+    took = time.monotonic() - killed_at
+
+    assert offline == {"user_id": carol.id, "state": "offline", "status_text": ""}
+    looked_up = direct(cluster, "a", dave, clients).get("/presence", params={"user_ids": f"{carol.id},{dave.id}"})
+    assert looked_up.status_code == 200, looked_up.text
+    assert looked_up.json()["presence"] == [
+        {"user_id": carol.id, "state": "offline", "status_text": ""},
+        {"user_id": dave.id, "state": "online", "status_text": ""},
+    ]
+    print(
+        f"With --presence-timeout {PRESENCE_TIMEOUT} --presence-grace {PRESENCE_GRACE} (a sweep every "
+        f"{PRESENCE_SWEEP:.2f} s), a stream on host a heard that the user of the killed host b went offline "
+        f"{took:.2f} s after SIGKILL (allowed: {allowed:.2f} s)."
     )
 
 

@@ -148,7 +148,7 @@ def test_presence_idle_status_text_and_lookup(people, streams):
     answer = alice.client.put("/presence", data={"status_text": "at lunch 🍜", "state": "active"})
     assert answer.json() == {"user_id": alice.id, "state": "online", "status_text": "at lunch 🍜"}
     assert presence_of(to_bob, alice) == {"user_id": alice.id, "state": "online", "status_text": "at lunch 🍜"}
-    looked_up = bob.client.get("/presence", params={"user_ids": f"{alice.id},{carol.id},999999,{bob.id},{alice.id}"})
+    looked_up = bob.client.get("/presence", params={"user_ids": [alice.id, carol.id, 999999, bob.id, alice.id]})
     assert looked_up.json()["presence"] == [
         {"user_id": alice.id, "state": "online", "status_text": "at lunch 🍜"},
         {"user_id": carol.id, "state": "unknown", "status_text": ""},
@@ -157,6 +157,9 @@ def test_presence_idle_status_text_and_lookup(people, streams):
     ]
     assert alice.client.put("/presence", data={"status_text": "x" * 81}).status_code == 400
     assert alice.client.put("/presence", data={}).status_code == 400
+    assert bob.client.get("/presence", params={"user_ids": [1] * 101}).status_code == 400
+    joined = bob.client.get("/presence", params={"user_ids": f"{alice.id},{carol.id}"})  # read as two ids too
+    assert [answer["state"] for answer in joined.json()["presence"]] == ["online", "unknown"]
     assert bob.client.get("/presence", params={"user_ids": ",".join(["1"] * 101)}).status_code == 400
 
 

@@ -214,6 +214,9 @@ def test_generated_client_has_a_module_per_operation(sdk):
         "pins.list_pins",
         "pins.pin_message",
         "pins.unpin_message",
+        "presence.set_typing",
+        "presence.get_presence",
+        "presence.set_presence",
     ]
     for operation in operations:
         module = importlib.import_module(f"{PACKAGE}.api.{operation}")
@@ -362,6 +365,21 @@ def test_get_events_json_and_mark_read_through_the_generated_client(sdk, chat_wi
     assert marked.status_code == HTTPStatus.OK and marked.parsed.last_read_id == message_id
     listed = sdk.call("chats.list_chats", client=bob.client).parsed.chats
     assert (listed[0].last_read_id, listed[0].unread_count) == (message_id, 0)
+
+
+def test_typing_and_presence_through_the_generated_client(sdk, chat_with_bob):
+    chat_id, alice, bob = chat_with_bob
+    typing = sdk.call("presence.set_typing", client=alice.client, chat_id=chat_id, body=sdk.models.TypingChange(
+        op=sdk.models.TypingChangeOp.START))  # fmt: skip
+    assert (typing.status_code, typing.content) == (HTTPStatus.NO_CONTENT, b"")
+    change = sdk.models.PresenceChange(status_text="on call")
+    mine = sdk.call("presence.set_presence", client=alice.client, body=change).parsed
+    assert (mine.user_id, mine.state, mine.status_text) == (alice.id, sdk.models.PresenceState.OFFLINE, "on call")
+    asked = sdk.call("presence.get_presence", client=bob.client, user_ids=[alice.id, 999_999]).parsed.presence
+    assert [(answer.user_id, answer.state.value, answer.status_text) for answer in asked] == [
+        (alice.id, "offline", "on call"),  # no stream open: offline, with the text she set
+        (999_999, "unknown", ""),
+    ]
 
 
 def png_bytes(width: int, height: int) -> bytes:

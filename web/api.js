@@ -13,12 +13,14 @@ export class ApiError extends Error {
   }
 }
 
-/** A path of the spec with its {parameters} filled in, plus a query string of the values that are set. */
+/** A path of the spec with its {parameters} filled in, plus a query string of the values that are set (an array's
+ * items as the parameter repeated, as the spec's `explode: true` says). */
 function url(path, params = {}, query = {}) {
   const filled = path.replace(/\{(\w+)\}/g, (_, name) => encodeURIComponent(params[name]));
   const search = new URLSearchParams();
   for (const [name, value] of Object.entries(query)) {
-    if (value !== undefined && value !== null) search.set(name, value);
+    if (Array.isArray(value)) value.forEach((item) => search.append(name, item));
+    else if (value !== undefined && value !== null) search.set(name, value);
   }
   const text = search.toString();
   return text ? `${filled}?${text}` : filled;
