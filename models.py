@@ -676,6 +676,19 @@ class UserPresence(BaseModel):
         table_name = "user_presence"
 
 
+class Deployment(BaseModel):
+    """Facts about this deployment, one row each: `channel`, the random name of its Redis channel for typing and
+    presence (streams/pubsub.py), so that deployments sharing one Redis never hear each other."""
+
+    key = CharField(max_length=64, primary_key=True)
+    value = CharField(max_length=255)
+
+    @classmethod
+    def value_of(cls, key: str) -> str | None:
+        row = cls.select(cls.value).where(cls.key == key).tuples().first()
+        return row[0] if row else None
+
+
 class Ephemeral(BaseModel):
     """A typing or presence message on its way to other SQLite worker processes (streams/pubsub.py): never read
     by a stream that opens after it, and deleted within a minute."""
@@ -1041,5 +1054,6 @@ MODELS = [
     PresenceProcess,
     PresenceStream,
     UserPresence,
+    Deployment,
     Ephemeral,
 ]

@@ -9,6 +9,11 @@ from ..edge.offload import writes
 from ..streams import fanout, presence, typists
 
 
+def list_typing(user: int, chat_id: int) -> dict:
+    rules.require_member(chat_id, user)
+    return {"typing": typists.typists.typing_in(chat_id, user)}
+
+
 @writes
 def set_typing(user: int, chat_id: int, body: dict):
     rules.require_member(chat_id, user)

@@ -11,6 +11,7 @@ table (by create_tables and models.add_missing_columns) is brought up to date by
 import contextlib
 import datetime
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -596,7 +597,16 @@ def presence(schema: Schema) -> None:
         class Meta:
             table_name = "ephemeral"
 
-    schema.create_tables(PresenceProcess, PresenceStream, UserPresence, Ephemeral)
+    class Deployment(Model):
+        key = CharField(max_length=64, primary_key=True)
+        value = CharField(max_length=255)
+
+        class Meta:
+            table_name = "deployment"
+
+    schema.create_tables(PresenceProcess, PresenceStream, UserPresence, Deployment, Ephemeral)
+    channel = f"chat_ephemeral_{secrets.token_hex(8)}"
+    Deployment.insert(key="channel", value=channel).on_conflict_ignore().execute()
 
 
 STEPS: list[Callable[[Schema], None]] = [

@@ -23,13 +23,13 @@ import time
 from collections.abc import Callable
 
 from .. import models
-from ..models import Ephemeral
-from ..storage.engines import queries_are_local
+from ..models import Deployment, Ephemeral
+from ..storage.engines import queries_are_local, with_connection
 
 log = logging.getLogger("chat")
 
 DEFAULTS = {"CHAT_PUBSUB": "auto"}
-EPHEMERAL_CHANNEL = "chat_ephemeral"  # PostgreSQL NOTIFY channel and Redis channel
+EPHEMERAL_CHANNEL = "chat_ephemeral"  # PostgreSQL NOTIFY channel (one database's); Redis's is the deployment's own
 MAX_PAYLOAD_BYTES = 7_900  # NOTIFY refuses 8,000 bytes or more
 KEEP_SECONDS = 60  # SQLite: how long a message's row stays for other processes to read
 FRESH_SECONDS = 5  # SQLite: a row older than this is not handed to streams (it waited while nobody listened)
@@ -115,13 +115,15 @@ class SqliteChannel(Channel):
 
 
 class RedisChannel(Channel):
-    """PUBLISH and SUBSCRIBE on one Redis channel, from the broker's event loop."""
+    """PUBLISH and SUBSCRIBE on one Redis channel, from the broker's event loop. The channel is named for the
+    deployment (a random name its database keeps, models.Deployment): Redis's pub/sub ignores the URL's database
+    number, and two deployments on one Redis must not hear each other's typing and presence."""
 
     name = "redis"
 
-    def __init__(self, deliver: Deliver, url: str):
+    def __init__(self, deliver: Deliver, url: str, channel: str):
         super().__init__(deliver)
-        self.url = url
+        self.url, self.channel = url, channel
         self.loop: asyncio.AbstractEventLoop | None = None
         self.client = None
         self.listening: asyncio.Task | None = None
@@ -148,7 +150,7 @@ class RedisChannel(Channel):
 
     async def _send(self, payload: str) -> None:
         try:
-            await self.client.publish(EPHEMERAL_CHANNEL, payload)
+            await self.client.publish(self.channel, payload)
         except Exception as exc:
             log.warning("publishing to Redis failed (%s); other processes miss one typing or presence change", exc)
 
@@ -156,7 +158,7 @@ class RedisChannel(Channel):
         while True:
             try:
                 async with self.client.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(EPHEMERAL_CHANNEL)
+                    await pubsub.subscribe(self.channel)
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             data = message["data"]
@@ -186,7 +188,7 @@ def for_setting(setting: str, deliver: Deliver, workers: int) -> Channel:
     process only), local, or redis://…; ValueError for anything else."""
     setting = setting.strip()
     if setting.startswith(("redis://", "rediss://", "unix://")):
-        return RedisChannel(deliver, setting)
+        return RedisChannel(deliver, setting, with_connection(Deployment.value_of, "channel") or EPHEMERAL_CHANNEL)
     if setting == "local":
         return Channel(deliver)
     if setting != "auto":

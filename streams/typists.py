@@ -18,6 +18,7 @@ RESEND_MS = 5_000
 MIN_START_SECONDS = 2.0
 FORGET_SECONDS = EXPIRES_MS / 1000  # a start this old has expired at every client
 SWEEP_AT = 10_000  # entries kept before the expired ones are swept out
+MAX_LISTED = 1_000  # typists GET /api/chats/{id}/typing lists at most (the spec's TypingList)
 
 
 class Typists:
@@ -25,13 +26,32 @@ class Typists:
 
     def __init__(self):
         self.last: dict[tuple[int, int], list] = {}
+        self.in_chat: dict[int, set[int]] = {}  # chat -> the users with an entry in `last`
         self.lock = threading.Lock()  # handlers run in threads as well as on the event loop
 
     def _record(self, key: tuple[int, int], active: bool, now: float) -> None:
         if len(self.last) >= SWEEP_AT:
             self.last = {key: value for key, value in self.last.items() if now - value[1] < FORGET_SECONDS}
+            self.in_chat = {}
+            for user, chat in self.last:
+                self.in_chat.setdefault(chat, set()).add(user)
         was = self.last.get(key)
         self.last[key] = [active, now, now if active else (was[2] if was else 0.0)]
+        self.in_chat.setdefault(key[1], set()).add(key[0])
+
+    def typing_in(self, chat: int, viewer: int) -> list[dict]:
+        """The chat's members typing now (the viewer aside), longest typing first, as `typing` events say it, with
+        the time left before each expires."""
+        now = time.monotonic()
+        with self.lock:
+            found = []
+            for user in self.in_chat.get(chat, ()):
+                active, at, started = self.last[(user, chat)]
+                left = EXPIRES_MS - int((now - at) * 1000)
+                if active and left > 0 and user != viewer:
+                    found.append((started, user, left))
+        found.sort()
+        return [_typing(chat, user, True, left) for _, user, left in found[:MAX_LISTED]]
 
     def start(self, user: int, chat: int) -> bool:
         """Whether a `start` now should go out: not within MIN_START_SECONDS of the last one."""
@@ -74,15 +94,18 @@ class Typists:
 typists = Typists()
 
 
-def _publish(chat: int, user: int, active: bool) -> None:
-    data = {
+def _typing(chat: int, user: int, active: bool, expires_in_ms: int) -> dict:
+    return {
         "chat_id": chat,
         "user_id": user,
         "active": active,
-        "expires_in_ms": EXPIRES_MS if active else 0,
+        "expires_in_ms": expires_in_ms if active else 0,
         "resend_in_ms": RESEND_MS,
     }
-    data = json.dumps(data, separators=(",", ":"))
+
+
+def _publish(chat: int, user: int, active: bool) -> None:
+    data = json.dumps(_typing(chat, user, active, EXPIRES_MS), separators=(",", ":"))
     publish({"k": "typing", "chat": chat, "user": user, "active": active, "data": data})
 
 

@@ -17,10 +17,11 @@ DATA_SCHEMAS = {
     kind: SPEC_DOC["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]["data"]
     for kind, ref in SPEC_DOC["components"]["schemas"]["Event"]["discriminator"]["mapping"].items()
 }
+# The ephemeral family (EphemeralStreamedEvent: no id), whose data the spec names by schema.
 EPHEMERAL = {
-    kind: SPEC_DOC["components"]["schemas"][ref.rsplit("/", 1)[1]]["properties"]["data"]
-    for kind, ref in SPEC_DOC["components"]["schemas"]["EphemeralEvent"]["discriminator"]["mapping"].items()
+    kind: {"$ref": f"#/components/schemas/{name}"} for kind, name in (("typing", "Typing"), ("presence", "Presence"))
 }
+assert set(EPHEMERAL) == set(SPEC_DOC["components"]["schemas"]["EphemeralStreamedEvent"]["properties"]["event"]["enum"])
 DATA_SCHEMAS.update(EPHEMERAL)
 STREAMED_EVENT = SPEC_DOC["components"]["schemas"]["StreamedEvent"]
 
@@ -85,6 +86,8 @@ class Stream:
             self.ended.set()
 
     def _dispatch(self, fields: dict[str, str]) -> None:
+        if not fields:  # a heartbeat: a comment, then the blank line
+            return
         _validator(STREAMED_EVENT).validate({k: int(v) if k == "retry" else v for k, v in fields.items()})
         if "retry" in fields:
             self.retry = int(fields["retry"])

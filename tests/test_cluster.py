@@ -391,8 +391,12 @@ def overheard(cluster: Cluster, pubsub: str) -> Iterator[Callable[[Callable[[dic
     """Listen where the hosts publish typing and presence (PostgreSQL's NOTIFY, or Redis under --pubsub redis://), to
     show which one carried a message; yields `heard(wanted)`, the first message heard there that `wanted` accepts."""
     if pubsub.startswith("redis://"):
+        with contextlib.closing(psycopg2.connect(cluster.database_url)) as database, database.cursor() as cursor:
+            cursor.execute("SELECT value FROM deployment WHERE key = 'channel'")  # the deployment's own channel
+            (channel,) = cursor.fetchone()
+        assert channel.startswith(f"{EPHEMERAL_CHANNEL}_")
         subscription = redis.Redis.from_url(REDIS_URL).pubsub()
-        subscription.subscribe(EPHEMERAL_CHANNEL)
+        subscription.subscribe(channel)
         assert subscription.get_message(timeout=5)["type"] == "subscribe"
 
         def payload(timeout: float) -> str | None:

@@ -237,3 +237,25 @@ def test_typists_throttle_starts_and_stops_and_stop_on_send_only_after_a_start(m
     typists.heard(1, 9, True)
     clock[0] += 9  # expired at every client: a send has nothing to stop
     assert typists.sent(1, 9) is False
+
+
+def test_list_typing_shows_who_types_now_to_members_only(people, streams):
+    alice, bob, carol = people(3)
+    chat_id = alice.new_chat(bob, carol)
+    (to_carol,) = streams(carol)
+    typing(alice, chat_id, "start")
+    typing(bob, chat_id, "start")
+    for _ in range(2):
+        to_carol.next_ephemeral("typing")  # both heard (by every worker)
+    now = carol.client.get(f"/chats/{chat_id}/typing").json()["typing"]
+    assert [(t["user_id"], t["active"], t["resend_in_ms"]) for t in now] == [
+        (alice.id, True, 5000),
+        (bob.id, True, 5000),
+    ]
+    assert all(0 < t["expires_in_ms"] <= 8000 for t in now)
+    assert [t["user_id"] for t in alice.client.get(f"/chats/{chat_id}/typing").json()["typing"]] == [bob.id]
+    typing(bob, chat_id, "stop")
+    to_carol.next_ephemeral("typing")
+    assert [t["user_id"] for t in carol.client.get(f"/chats/{chat_id}/typing").json()["typing"]] == [alice.id]
+    (dave,) = people(1)
+    assert dave.client.get(f"/chats/{chat_id}/typing").status_code == 404

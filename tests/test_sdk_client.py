@@ -215,6 +215,7 @@ def test_generated_client_has_a_module_per_operation(sdk):
         "pins.pin_message",
         "pins.unpin_message",
         "presence.set_typing",
+        "presence.list_typing",
         "presence.get_presence",
         "presence.set_presence",
     ]
@@ -372,6 +373,8 @@ def test_typing_and_presence_through_the_generated_client(sdk, chat_with_bob):
     typing = sdk.call("presence.set_typing", client=alice.client, chat_id=chat_id, body=sdk.models.TypingChange(
         op=sdk.models.TypingChangeOp.START))  # fmt: skip
     assert (typing.status_code, typing.content) == (HTTPStatus.NO_CONTENT, b"")
+    now = sdk.call("presence.list_typing", client=bob.client, chat_id=chat_id).parsed.typing
+    assert [(t.user_id, t.active) for t in now] == [(alice.id, True)]
     change = sdk.models.PresenceChange(status_text="on call")
     mine = sdk.call("presence.set_presence", client=alice.client, body=change).parsed
     assert (mine.user_id, mine.state, mine.status_text) == (alice.id, sdk.models.PresenceState.OFFLINE, "on call")

@@ -214,6 +214,7 @@ export const markRead = (chatId, messageId) =>
 export const search = (q, before) => call("GET", "/api/search", { query: { q, limit: SEARCH_PAGE, before } });
 
 /** Say you are typing in a chat (`op` "start", again every `resend_in_ms` while you go on) or have stopped ("stop"). */
+export const listTyping = (chatId) => call("GET", "/api/chats/{chat_id}/typing", { params: { chat_id: chatId } });
 export const setTyping = (chatId, op) =>
   call("POST", "/api/chats/{chat_id}/typing", { params: { chat_id: chatId }, form: { op } });
 

@@ -429,6 +429,8 @@ async function openChat(chatId, { focus = true } = {}) {
   byId("members-panel").hidden = false;
   byId("chat-title").textContent = open.title;
   typists.show(chatId);
+  // Who types there already: their next `start` may be 5 s off.
+  api.listTyping(chatId).then(({ typing }) => typing.forEach((each) => typists.heard(each)), () => {});
   showKind(known ?? { kind: "group" });
   renderChats();
   if (focus) byId("message").focus();
