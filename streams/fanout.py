@@ -272,6 +272,7 @@ class Broker:
 
     async def leave(self) -> None:
         """This process stops: its streams stop counting for presence at once."""
+        self.presence.close()  # no flush or sweep of its own after this
         with contextlib.suppress(Exception):
             await in_thread(self.presence.leave)
         self.close()

@@ -30,10 +30,10 @@ import socket
 import time
 from dataclasses import dataclass
 
-from peewee import PostgresqlDatabase, fn
+from peewee import PostgresqlDatabase, Value, fn
 
 from ..core.times import seconds
-from ..models import Membership, PresenceProcess, PresenceStream, UserPresence
+from ..models import Membership, PresenceProcess, PresenceStream, User, UserPresence
 from ..storage.engines import db, in_thread
 from .pubsub import publish
 
@@ -41,6 +41,7 @@ log = logging.getLogger("chat")
 
 DEFAULTS = {"CHAT_PRESENCE_GRACE": "30", "CHAT_PRESENCE_TIMEOUT": "60"}
 FLUSH_SECONDS = 0.05  # opens and closes wait this long to be written together
+TIDY_EVERY = 30  # sweeps between looks for rows of processes that are gone
 ONLINE, IDLE, OFFLINE = "online", "idle", "offline"
 
 
@@ -69,8 +70,11 @@ def _message(user: int, state: str, status_text: str) -> dict:
 
 
 def _locked(users) -> dict[int, UserPresence]:
-    """The users' UserPresence rows, created as offline where missing, locked on PostgreSQL (in id order)."""
-    UserPresence.insert_many([{"user": user} for user in sorted(users)]).on_conflict_ignore().execute()
+    """The users' UserPresence rows, created as offline where missing, locked on PostgreSQL (in id order); an
+    account deleted meanwhile has none."""
+    existing = User.select(User.id, Value(OFFLINE), Value("")).where(User.id.in_(sorted(users)))
+    fields = [UserPresence.user, UserPresence.state, UserPresence.status_text]
+    UserPresence.insert_from(existing, fields).on_conflict_ignore().execute()
     rows = UserPresence.select().where(UserPresence.user.in_(sorted(users))).order_by(UserPresence.user)
     if isinstance(db.obj, PostgresqlDatabase):
         rows = rows.for_update("FOR NO KEY UPDATE")
@@ -132,6 +136,7 @@ class Presence:
         self.flushing: asyncio.Task | None = None
         self.sweeping: asyncio.Task | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.sweeps = 0
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Begin on this loop (again, on a new one): a no-op when begun on it already."""
@@ -226,6 +231,10 @@ class Presence:
                 rejoin = not alive  # swept as dead by another process while this one stalled: start over
             silent = PresenceProcess.select(PresenceProcess.id).where(PresenceProcess.seen_at <= now - settings.timeout)
             dead = [row[0] for row in silent.tuples()]
+            self.sweeps += 1
+            if self.sweeps % TIDY_EVERY == 0:  # rows a process wrote as it stopped, after its row went
+                gone = PresenceStream.process_id.not_in(PresenceProcess.select(PresenceProcess.id))
+                PresenceStream.delete().where(gone).execute()
             stranded = set()
             if dead:
                 theirs = PresenceStream.select(PresenceStream.user_id).where(PresenceStream.process_id.in_(dead))

@@ -259,3 +259,21 @@ def test_list_typing_shows_who_types_now_to_members_only(people, streams):
     assert [t["user_id"] for t in carol.client.get(f"/chats/{chat_id}/typing").json()["typing"]] == [alice.id]
     (dave,) = people(1)
     assert dave.client.get(f"/chats/{chat_id}/typing").status_code == 404
+
+
+def test_deleting_an_account_while_streaming_leaves_presence_consistent(people, streams, backend):
+    alice, bob = people(2)
+    alice.new_chat(bob)
+    (to_bob,) = streams(bob)
+    (to_alice,) = streams(alice)
+    assert presence_of(to_bob, alice)["state"] == "online"
+    assert alice.client.delete(f"/user/{alice.id}").status_code == 200
+    to_alice.ended.wait(10)
+    # Her stream's close is written after her account is gone: nothing to publish, nothing failing. Bob's own
+    # status change is the marker that the server went on.
+    assert bob.client.put("/presence", data={"status_text": "still here"}).status_code == 200
+    while presence_of(to_bob, bob)["status_text"] != "still here":  # his own online came first
+        pass
+    time.sleep(0.5)
+    assert "writing presence failed" not in backend.server.log()
+    assert backend.rows("SELECT count(*) FROM user_presence WHERE user_id = ?", alice.id) == [(0,)]
