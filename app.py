@@ -97,7 +97,7 @@ def create_app(
     # An upload's body may be as large as --max-upload-size, and the multipart framing around the file besides.
     upload_caps = {operation: files.max_size + MULTIPART_FRAMING_BYTES for operation in streamed_operations(spec)}
     app.add_middleware(BodySizeLimit, position=MiddlewarePosition.BEFORE_SWAGGER, streamed=upload_caps)
-    app.add_middleware(QueryParameterLimit, position=MiddlewarePosition.BEFORE_SWAGGER)
+    app.add_middleware(QueryParameterLimit, position=MiddlewarePosition.BEFORE_SWAGGER, routes=routes, spec=spec)
     app.add_middleware(ExactRoutes, position=MiddlewarePosition.BEFORE_SWAGGER, routes=routes)
     app.add_middleware(FormContentType, position=MiddlewarePosition.BEFORE_SWAGGER, routes=routes)
     map_errors(app, routes)

@@ -4,7 +4,8 @@ client can read."""
 from ..core.errors import BadRequest, PayloadTooLarge
 
 MAX_BODY_BYTES = 256 * 1024
-# No operation declares more than three query parameters; Connexion's parsing is quadratic in their number.
+# No operation declares more than three query parameters but one whose array repeats (GET /api/presence's
+# user_ids, up to 100): QueryParameterLimit allows each what it declares. Connexion's parsing is quadratic in them.
 MAX_QUERY_PARAMETERS = 16
 # An oversized body is read and thrown away up to this much before the 413 goes out: a client that is still
 # sending when the server closes sees a connection reset instead of the answer. Beyond it, the server closes.
@@ -96,15 +97,37 @@ class BodySizeLimit:
 
 
 class QueryParameterLimit:
-    """Refuse a query string with more parameters than any operation takes, before anything parses it."""
+    """Refuse a query string with more parameters than its operation takes, before anything parses it: at most
+    MAX_QUERY_PARAMETERS, or what the operation declares when that is more (an array parameter that repeats counts
+    its maxItems)."""
 
-    def __init__(self, app, max_parameters: int = MAX_QUERY_PARAMETERS):
+    def __init__(self, app, routes=None, spec: dict | None = None, max_parameters: int = MAX_QUERY_PARAMETERS):
         self.app = app
+        self.routes, self.spec = routes, spec or {}
         self.max_parameters = max_parameters
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
             query = scope.get("query_string", b"")
             if query and query.count(b"&") >= self.max_parameters:
-                raise BadRequest(f"too many query parameters: at most {self.max_parameters}")
+                allowed = self._allowed(scope["path"], scope["method"])
+                if query.count(b"&") >= allowed:
+                    raise BadRequest(f"too many query parameters: at most {allowed}")
         await self.app(scope, receive, send)
+
+    def _allowed(self, path: str, method: str) -> int:
+        operation = self.routes.operation(path, method) if self.routes is not None else None
+        declared = 0
+        for parameter in (operation or {}).get("parameters", []):
+            if "$ref" in parameter:
+                parameter = self._resolve(parameter["$ref"])
+            if parameter.get("in") == "query":
+                schema = parameter.get("schema", {})
+                declared += schema.get("maxItems", 1) if schema.get("type") == "array" else 1
+        return max(self.max_parameters, declared)
+
+    def _resolve(self, ref: str) -> dict:
+        node = self.spec
+        for part in ref.removeprefix("#/").split("/"):
+            node = node.get(part, {})
+        return node

@@ -14,7 +14,6 @@ def list_typing(user: int, chat_id: int) -> dict:
     return {"typing": typists.typists.typing_in(chat_id, user)}
 
 
-@writes
 def set_typing(user: int, chat_id: int, body: dict):
     rules.require_member(chat_id, user)
     typists.change(chat_id, user, body["op"])

@@ -5,7 +5,9 @@
     python load/benchmark.py scale-out         # two workers on SQLite; one and two on PostgreSQL (--postgres URL)
     python load/benchmark.py postgres          # one worker: PostgreSQL against SQLite and the floors, in rounds
     python load/benchmark.py cluster           # two hosts over PostgreSQL behind HAProxy (tests/cluster.py)
-    python load/benchmark.py realtime          # event streams: delivery latency, memory per idle stream
+    python load/benchmark.py realtime          # event streams: delivery latency, memory per idle stream; at scale
+                                               # (issue 25): 1,000 and 10,000 streams, fan-out to a chat all of
+                                               # them follow, typing in a 50-member chat, presence under churn
     python load/benchmark.py search            # worst-query search of a one-message user at 10,000 and 1,000,000
                                                # messages; search p50/p99 at 1,000,000; sends with and without
     python load/benchmark.py uploads           # 25 MiB up and down, RSS during 10 uploads, another user's reads
@@ -24,6 +26,19 @@ to each other member's stream reading the event: with each count of --streams on
 with each count of --pg-streams on two workers and PostgreSQL (--realtime-postgres, whose public schema is
 dropped; the database is created if missing). Memory per idle stream is the growth of the server's RSS (all
 its processes) from opening the streams, divided by their number.
+
+`realtime` then runs issue 25's scenarios (load/realtime.py, measure_scale) at each count of --scale-streams (one
+worker, SQLite) and --pg-scale-streams (two workers, PostgreSQL), each on a server of its own:
+--scale-users users (1,000) hold the streams, one each at 1,000 streams and ten each at 10,000, each from a
+loopback address of its own (--one-address: all from 127.0.0.1), and all of them are members of one fan-out chat.
+It measures the RSS per idle stream (target ≤ 32 KiB at 10,000 on one worker); --fanout-rate messages a second to
+the fan-out chat, from each 201 to every stream (targets: p99 under 100 ms for a 1,000-member chat, one stream each,
+and under 1 s for a chat that all 10,000 streams follow); typing in a chat of the first --typing-chat (50) users,
+from each 204 to every stream of the other members (p99 under 50 ms); and --churn (1,000) other users a minute
+connecting and leaving, each sharing a small chat with one of the streams' users, with presence on: the server's
+CPU over --churn-seconds against the same streams idle (its cost under 10% of one core). The client raises its own
+open-file limit and holds streams beyond 10,000 in helper processes. --realtime-pubsub passes --pubsub to the
+servers (redis://127.0.0.1:6379 to measure Redis instead of PostgreSQL's NOTIFY).
 
 `uploads` measures files (issue 23) on one worker, SQLite and the directory store: load/uploads_bench.py makes the
 uploads and downloads. Its wrk rounds compare this code with the code before issue 23 (--before, cfea936), which is
@@ -618,6 +633,7 @@ def realtime_scale_scenario(args, workdir: Path, database: str, workers: int, st
             typing_chat=args.typing_chat,
             churn=churn,
             chat_size=args.chat_size,
+            one_address=args.one_address,
         )
         rt.run_async(scale)
     return result
@@ -725,10 +741,10 @@ def print_realtime_scale(args, results: list[rt.ScaleResult]) -> None:
     )
     print(
         "| Scenario | users x streams each | opening, s (then quiet after, s) | RSS per idle stream, second half (all) "
-        "| deliveries (lost, doubled) | p50 ms | p99 ms | max ms | p99 target | first to last stream p99 ms "
-        "| send p99 ms | server CPU (µs a delivery) | client CPU |"
+        "| deliveries (lost, doubled) | p50 ms | p99 ms | max ms | p99 target | from the send written, p99 ms "
+        "| first to last stream p99 ms | send p99 ms | server CPU (µs a delivery) | client CPU |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
     for r in results:
         f = r.fanout
         target = fanout_target_ms(r)
@@ -739,7 +755,8 @@ def print_realtime_scale(args, results: list[rt.ScaleResult]) -> None:
             f"| {r.label} | {r.users:,} x {r.per_member} | {opening} "
             f"| {r.marginal_kib:.1f} KiB ({r.per_stream_kib:.1f}), {verdict(r.marginal_kib, STREAM_TARGET_KIB, 'KiB')} "
             f"| {f.deliveries:,} ({f.lost}, {f.doubled}) | {p(f.latencies, 50):.1f} | {p(f.latencies, 99):.1f} "
-            f"| {max(f.latencies, default=math.nan):.1f} | {goal} | {p(f.spread, 99):.1f} | {p(f.request_ms, 99):.1f} "
+            f"| {max(f.latencies, default=math.nan):.1f} | {goal} | {p(f.from_request, 99):.1f} "
+            f"| {p(f.spread, 99):.1f} | {p(f.request_ms, 99):.1f} "
             f"| {f.server_cpu:.0%} ({per_delivery:.0f}) | {f.client_cpu:.0%} |"
         )
     typed = [r for r in results if r.typing]
@@ -751,9 +768,10 @@ def print_realtime_scale(args, results: list[rt.ScaleResult]) -> None:
         )
         print(
             "| Scenario | members x streams each | requests | deliveries (lost, extra, wrong way, strays) | p50 ms "
-            "| p99 ms | max ms | p99 target | request p99 ms | server CPU | client CPU |"
+            "| p99 ms | max ms | p99 target | read before the 204 | from the request sent, p50 / p99 ms "
+            "| request p99 ms | server CPU | client CPU |"
         )
-        print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|")
+        print("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
         for r in typed:
             t = r.typing
             goal = verdict(p(t.latencies, 99), TYPING_TARGET_MS, "ms") if t.latencies else "-"
@@ -761,6 +779,7 @@ def print_realtime_scale(args, results: list[rt.ScaleResult]) -> None:
                 f"| {r.label} | {t.members} x {r.per_member} | {t.posts} "
                 f"| {t.deliveries:,} ({t.lost}, {t.extra}, {t.wrong}, {t.strays}) | {p(t.latencies, 50):.1f} "
                 f"| {p(t.latencies, 99):.1f} | {max(t.latencies, default=math.nan):.1f} | {goal} "
+                f"| {t.early / max(t.deliveries, 1):.0%} | {p(t.from_request, 50):.1f} / {p(t.from_request, 99):.1f} "
                 f"| {p(t.request_ms, 99):.1f} | {t.server_cpu:.0%} | {t.client_cpu:.0%} |"
             )
     churned = [r for r in results if r.churn]
@@ -1223,6 +1242,11 @@ def main(argv=None) -> None:
     )
     scale_options.add_argument(
         "--churn-seconds", type=int, default=60, help="the churn's measured window (%(default)s)"
+    )
+    scale_options.add_argument(
+        "--one-address",
+        action="store_true",
+        help="every stream from 127.0.0.1, as the realtime scenario's (default: a loopback address for each user)",
     )
     scale_options.add_argument(
         "--realtime-pubsub",

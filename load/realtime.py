@@ -41,6 +41,7 @@ import math
 import multiprocessing
 import os
 import resource
+import socket
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
@@ -111,8 +112,19 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def socket_owners(pids: list[int], server_port: int) -> dict[int, int]:
-    """Which server process holds each accepted connection: {client port: pid}, from /proc/PID/fd and /proc/net/tcp."""
+End = tuple[str, int]  # a connection's client end: address and port (streams may come from many addresses)
+
+
+def proc_net_address(text: str) -> End:
+    """An address:port of /proc/net/tcp (hex, the address in host byte order) or tcp6, IPv4-mapped ones as IPv4."""
+    address, port = text.rsplit(":", 1)
+    raw = b"".join(bytes.fromhex(address[i : i + 8])[::-1] for i in range(0, len(address), 8))
+    host = socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw).removeprefix("::ffff:")
+    return host, int(port, 16)
+
+
+def socket_owners(pids: list[int], server_port: int) -> dict[End, int]:
+    """Which server process holds each accepted connection: {client end: pid}, from /proc/PID/fd and /proc/net/tcp."""
     inode_pid = {}
     for pid in pids:
         with contextlib.suppress(OSError):
@@ -128,10 +140,9 @@ def socket_owners(pids: list[int], server_port: int) -> dict[int, int]:
             for row in rows:
                 columns = row.split()
                 local_port = int(columns[1].rsplit(":", 1)[1], 16)
-                remote_port = int(columns[2].rsplit(":", 1)[1], 16)
                 inode = int(columns[9])
                 if local_port == server_port and inode in inode_pid:
-                    owners[remote_port] = inode_pid[inode]
+                    owners[proc_net_address(columns[2])] = inode_pid[inode]
     return owners
 
 
@@ -143,7 +154,13 @@ class Member:
     user_id: int
     cookie: str
     chat: int = 0
-    streams: list["Stream"] = field(default_factory=list)
+    streams: list["Stream | FarStream"] = field(default_factory=list)
+    address: str | None = None  # the loopback address its streams come from; None: the system's choice (127.0.0.1)
+
+
+def loopback(number: int, block: int) -> str:
+    """A client address of its own for user `number`, in 127.`block`.0.0/16 (Linux answers all of 127/8)."""
+    return f"127.{block}.{number // 250 % 256}.{number % 250 + 1}"
 
 
 class Stream(asyncio.Protocol):
@@ -164,12 +181,12 @@ class Stream(asyncio.Protocol):
         self.text = bytearray()
         self.fields: dict[bytes, bytes] = {}
         self.closing = False
-        self.port = 0
+        self.end: End = ("", 0)
         self.key = -1  # in a helper process: the parent's name for this stream
 
     def connection_made(self, transport):
         self.transport = transport
-        self.port = transport.get_extra_info("sockname")[1]
+        self.end = tuple(transport.get_extra_info("sockname")[:2])
         transport.write(self.request)
 
     def connection_lost(self, exc):
@@ -258,10 +275,10 @@ def presence_state(data: bytes) -> str:
 class FarStream:
     """A stream a helper process holds: what the analysis needs of it here."""
 
-    __slots__ = ("member", "port")
+    __slots__ = ("end", "member")
 
-    def __init__(self, member: "Member", port: int):
-        self.member, self.port = member, port
+    def __init__(self, member: "Member", end: End):
+        self.member, self.end = member, end
 
     def close(self):
         """Its helper closes it (close_all)."""
@@ -275,13 +292,13 @@ class Sender:
         self.host, self.port = host, port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
-        self.local_port = 0
+        self.end: End = ("", 0)
 
-    async def connect(self) -> int:
+    async def connect(self) -> End:
         self.close()
         self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        self.local_port = self.writer.get_extra_info("sockname")[1]
-        return self.local_port
+        self.end = tuple(self.writer.get_extra_info("sockname")[:2])
+        return self.end
 
     async def post(self, path: str, form: str, cookie: str) -> tuple[int, bytes, float]:
         """Send; return the status, the body and the moment the whole answer was read."""
@@ -323,7 +340,7 @@ class Sent:
     sender: Member
     started: float
     acked: float
-    connection_port: int
+    connection_end: End
 
 
 @dataclass
@@ -334,8 +351,8 @@ class Run:
     sent: dict[int, Sent] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     send_errors: int = 0
-    owners: dict[int, int] = field(default_factory=dict)  # client port: server pid, with several workers
-    sender_ports: set[int] = field(default_factory=set)
+    owners: dict[End, int] = field(default_factory=dict)  # client end: server pid, with several workers
+    sender_ends: set[End] = field(default_factory=set)
     typing_arrivals: list[tuple["Stream | FarStream", int, int, bool, float]] = field(default_factory=list)
     typed: list["Typed"] = field(default_factory=list)
     presence_seen: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -403,10 +420,12 @@ async def open_streams(run: Run, url: str, wanted: list[Member]) -> list[Stream 
             run.holders.append(holder)
         taken, rest = rest[: CLIENT_STREAMS - holder.count], rest[CLIENT_STREAMS - holder.count :]
         keys = range(len(run.far), len(run.far) + len(taken))
-        ports = await holder.call("open", [(key, m.user_id, m.cookie) for key, m in zip(keys, taken, strict=True)])
+        ends = await holder.call(
+            "open", [(key, m.user_id, m.cookie, m.address) for key, m in zip(keys, taken, strict=True)]
+        )
         holder.count += len(taken)
-        for key, member, port in zip(keys, taken, ports, strict=True):
-            stream = run.far[key] = FarStream(member, port)
+        for key, member, end in zip(keys, taken, ends, strict=True):
+            stream = run.far[key] = FarStream(member, tuple(end))
             member.streams.append(stream)
             streams.append(stream)
     return streams
@@ -421,7 +440,10 @@ async def open_here(run: Run, url: str, wanted: list[Member]) -> list[Stream]:
         batch = []
         for member in wanted[start : start + OPEN_BATCH]:
             _, stream = await loop.create_connection(
-                lambda m=member: Stream(run, m, parts.netloc), parts.hostname, parts.port
+                lambda m=member: Stream(run, m, parts.netloc),
+                parts.hostname,
+                parts.port,
+                local_addr=(member.address, 0) if member.address else None,
             )
             member.streams.append(stream)
             batch.append(stream)
@@ -491,12 +513,12 @@ async def _hold(connection, url: str) -> None:
         try:
             answer = None
             if command == "open":
-                wanted = [Member(user_id, cookie) for _key, user_id, cookie in arguments[0]]
+                wanted = [Member(user_id, cookie, address=address) for _key, user_id, cookie, address in arguments[0]]
                 run.members += wanted
                 streams = await open_here(run, url, wanted)
-                for (key, _user_id, _cookie), stream in zip(arguments[0], streams, strict=True):
+                for (key, *_member), stream in zip(arguments[0], streams, strict=True):
                     stream.key = key
-                answer = [stream.port for stream in streams]
+                answer = [stream.end for stream in streams]
             elif command == "collect":
                 messages = [
                     (message, stream.key, moment) for message, got in run.arrivals.items() for stream, moment in got
@@ -544,15 +566,15 @@ def run_async(coroutine):
         return runner.run(coroutine)
 
 
-async def owner_of(run: Run, server_pids: list[int], server_port: int, port: int) -> int | None:
-    """The server process that accepted the connection from `port` (accepting may take a moment)."""
-    run.owners.pop(port, None)  # a port of a connection closed before may be in use again
+async def owner_of(run: Run, server_pids: list[int], server_port: int, end: End) -> int | None:
+    """The server process that accepted the connection from `end` (accepting may take a moment)."""
+    run.owners.pop(end, None)  # the end of a connection closed before may be in use again
     deadline = time.monotonic() + 5
-    while port not in run.owners and time.monotonic() < deadline:
+    while end not in run.owners and time.monotonic() < deadline:
         run.owners.update(socket_owners(server_pids, server_port))
-        if port not in run.owners:
+        if end not in run.owners:
             await asyncio.sleep(0.02)
-    return run.owners.get(port)
+    return run.owners.get(end)
 
 
 async def send_steadily(
@@ -584,7 +606,7 @@ async def send_steadily(
                 run.problems.append(f"send answered {status}: {body[:200]!r}")
                 return
             request_ms.append((acked - started) * 1000)
-            run.sent[json.loads(body)["id"]] = Sent(chat, author, started, acked, sender.local_port)
+            run.sent[json.loads(body)["id"]] = Sent(chat, author, started, acked, sender.end)
         finally:
             pool.put_nowait(sender)
 
@@ -606,14 +628,14 @@ async def connect_senders(run: Run, url: str, rate: float, server_pids: list[int
         if len(senders) == wanted:
             break
         sender = Sender(parts.hostname, parts.port)
-        port = await sender.connect()
+        end = await sender.connect()
         if server_pids:
-            owner = await owner_of(run, server_pids, parts.port, port)
+            owner = await owner_of(run, server_pids, parts.port, end)
             if per_worker.get(owner, 0) >= math.ceil(wanted / workers):
                 sender.close()
                 continue
             per_worker[owner] = per_worker.get(owner, 0) + 1
-            run.sender_ports.add(port)
+            run.sender_ends.add(end)
         senders.append(sender)
     return senders
 
@@ -670,7 +692,7 @@ class Result:
         return (self.rss_after - self.rss_half) / (self.streams - self.streams // 2) / 1024
 
 
-def analyse(run: Run, result: Result, owners: dict[int, int]) -> None:
+def analyse(run: Run, result: Result, owners: dict[End, int]) -> None:
     for message_id, sent in run.sent.items():
         got: dict[Stream, list[float]] = {}
         for stream, moment in run.arrivals.get(message_id, ()):
@@ -693,7 +715,7 @@ def analyse(run: Run, result: Result, owners: dict[int, int]) -> None:
                 result.latencies.append(max(0.0, latency))
                 result.from_request.append((moments[0] - sent.started) * 1000)
                 if owners:
-                    stream_worker, send_worker = owners.get(stream.port), owners.get(sent.connection_port)
+                    stream_worker, send_worker = owners.get(stream.end), owners.get(sent.connection_end)
                     if stream_worker is not None and send_worker is not None:
                         (result.same if stream_worker == send_worker else result.cross).append(max(0.0, latency))
         firsts = [moments[0] for moments in seen.values()]
@@ -742,7 +764,7 @@ async def _measure(run: Run, url: str, server_pid: int, result: Result, duration
     if workers:
         run.owners.update(socket_owners(workers, urlsplit(url).port))
         for stream in (stream for member in members for stream in member.streams):
-            owner = run.owners.get(stream.port, 0)
+            owner = run.owners.get(stream.end, 0)
             result.streams_per_worker[owner] = result.streams_per_worker.get(owner, 0) + 1
     cpu_before, wall_before, client_before = cpu_seconds(pids), time.perf_counter(), client_cpu_seconds(run)
     result.request_ms = await send_steadily(run, url, result.rate, duration, tag, workers, result.workers)
@@ -750,8 +772,8 @@ async def _measure(run: Run, url: str, server_pid: int, result: Result, duration
     result.server_cpu = (cpu_seconds(pids) - cpu_before) / wall
     result.client_cpu = (client_cpu_seconds(run) - client_before) / wall
     await asyncio.sleep(DRAIN_SECONDS)
-    for port in run.sender_ports:
-        owner = run.owners.get(port, 0)
+    for end in run.sender_ends:
+        owner = run.owners.get(end, 0)
         result.senders_per_worker[owner] = result.senders_per_worker.get(owner, 0) + 1
     await collect(run)
     analyse(run, result, run.owners)
@@ -788,7 +810,7 @@ class Typed:
     active: bool
     started: float
     acked: float
-    connection_port: int
+    connection_end: End
 
 
 @dataclass
@@ -804,6 +826,7 @@ class Typing:
     strays: int = 0  # read by the typist's own streams, or outside the chat
     early: int = 0  # read before the typist read its 204 (counted as 0 ms)
     latencies: list[float] = field(default_factory=list)  # ms, from the 204
+    from_request: list[float] = field(default_factory=list)  # ms, from writing the request
     cross: list[float] = field(default_factory=list)  # ms, stream on another worker than the request
     same: list[float] = field(default_factory=list)
     request_ms: list[float] = field(default_factory=list)
@@ -965,7 +988,7 @@ async def type_steadily(
                 run.problems.append(f"typing answered {status}: {body[:200]!r}")
                 return
             request_ms.append((acked - started) * 1000)
-            run.typed.append(Typed(chat, typist, active, started, acked, sender.local_port))
+            run.typed.append(Typed(chat, typist, active, started, acked, sender.end))
         finally:
             pool.put_nowait(sender)
 
@@ -975,7 +998,7 @@ async def type_steadily(
     return request_ms
 
 
-def analyse_typing(run: Run, chat: int, typists: list[Member], result: Typing, owners: dict[int, int]) -> None:
+def analyse_typing(run: Run, chat: int, typists: list[Member], result: Typing, owners: dict[End, int]) -> None:
     """Match the typing events each stream read from each typist, in order, to that typist's requests."""
     sent: dict[int, list[Typed]] = {}
     for typed in run.typed:
@@ -1003,8 +1026,9 @@ def analyse_typing(run: Run, chat: int, typists: list[Member], result: Typing, o
                     latency = (moment - typed.acked) * 1000
                     result.early += latency < 0
                     result.latencies.append(max(0.0, latency))
+                    result.from_request.append((moment - typed.started) * 1000)
                     if owners:
-                        stream_worker, typing_worker = owners.get(stream.port), owners.get(typed.connection_port)
+                        stream_worker, typing_worker = owners.get(stream.end), owners.get(typed.connection_end)
                         if stream_worker is not None and typing_worker is not None:
                             same = stream_worker == typing_worker
                             (result.same if same else result.cross).append(max(0.0, latency))
@@ -1029,7 +1053,10 @@ async def churning(run: Run, url: str, churners: list[Member], result: Churn, se
         stream = None
         try:
             _, stream = await loop.create_connection(
-                lambda: Stream(run, member, parts.netloc), parts.hostname, parts.port
+                lambda: Stream(run, member, parts.netloc),
+                parts.hostname,
+                parts.port,
+                local_addr=(member.address, 0) if member.address else None,
             )
             async with asyncio.timeout(READY_SECONDS):
                 await stream.ready
@@ -1084,12 +1111,22 @@ async def measure_scale(
     typing_chat: int,
     churn: Churn | None,
     chat_size: int,
+    one_address: bool = False,
 ) -> ScaleResult:
     """Issue 25's scenarios against a running server, in turn: memory of idle streams, fan-out to the chat every
-    stream follows, typing in a chat of `typing_chat` members, and `churn` (see the module docstring)."""
+    stream follows, typing in a chat of `typing_chat` members, and `churn` (see the module docstring).
+
+    Each user's streams come from a loopback address of its own, as people's do, unless `one_address`: then all
+    come from 127.0.0.1, as measure's do, and the server's per-address connection share (edge/connections.py)
+    looks at every one of them whenever another connection from that address opens.
+    """
     began = time.perf_counter()
     users = await register(url, [f"rt-{tag}-{n}" for n in range(result.users)])
     churners = await register(url, [f"rt-{tag}-c{n}" for n in range(churn.per_minute if churn else 0)])
+    if not one_address:
+        for block, people in ((1, users), (2, churners)):
+            for number, member in enumerate(people):
+                member.address = loopback(number, block)
     fanout_chat = await make_chat(url, "everyone", users[0], users[1:])
     typists = users[:typing_chat]
     typing_chat_id = await make_chat(url, "typing", typists[0], typists[1:]) if len(typists) > 1 else None
@@ -1139,7 +1176,7 @@ async def _measure_scale(run, url, server_pid, result, duration, tag, typing_cha
     if workers:
         run.owners.update(socket_owners(workers, urlsplit(url).port))
         for stream in (stream for member in run.members for stream in member.streams):
-            owner = run.owners.get(stream.port, 0)
+            owner = run.owners.get(stream.end, 0)
             result.streams_per_worker[owner] = result.streams_per_worker.get(owner, 0) + 1
 
     fan = result.fanout = Result(

@@ -261,9 +261,11 @@ class Broker:
 
     def close(self) -> None:
         """Stop this broker's tasks (a new one is configured): its streams were those of an app now gone."""
+        loop = self._loop
         for task in (self._task, self._presence_task):
-            if task is not None and self._loop is not None and not self._loop.is_closed():
-                task.cancel()
+            if task is not None and loop is not None and not loop.is_closed():
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(task.cancel)
         if self._watch is not None:
             with contextlib.suppress(Exception):
                 self._watch.close()

@@ -150,9 +150,12 @@ class Presence:
         self.sweeping = loop.create_task(self._sweep_forever(), name="presence sweep")
 
     def close(self) -> None:
+        """Stop flushing and sweeping (from any thread)."""
+        loop = self.loop
         for task in (self.flushing, self.sweeping):
-            if task is not None:
-                task.cancel()
+            if task is not None and loop is not None and not loop.is_closed():
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(task.cancel)
         self.flushing = self.sweeping = None
 
     def opened(self, user: int, session: int) -> None:

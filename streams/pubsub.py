@@ -8,8 +8,9 @@ this process's streams at once, and the other processes through one of these:
 - PostgreSQL `NOTIFY` on its own channel, with the message as payload (under its 8,000-byte limit), read by the
   LISTEN connection each process already holds for events (watchers.py); the default on PostgreSQL;
 - Redis `PUBLISH` (`--pubsub redis://host:6379`), for deployments that run Redis already;
-- on SQLite with several workers, a table that the processes' data_version watch reads (watchers.py), whose rows
-  go within a minute: the only way SQLite's processes share anything.
+- on SQLite with several workers, a table that the processes' data_version watch reads (watchers.py), written in
+  batches by a task of the publishing process, whose rows go within a minute: the only way SQLite's processes
+  share anything.
 
 Each message carries this process's tag, so that a process skips its own when they come back.
 """
@@ -19,12 +20,13 @@ import contextlib
 import json
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Callable
 
 from .. import models
 from ..models import Deployment, Ephemeral
-from ..storage.engines import queries_are_local, with_connection
+from ..storage.engines import in_thread, queries_are_local, with_connection
 
 log = logging.getLogger("chat")
 
@@ -32,6 +34,7 @@ DEFAULTS = {"CHAT_PUBSUB": "auto"}
 EPHEMERAL_CHANNEL = "chat_ephemeral"  # PostgreSQL NOTIFY channel (one database's); Redis's is the deployment's own
 MAX_PAYLOAD_BYTES = 7_900  # NOTIFY refuses 8,000 bytes or more
 KEEP_SECONDS = 60  # SQLite: how long a message's row stays for other processes to read
+MAX_WAITING = 10_000  # SQLite: messages that may wait for their batch
 FRESH_SECONDS = 5  # SQLite: a row older than this is not handed to streams (it waited while nobody listened)
 PROCESS = secrets.token_hex(8)
 
@@ -54,8 +57,8 @@ class Channel:
         self.deliver = deliver  # the broker's deliver_soon: safe from any thread
 
     def publish(self, message: dict) -> None:
+        self.send(encode(message))  # first: if it fails, no stream here has it either
         self.deliver(message)
-        self.send(encode(message))
 
     def send(self, payload: str) -> None:
         """Hand the message to the other processes."""
@@ -88,20 +91,57 @@ class PostgresChannel(Channel):
 
 
 class SqliteChannel(Channel):
-    """A row for the other worker processes, which their data_version watch reads (watchers.SqliteWatch)."""
+    """Rows for the other worker processes, which their data_version watch reads (watchers.SqliteWatch). The rows
+    are written by a task of this process's, a batch at a time in the threadpool, never by the request that
+    published: a request must not wait for SQLite's write lock for this, nor start over when it cannot take it."""
 
     name = "sqlite"
 
     def __init__(self, deliver: Deliver):
         super().__init__(deliver)
-        self.sent = 0
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.waiting: list[tuple[str, float]] = []
+        self.writing: asyncio.Task | None = None
+        self.lock = threading.Lock()
+        self.batches = 0
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
 
     def send(self, payload: str) -> None:
+        with self.lock:
+            if len(self.waiting) >= MAX_WAITING:  # no loop to write them yet, or the disk is stuck: these go stale
+                del self.waiting[: MAX_WAITING // 2]
+            self.waiting.append((payload, time.time()))
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._write_soon)
+
+    def _write_soon(self) -> None:
+        if self.writing is None:
+            self.writing = self.loop.create_task(self._write(), name="ephemeral channel (sqlite)")
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                with self.lock:
+                    batch, self.waiting = self.waiting, []
+                if not batch:
+                    return
+                try:
+                    await in_thread(self._insert, batch)
+                except Exception:
+                    log.exception("writing %d typing or presence messages for the other workers failed", len(batch))
+        finally:
+            self.writing = None
+
+    def _insert(self, batch: list[tuple[str, float]]) -> None:
         now = time.time()
         with models.db.atomic():
-            Ephemeral.insert(process=PROCESS, data=payload, at=now).execute()
-            self.sent += 1
-            if self.sent % 100 == 1:
+            Ephemeral.insert_many([{"process": PROCESS, "data": data, "at": at} for data, at in batch]).execute()
+            self.batches += 1
+            if self.batches % 100 == 1:
                 Ephemeral.delete().where(Ephemeral.at < now - KEEP_SECONDS).execute()
 
     @staticmethod

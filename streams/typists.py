@@ -1,9 +1,9 @@
 """Who is typing where: `typing` events to a chat's other members, ephemeral (pubsub.py), and cheap.
 
 A typing client sends `start` about every RESEND_MS; its members treat it as over after EXPIRES_MS without one.
-Every process hears every typing message on the channel, and remembers the last for each user and chat. So a
-`start` (or a `stop`) within MIN_START_SECONDS of the same one is dropped whichever process published it (the client
-still gets 204), and a message sent through any process stops its sender's typing there. Clients also clear a
+Every process hears every typing message on the channel, and remembers the last for each user and chat. So the
+throttle (Typists) holds whichever process a request reaches: a repeat too soon is dropped, and the client still
+gets 204. A message sent through any process stops its sender's typing there. Clients also clear a
 member's typing on their `message.created`.
 """
 
@@ -22,7 +22,13 @@ MAX_LISTED = 1_000  # typists GET /api/chats/{id}/typing lists at most (the spec
 
 
 class Typists:
-    """The last typing message for each (user, chat), from any process: [active, when, when it last started]."""
+    """The last typing message for each (user, chat), from any process: [active, when, the two last starts (older
+    first), the last stop].
+
+    A `start` goes out unless two went out in the last MIN_START_SECONDS, or, while the typing is on, one did (a
+    re-send too soon). A `stop` goes out while the typing is on, or else once per MIN_START_SECONDS. However a client
+    alternates them, at most two starts and two stops go out in any MIN_START_SECONDS.
+    """
 
     def __init__(self):
         self.last: dict[tuple[int, int], list] = {}
@@ -35,41 +41,29 @@ class Typists:
             self.in_chat = {}
             for user, chat in self.last:
                 self.in_chat.setdefault(chat, set()).add(user)
-        was = self.last.get(key)
-        self.last[key] = [active, now, now if active else (was[2] if was else 0.0)]
+        never = -FORGET_SECONDS
+        _, _, older, newer, stopped = self.last.get(key) or (False, never, never, never, never)
+        if active:
+            older, newer = newer, now
+        self.last[key] = [active, now, older, newer, stopped if active else now]
         self.in_chat.setdefault(key[1], set()).add(key[0])
 
-    def typing_in(self, chat: int, viewer: int) -> list[dict]:
-        """The chat's members typing now (the viewer aside), longest typing first, as `typing` events say it, with
-        the time left before each expires."""
-        now = time.monotonic()
-        with self.lock:
-            found = []
-            for user in self.in_chat.get(chat, ()):
-                active, at, started = self.last[(user, chat)]
-                left = EXPIRES_MS - int((now - at) * 1000)
-                if active and left > 0 and user != viewer:
-                    found.append((started, user, left))
-        found.sort()
-        return [_typing(chat, user, True, left) for _, user, left in found[:MAX_LISTED]]
-
     def start(self, user: int, chat: int) -> bool:
-        """Whether a `start` now should go out: not within MIN_START_SECONDS of the last one."""
+        """Whether a `start` now should go out."""
         now = time.monotonic()
         with self.lock:
             was = self.last.get((user, chat))
-            if was is not None and now - was[2] < MIN_START_SECONDS:
+            if was is not None and now - (was[3] if was[0] else was[2]) < MIN_START_SECONDS:
                 return False
             self._record((user, chat), True, now)
             return True
 
     def stop(self, user: int, chat: int) -> bool:
-        """Whether an explicit `stop` should go out (its start may have gone out through another process): not
-        within MIN_START_SECONDS of the last stop."""
+        """Whether an explicit `stop` should go out (its start may have gone out through another process)."""
         now = time.monotonic()
         with self.lock:
             was = self.last.get((user, chat))
-            if was is not None and not was[0] and now - was[1] < MIN_START_SECONDS:
+            if was is not None and not was[0] and now - was[4] < MIN_START_SECONDS:
                 return False
             self._record((user, chat), False, now)
             return True
@@ -87,8 +81,26 @@ class Typists:
     def heard(self, user: int, chat: int, active: bool) -> None:
         """A typing message came from the channel (any process's, this one's too): so a send here stops typing
         started through another process, and the throttle holds across them."""
+        now = time.monotonic()
         with self.lock:
-            self._record((user, chat), active, time.monotonic())
+            was = self.last.get((user, chat))
+            if was is not None and was[0] == active and now - was[1] < MIN_START_SECONDS:
+                return  # what this process recorded as it published (or a copy): one start, not two
+            self._record((user, chat), active, now)
+
+    def typing_in(self, chat: int, viewer: int) -> list[dict]:
+        """The chat's members typing now (the viewer aside), longest typing first, as `typing` events say it, with
+        the time left before each expires."""
+        now = time.monotonic()
+        with self.lock:
+            found = []
+            for user in self.in_chat.get(chat, ()):
+                active, at, _, started, _ = self.last[(user, chat)]
+                left = EXPIRES_MS - int((now - at) * 1000)
+                if active and left > 0 and user != viewer:
+                    found.append((started, user, left))
+        found.sort()
+        return [_typing(chat, user, True, left) for _, user, left in found[:MAX_LISTED]]
 
 
 typists = Typists()

@@ -43,6 +43,7 @@ WRITERS = {
     "open_direct_chat",
     "pin_message",
     "unpin_message",
+    "set_presence",
 }
 # Async: it reads its body as it arrives, on the event loop, then stores the file in the threadpool (in_thread).
 ASYNC_WRITERS = {"upload_file"}
@@ -66,6 +67,10 @@ READERS = {
     "list_threads",
     "get_chat_settings",
     "list_pins",
+    # Typing writes nothing: it publishes on the ephemeral channel (streams/pubsub.py).
+    "set_typing",
+    "list_typing",
+    "get_presence",
 }
 # They hash a password, delete an unbounded number of rows, or (search) read one.
 # search_messages is async, and runs in a lane of its own (edge/search_lane.py), never the threadpool.

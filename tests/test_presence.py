@@ -71,6 +71,10 @@ def test_typing_reaches_the_other_members_only_and_stops_on_send(people, streams
                             "resend_in_ms": 5000}  # fmt: skip
     alice.send(shared, "done typing")
     assert to_bob.next_ephemeral("typing").data["active"] is False  # the send stopped it
+    typing(alice, shared, "start")  # the next message, at once
+    assert to_bob.next_ephemeral("typing").data["active"] is True
+    typing(alice, shared, "stop")  # and given up, at once
+    assert to_bob.next_ephemeral("typing").data["active"] is False
     # Carol's first typing event is the one in her chat, though Alice typed in the other first.
     typing(alice, with_carol, "start")
     assert to_carol.next_ephemeral("typing").data["chat_id"] == with_carol
@@ -223,14 +227,21 @@ def test_typists_throttle_starts_and_stops_and_stop_on_send_only_after_a_start(m
     typists = typists_module.Typists()
     assert typists.sent(1, 7) is False  # nothing started: a send says nothing
     assert typists.start(1, 7) is True
-    assert typists.start(1, 7) is False  # within 2 s
+    assert typists.start(1, 7) is False  # a re-send within 2 s
     assert typists.start(2, 7) is True and typists.start(1, 8) is True  # others' are their own
-    assert typists.stop(1, 7) is True
-    assert typists.stop(1, 7) is False  # the same stop again, too soon
-    assert typists.start(1, 7) is False  # a second start within 2 s of the first, though a stop came between
+    assert typists.sent(1, 7) is True and typists.sent(1, 7) is False  # the send stopped it, once
+    assert typists.start(1, 7) is True  # typing the next message: news, not a repeat
+    assert typists.stop(1, 7) is True  # and emptying the box at once stops it, though a stop went out just now
+    # Alternating as fast as it likes, a client gets two starts and two stops out in 2 s, no more.
+    assert typists.start(1, 7) is False
+    assert typists.stop(1, 7) is False
     clock[0] += 2
     assert typists.start(1, 7) is True
-    assert typists.sent(1, 7) is True and typists.sent(1, 7) is False  # the send stopped it, once
+    assert typists.stop(1, 7) is True
+    typists.heard(1, 7, False)  # its own stop, heard back: no second stop
+    assert typists.start(1, 7) is True and typists.stop(1, 7) is True
+    typists.heard(1, 7, False)
+    assert typists.start(1, 7) is False  # three in 2 s
     typists.heard(1, 9, True)  # started through another process
     assert typists.start(1, 9) is False and typists.sent(1, 9) is True
     clock[0] += 9

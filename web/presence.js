@@ -9,7 +9,6 @@ import { el } from "./dom.js";
 
 const RESEND_MS = 5_000; // the spec's `resend_in_ms`, until a typing event brings the server's own
 const TYPING_PAUSE_MS = 5_000; // no input in the message box for this long ends the typing
-const MIN_START_GAP_MS = 2_000; // the server drops a second `start` in a chat sooner than this
 const IDLE_AFTER_MS = 5 * 60_000; // no input on the page for this long: idle
 const HIDDEN_IDLE_MS = 60_000; // the page hidden (another tab, minimised) for this long: idle
 const IDLE_CHECK_MS = 15_000;
@@ -88,16 +87,14 @@ export class Typists {
  * This page's own typing: `input(chatId, text)` after each change of the message box sends `op=start` at once and
  * again at most every `resend_in_ms` while the input goes on; an emptied box, a pause of a few seconds or stop()
  * (another chat opened, the page hidden) sends `op=stop`. reset() forgets it without a request, for when the
- * server ended it itself (the message was sent) or the session is over. The server drops a `start` that comes
- * within 2 s of the last one in the same chat, even after a stop, so one that would is sent once those 2 s are up.
+ * server ended it itself (the message was sent) or the session is over. The server takes a `start` after a stop
+ * (or a sent message) at once; it drops only a repeat within 2 s, which this never sends.
  */
 export class TypingNotifier {
   constructor() {
     this.chatId = null; // the chat the message box is being typed in
     this.startedAt = 0; // when this spell of typing last sent `start`; 0 before it has
-    this.lastStart = { chatId: null, at: 0 }; // the last `start` sent at all, for the server's 2 s
     this.pause = null;
-    this.deferred = null;
     this.resendMs = RESEND_MS;
   }
 
@@ -107,22 +104,12 @@ export class TypingNotifier {
     this.chatId = chatId;
     clearTimeout(this.pause);
     this.pause = setTimeout(() => this.stop(), TYPING_PAUSE_MS);
-    const now = Date.now();
-    if (this.deferred !== null || (this.startedAt && now - this.startedAt < this.resendMs)) return;
-    const wait = this.lastStart.chatId === chatId ? this.lastStart.at + MIN_START_GAP_MS - now : 0;
-    if (wait <= 0) {
-      this.start(chatId);
-      return;
-    }
-    this.deferred = setTimeout(() => {
-      this.deferred = null;
-      if (this.chatId === chatId) this.start(chatId);
-    }, wait);
+    if (this.startedAt && Date.now() - this.startedAt < this.resendMs) return;
+    this.start(chatId);
   }
 
   start(chatId) {
     this.startedAt = Date.now();
-    this.lastStart = { chatId, at: this.startedAt };
     this.send(chatId, "start");
   }
 
@@ -135,9 +122,7 @@ export class TypingNotifier {
 
   reset() {
     clearTimeout(this.pause);
-    clearTimeout(this.deferred);
     this.pause = null;
-    this.deferred = null;
     this.chatId = null;
     this.startedAt = 0;
   }
