@@ -330,3 +330,33 @@ def write_lock_held_by_another_thread():
     finally:
         release.set()
         holder.join()
+
+
+# The live-server harness of tests/test_races_conversations.py, shared by the modules that run people against a
+# chat-server of their own: each such module has a `backend` fixture (a running server and its database).
+
+
+@pytest.fixture
+def people(backend):
+    """A function that registers people on the module's live server; their clients are closed after the test."""
+    from tests.test_races_conversations import registering  # a test module, which imports this one
+
+    with registering(backend) as make:
+        yield make
+
+
+@pytest.fixture
+def streams():
+    """Open an event stream for each person and wait until each is live; all are closed after the test."""
+    opened = []
+
+    def open_(*people_):
+        started = [person.stream() for person in people_]
+        opened.extend(started)
+        for stream in started:
+            stream.ready()
+        return started
+
+    yield open_
+    for stream in opened:
+        stream.close()

@@ -5,6 +5,7 @@ queue of its own, so that a test of stored events never sees them and one of eph
 import json
 import queue
 import threading
+import time
 from dataclasses import dataclass
 
 import httpx
@@ -120,6 +121,14 @@ class Stream:
                 raise AssertionError(f"no ephemeral event within {timeout} s; errors: {self.errors}") from None
             if not kinds or event.kind in kinds:
                 return event
+
+    def presence_of(self, user_id: int, timeout: float = 10) -> dict:
+        """The data of the next presence event about this user (others skipped)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            event = self.next_ephemeral("presence", timeout=max(deadline - time.monotonic(), 0.01))
+            if event.data["user_id"] == user_id:
+                return event.data
 
     def drain_ephemeral(self) -> list[Received]:
         events = []

@@ -428,15 +428,6 @@ def overheard(cluster: Cluster, pubsub: str) -> Iterator[Callable[[Callable[[dic
         yield heard
 
 
-def presence_of(stream: Stream, user: User, timeout: float = 10) -> dict:
-    """The next presence event about `user` on the stream (others skipped)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        event = stream.next_ephemeral("presence", timeout=max(deadline - time.monotonic(), 0.01))
-        if event.data["user_id"] == user.id:
-            return event.data
-
-
 def test_typing_through_host_a_reaches_a_stream_on_host_b(cluster_over_pubsub, pubsub, clients):
     cluster = cluster_over_pubsub
     alice, bob = register(cluster, clients), register(cluster, clients)
@@ -470,12 +461,12 @@ def test_a_killed_hosts_users_go_offline_on_the_other_host_within_the_presence_t
     carol.new_chat(dave)
     to_dave = stream_on(cluster, "a", dave, clients)
     stream_on(cluster, "b", carol, clients)
-    assert presence_of(to_dave, carol) == {"user_id": carol.id, "state": "online", "status_text": ""}
+    assert to_dave.presence_of(carol.id) == {"user_id": carol.id, "state": "online", "status_text": ""}
 
     killed_at = time.monotonic()
     cluster.kill("b")
     allowed = PRESENCE_TIMEOUT + PRESENCE_GRACE + 2 * PRESENCE_SWEEP
-    offline = presence_of(to_dave, carol, timeout=allowed)
+    offline = to_dave.presence_of(carol.id, timeout=allowed)
     took = time.monotonic() - killed_at
 
     assert offline == {"user_id": carol.id, "state": "offline", "status_text": ""}

@@ -10,7 +10,7 @@ import urllib.parse
 import pytest
 
 from tests.sse import Received, Stream, check_event
-from tests.test_races_conversations import BACKENDS, THUMBS, Person, registering, running
+from tests.test_races_conversations import BACKENDS, THUMBS, Person, running
 
 PAST = "2000-01-01T00:00:00Z"
 FUTURE = "2999-01-01T00:00:00Z"
@@ -47,29 +47,6 @@ def assert_got_nothing_before(outsider: Person, stream: Stream) -> None:
 def backend(request):
     with running(request.param) as started:
         yield started
-
-
-@pytest.fixture
-def people(backend):
-    with registering(backend) as make:
-        yield make
-
-
-@pytest.fixture
-def streams():
-    """Open a stream for each person and wait until each is live; all are closed after the test."""
-    opened: list[Stream] = []
-
-    def open_(*people_: Person) -> list[Stream]:
-        started = [person.stream() for person in people_]
-        opened.extend(started)
-        for stream in started:
-            stream.ready()
-        return started
-
-    yield open_
-    for stream in opened:
-        stream.close()
 
 
 def reaction_path(chat_id: int, message_id: int) -> str:

@@ -10,7 +10,6 @@ import time
 import pytest
 
 from chat_server.streams import typists as typists_module
-from tests.sse import Stream
 from tests.test_races_conversations import BACKENDS, Person, new_client, registering, running
 
 GRACE = 1  # --presence-grace: offline shows this long after the last stream closes
@@ -22,41 +21,10 @@ def backend(request):
         yield started
 
 
-@pytest.fixture
-def people(backend):
-    with registering(backend) as make:
-        yield make
-
-
-@pytest.fixture
-def streams():
-    opened: list[Stream] = []
-
-    def open_(*people_: Person) -> list[Stream]:
-        started = [person.stream() for person in people_]
-        opened.extend(started)
-        for stream in started:
-            stream.ready()
-        return started
-
-    yield open_
-    for stream in opened:
-        stream.close()
-
-
 def typing(person: Person, chat_id: int, op: str, client=None) -> None:
     answer = (client or person.client).post(f"/chats/{chat_id}/typing", data={"op": op})
     assert answer.status_code == 204, answer.text
     assert answer.content == b""
-
-
-def presence_of(stream: Stream, user: Person, timeout: float = 10) -> dict:
-    """The next presence event about `user` on the stream (others skipped)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        event = stream.next_ephemeral("presence", timeout=max(deadline - time.monotonic(), 0.01))
-        if event.data["user_id"] == user.id:
-            return event.data
 
 
 def test_typing_reaches_the_other_members_only_and_stops_on_send(people, streams):
@@ -127,8 +95,8 @@ def test_presence_goes_to_people_who_share_a_chat_only(people, streams):
     carol.new_chat(dave)
     to_bob, to_carol = streams(bob, carol)
     (to_alice,) = streams(alice)
-    assert presence_of(to_bob, alice) == {"user_id": alice.id, "state": "online", "status_text": ""}
-    assert presence_of(to_alice, alice)["state"] == "online"  # her own, for her other devices
+    assert to_bob.presence_of(alice.id) == {"user_id": alice.id, "state": "online", "status_text": ""}
+    assert to_alice.presence_of(alice.id)["state"] == "online"  # her own, for her other devices
     (to_dave,) = streams(dave)
     # Dave came online after Alice: Carol hears Dave, and never heard Alice.
     first = to_carol.next_ephemeral("presence")
@@ -137,7 +105,7 @@ def test_presence_goes_to_people_who_share_a_chat_only(people, streams):
     assert first.data["user_id"] == dave.id
     to_dave.close()
     to_alice.close()
-    assert presence_of(to_bob, alice, timeout=GRACE + 10)["state"] == "offline"
+    assert to_bob.presence_of(alice.id, timeout=GRACE + 10)["state"] == "offline"
 
 
 def test_presence_idle_status_text_and_lookup(people, streams):
@@ -145,13 +113,13 @@ def test_presence_idle_status_text_and_lookup(people, streams):
     alice.new_chat(bob)
     (to_bob,) = streams(bob)
     streams(alice)
-    assert presence_of(to_bob, alice)["state"] == "online"
+    assert to_bob.presence_of(alice.id)["state"] == "online"
     answer = alice.client.put("/presence", data={"state": "idle"})
     assert answer.json() == {"user_id": alice.id, "state": "idle", "status_text": ""}
-    assert presence_of(to_bob, alice)["state"] == "idle"
+    assert to_bob.presence_of(alice.id)["state"] == "idle"
     answer = alice.client.put("/presence", data={"status_text": "at lunch 🍜", "state": "active"})
     assert answer.json() == {"user_id": alice.id, "state": "online", "status_text": "at lunch 🍜"}
-    assert presence_of(to_bob, alice) == {"user_id": alice.id, "state": "online", "status_text": "at lunch 🍜"}
+    assert to_bob.presence_of(alice.id) == {"user_id": alice.id, "state": "online", "status_text": "at lunch 🍜"}
     looked_up = bob.client.get("/presence", params={"user_ids": [alice.id, carol.id, 999999, bob.id, alice.id]})
     assert looked_up.json()["presence"] == [
         {"user_id": alice.id, "state": "online", "status_text": "at lunch 🍜"},
@@ -172,12 +140,12 @@ def test_reconnecting_within_the_grace_does_not_flap(people, streams):
     alice.new_chat(bob)
     (to_bob,) = streams(bob)
     (first,) = streams(alice)
-    assert presence_of(to_bob, alice)["state"] == "online"
+    assert to_bob.presence_of(alice.id)["state"] == "online"
     first.close()
     streams(alice)  # back within the grace
     time.sleep(GRACE + 1)  # long enough for an offline to have gone out, were it wrong
     alice.client.put("/presence", data={"status_text": "back"})
-    assert presence_of(to_bob, alice) == {"user_id": alice.id, "state": "online", "status_text": "back"}
+    assert to_bob.presence_of(alice.id) == {"user_id": alice.id, "state": "online", "status_text": "back"}
 
 
 # The other channels between worker processes: SQLite's table (the default with --workers above 1) and Redis. Eight
@@ -209,13 +177,13 @@ def test_typing_and_presence_reach_streams_on_every_worker(two_workers):
             with alice.stream() as to_alice:
                 to_alice.ready()
                 for stream in to_bob:
-                    assert presence_of(stream, alice)["state"] == "online"
+                    assert stream.presence_of(alice.id)["state"] == "online"
                 typing(alice, chat_id, "start")
                 for stream in to_bob:
                     assert stream.next_ephemeral("typing").data == {"chat_id": chat_id, "user_id": alice.id,
                         "active": True, "expires_in_ms": 8000, "resend_in_ms": 5000}  # fmt: skip
             for stream in to_bob:
-                assert presence_of(stream, alice, timeout=GRACE + 10)["state"] == "offline"
+                assert stream.presence_of(alice.id, timeout=GRACE + 10)["state"] == "offline"
         finally:
             for stream in to_bob:
                 stream.close()
@@ -277,13 +245,13 @@ def test_deleting_an_account_while_streaming_leaves_presence_consistent(people, 
     alice.new_chat(bob)
     (to_bob,) = streams(bob)
     (to_alice,) = streams(alice)
-    assert presence_of(to_bob, alice)["state"] == "online"
+    assert to_bob.presence_of(alice.id)["state"] == "online"
     assert alice.client.delete(f"/user/{alice.id}").status_code == 200
     to_alice.ended.wait(10)
     # Her stream's close is written after her account is gone: nothing to publish, nothing failing. Bob's own
     # status change is the marker that the server went on.
     assert bob.client.put("/presence", data={"status_text": "still here"}).status_code == 200
-    while presence_of(to_bob, bob)["status_text"] != "still here":  # his own online came first
+    while to_bob.presence_of(bob.id)["status_text"] != "still here":  # his own online came first
         pass
     time.sleep(0.5)
     assert "writing presence failed" not in backend.server.log()

@@ -157,12 +157,6 @@ def registering(backend: Backend) -> Iterator[Callable[[int], list[Person]]]:
             client.close()
 
 
-@pytest.fixture
-def people(backend):
-    with registering(backend) as make:
-        yield make
-
-
 def at_once(*requests: tuple) -> list[httpx.Response]:
     """Send each (person, method, path) or (person, method, path, form) from a thread of its own, all released
     together, each on a connection it opened beforehand (with two workers, one or the other accepted it); their
