@@ -53,6 +53,7 @@ EMOJI = ("👍", "❤️", "😂", "🎉", "👀", "🚀")
 THREAD_SHARE = 0.10
 REPLY_SHARE = 0.15
 MENTION_SHARE = 0.10
+TYPING_SHARE = 0.5  # messages that start with POST .../typing, as a client typing them does
 MENTION_ALL_SHARE = 0.01
 REMEMBERED = 200  # messages, threads and reactions a user keeps in mind to check or act on later
 FOLLOW_UP_PAGE = 1000
@@ -142,6 +143,13 @@ def _judge_run(environment, **_kwargs):
         environment.process_exit_code = 1
     else:
         log.info("load check passed: no failures, every endpoint's p95 within %.0f ms", limit)
+
+
+# The stream's ephemeral events and the keys their data has.
+EPHEMERAL = {
+    "typing": {"chat_id", "user_id", "active", "expires_in_ms", "resend_in_ms"},
+    "presence": {"user_id", "state", "status_text"},
+}
 
 
 class Mismatch(Exception):
@@ -414,6 +422,17 @@ class StreamTracker:
     def take(self, fields: dict[str, str]) -> None:
         now = time.monotonic()
         kind = fields.get("event", "message")
+        if kind in EPHEMERAL:  # typing and presence: no id, never stored, so nothing to count on
+            try:
+                data = json.loads(fields.get("data", ""))
+                if "id" in fields:
+                    raise Mismatch(f"it has an id: {fields}")
+                expect_keys(data, EPHEMERAL[kind], f"{kind} data")
+                if kind == "typing" and data["user_id"] == self.user_id:
+                    raise Mismatch("my own typing came back to me")
+            except (ValueError, Mismatch) as problem:
+                self.report(f"/api/events {kind}", now, f"an ephemeral {kind} event: {problem}")
+            return
         try:
             event_id = int(fields.get("id", ""))
             data = json.loads(fields.get("data", ""))
@@ -927,6 +946,18 @@ class Chatter(ChatUser):
             "GET", f"/api/chats/{chat_id}/members", name="/api/chats/{chat_id}/members", expect=200, check=members
         )
 
+        def presence(body, response):
+            expect_keys(body, {"presence"}, "the presence list")
+            asked = list(dict.fromkeys(expected[:100]))
+            if [answer["user_id"] for answer in body["presence"]] != asked:
+                raise Mismatch(f"presence of {asked} came back for {[a['user_id'] for a in body['presence']]}")
+            for answer in body["presence"]:  # members all: never unknown
+                if answer["state"] not in ("online", "idle", "offline"):
+                    raise Mismatch(f"a member's presence is {answer['state']!r}")
+
+        asked = {"user_ids": expected[:100]}
+        self.call("GET", "/api/presence", name="/api/presence", expect=200, check=presence, params=asked)
+
     @task(12)
     def send_message(self):
         """Mostly plain messages; some posted in a thread, some replies, some with an @name or @all."""
@@ -951,6 +982,8 @@ class Chatter(ChatUser):
             named = random.choice(members)
             filler, mentions = f"@{self.names[named]} {filler}", ([named], False)
         content = f"{tag} {filler}"
+        if random.random() < TYPING_SHARE:
+            self.start_typing(chat_id)
         body = self.send(chat_id, content, refers_to, **extra)
         if body is None:
             return
@@ -964,6 +997,15 @@ class Chatter(ChatUser):
         for pending in self.quoted, self.mentioned:
             while len(pending) > REMEMBERED:
                 del pending[next(iter(pending))]
+
+    def start_typing(self, chat_id: int) -> None:
+        """Say so before a message, as a client does: 204 with no body (the send then stops it)."""
+        path, name = f"/api/chats/{chat_id}/typing", "/api/chats/{chat_id}/typing"
+        with self.client.post(path, name=name, data={"op": "start"}, catch_response=True) as answer:
+            if answer.status_code != 204 or answer.content:
+                answer.failure(f"status {answer.status_code}, expected 204 with no body: {snippet(answer)}")
+            else:
+                answer.success()
 
     def post_in_thread(self, chat_id: int, filler: str) -> None:
         """Post a reply in the thread of a message read lately; it stays out of the chat's history."""
