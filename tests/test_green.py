@@ -80,3 +80,36 @@ def test_turns_pass_to_waiters_and_survive_a_cancelled_waiter():
         await asyncio.wait_for(turns.acquire(), 5)  # and back to a free turn once nobody waits
 
     asyncio.run(scenario())
+
+
+@pytest.mark.postgres
+def test_waiting_for_postgresql_works_on_descriptors_above_select_s_1023():
+    """A worker holding ten thousand event streams opens its database connections on descriptors far above 1,023,
+    which select() refuses (the 500s issue 25's benchmark found); the wait uses poll()."""
+    import resource
+    import socket
+
+    from chat_server.storage import green
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 1200
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        pytest.skip(f"the open-file limit here is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
+    held = []
+    try:
+        while not held or held[-1].fileno() < 1050:
+            held.append(socket.socket())
+        green.install()
+        connection = psycopg2.connect(fresh_postgres())
+        try:
+            assert connection.fileno() > 1023
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 42")
+                assert cursor.fetchone() == (42,)
+        finally:
+            connection.close()
+    finally:
+        for each in held:
+            each.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
