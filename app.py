@@ -3,6 +3,7 @@
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import resource
@@ -110,6 +111,10 @@ async def background_work(app):
     presence sweep, pruning the event log and expired idempotency keys, collecting unused uploads, and watching for
     the signal to stop (readiness turns 503). On the way out, this process's streams stop counting for presence."""
     shutdown.watch()
+    # What startup made (modules, the spec and its validators) lives as long as the process: out of the collector's
+    # way, so that a full collection with ten thousand streams open walks theirs only (BENCHMARKS.md, issue 25).
+    gc.collect()
+    gc.freeze()
     fanout.broker.start()
     pruning = [
         asyncio.create_task(fanout.prune_forever(), name="event pruning"),

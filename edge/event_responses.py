@@ -1,8 +1,9 @@
 """The event stream's response: Server-Sent Events with resumption, from the broker's rows, in one task.
 
 An idle stream is most of what a server holds when it holds ten thousand, so this response is as small as it can
-be: one coroutine that replays, then sleeps on its subscriber until rows or the heartbeat are due. (sse-starlette,
-used before, runs four tasks a stream under an anyio task group, about 12.6 KiB of an idle stream's 58 KiB.)
+be: one coroutine that replays, then sleeps on its subscriber until rows or the broker's heartbeat wake it, with no
+timer of its own. (sse-starlette, used before, runs four tasks a stream under an anyio task group, about 12.6 KiB of
+an idle stream's 58 KiB.)
 
 Under chat-server's protocol (connections.py) the stream is also handed off: the response sends its headers
 through the middleware like any other, then leaves itself in the scope's `HANDOFF` slot and returns, so every
@@ -20,6 +21,7 @@ from starlette.responses import Response
 
 from ..streams import fanout
 from ..streams.audience import Row
+from ..streams.fanout import HEARTBEAT as HEARTBEAT_ROW
 from ..streams.fanout import Replay, Start, Subscriber, reset_event
 
 RETRY_MS = 3_000  # the reconnect delay a stream suggests to EventSource
@@ -40,7 +42,9 @@ class HandOff:
 
 
 def encode(row: Row) -> bytes:
-    """One SSE message; ephemeral rows (typing, presence) have no id."""
+    """One SSE message; ephemeral rows (typing, presence) have no id, and a heartbeat is a comment."""
+    if row is HEARTBEAT_ROW:
+        return HEARTBEAT
     if row.id is None:
         return f"event: {row.kind}\ndata: {row.data}\n\n".encode()
     return f"id: {row.id}\nevent: {row.kind}\ndata: {row.data}\n\n".encode()
@@ -56,12 +60,12 @@ class EventStream(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, subscriber: Subscriber, start: Start, last_event_id: int | None, heartbeat: float):
+    def __init__(self, subscriber: Subscriber, start: Start, last_event_id: int | None):
         # Not Response.__init__: a stream has no body to render, and so no Content-Length.
         self.status_code = 200
         self.background = None
         self.init_headers({**NOT_STORED, "Connection": "keep-alive"})
-        self.subscriber, self.start, self.last_event_id, self.heartbeat = subscriber, start, last_event_id, heartbeat
+        self.subscriber, self.start, self.last_event_id = subscriber, start, last_event_id
 
     async def __call__(self, scope, receive, send) -> None:
         try:
@@ -125,16 +129,9 @@ class EventStream(Response):
         self.start = None  # the snapshot is not needed live
         subscriber.go_live(audience, start.head)
         await write(ready_message(start.head))
-        ready, heartbeat = subscriber.ready, self.heartbeat
-        while True:
-            try:
-                async with asyncio.timeout(heartbeat):
-                    await ready.wait()
-            except TimeoutError:
-                if subscriber.over:
-                    return
-                await write(HEARTBEAT)
-                continue
+        ready = subscriber.ready
+        while True:  # the broker's heartbeat wakes it too (fanout.HEARTBEAT): no timer of its own
+            await ready.wait()
             if subscriber.over:
                 return
             rows = subscriber.take()
@@ -143,4 +140,4 @@ class EventStream(Response):
 
 
 def stream_response(subscriber: Subscriber, start: Start, last_event_id: int | None) -> EventStream:
-    return EventStream(subscriber, start, last_event_id, fanout.broker.settings.heartbeat)
+    return EventStream(subscriber, start, last_event_id)

@@ -71,6 +71,11 @@ class Settings:
         return cls(seconds(get("CHAT_EVENT_RETENTION")), heartbeat, streams)
 
 
+# A heartbeat, handed to every live stream at once every `heartbeat` seconds by the broker's one timer (not one
+# timer a stream: ten thousand idle streams would each keep a timer and its objects alive between events).
+HEARTBEAT = Row(None, "heartbeat", None, None, None, "")
+
+
 class Subscriber:
     """A stream's place in the broker: rows wait in `backlog` until the stream takes them."""
 
@@ -137,6 +142,7 @@ class Broker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
+        self._beating: asyncio.Task | None = None
         self._joining: asyncio.Lock | None = None  # the cap check, and `last` when the first joins
         self._watch: Watch | None = None
         self.channel: pubsub.Channel = pubsub.Channel(self.deliver_soon)
@@ -255,6 +261,7 @@ class Broker:
         self._joining = asyncio.Lock()
         self._watch = Watch.for_database(self)
         self._task = loop.create_task(self._run(), name="event broker")
+        self._beating = loop.create_task(self._beat(), name="event stream heartbeats")
         self._presence_queue.clear()
         self._presence_task = None
         self.channel.start(loop)
@@ -262,7 +269,7 @@ class Broker:
     def close(self) -> None:
         """Stop this broker's tasks (a new one is configured): its streams were those of an app now gone."""
         loop = self._loop
-        for task in (self._task, self._presence_task):
+        for task in (self._task, self._beating, self._presence_task):
             if task is not None and loop is not None and not loop.is_closed():
                 with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                     loop.call_soon_threadsafe(task.cancel)
@@ -286,6 +293,13 @@ class Broker:
         if self._loop is not loop:
             self._restart(loop)
         self.presence.start(loop)
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat)
+            for subscriber in tuple(self.subscribers):
+                if subscriber.ephemeral and subscriber.audience is not None:
+                    subscriber.push(HEARTBEAT)
 
     async def _run(self) -> None:
         while True:
