@@ -45,6 +45,7 @@ __version__ = version("chat-server")
 SPEC = Path(__file__).parent / "openapi" / "chat.yaml"
 DEFAULT_DATABASE_URL = "sqlite:///chat.db"
 MULTIPART_FRAMING_BYTES = 64 * 1024
+GC_YOUNG_THRESHOLD = 50_000  # tracked objects allocated and not yet freed before a young collection (CPython: 700)
 
 log = logging.getLogger("chat")
 
@@ -112,9 +113,13 @@ async def background_work(app):
     the signal to stop (readiness turns 503). On the way out, this process's streams stop counting for presence."""
     shutdown.watch()
     # What startup made (modules, the spec and its validators) lives as long as the process: out of the collector's
-    # way, so that a full collection with ten thousand streams open walks theirs only (BENCHMARKS.md, issue 25).
+    # way, so that a full collection with ten thousand streams open walks theirs only. And a young collection only
+    # every 50,000 surviving objects, not 700: ten thousand streams each keep a waiter or two alive between two
+    # events, which at 700 the collector promotes by the thousand until a full collection (about a second at that
+    # size) walks them all; at 50,000 most are gone before it looks (BENCHMARKS.md, issue 25).
     gc.collect()
     gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     fanout.broker.start()
     pruning = [
         asyncio.create_task(fanout.prune_forever(), name="event pruning"),

@@ -137,6 +137,7 @@ class Broker:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.subscribers: set[Subscriber] = set()
+        self.by_user: dict[int, set[Subscriber]] = {}  # the same subscribers, by user
         self.per_user: collections.Counter[int] = collections.Counter()
         self.last: int = 0  # the newest row handed out; valid while anyone is subscribed
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -196,28 +197,26 @@ class Broker:
             log.warning("an ephemeral message of an unknown form; dropped")
 
     async def _deliver_presence(self) -> None:
-        """Presence changes in the order they came: each to the live streams of the people who share a chat with
-        its user, and to that user's own."""
+        """Presence changes in the order they came: each to the live streams here of the people who share a chat with
+        its user, and to that user's own. One query finds those people; their streams are looked up by user, so a
+        change costs what it delivers, not a pass over every stream of the process."""
         try:
             while self._presence_queue:
                 message = self._presence_queue.popleft()
                 user = int(message["user"])
-                if not any(subscriber.ephemeral for subscriber in self.subscribers):
+                if not self.by_user:
                     continue
                 try:
-                    chats = await query(presences.chats_of, user)
+                    sharing = await query(presences.sharing_with, user)
                 except Exception:
-                    log.exception("reading the chats of user %d for a presence change failed", user)
+                    log.exception("reading who shares a chat with user %d for a presence change failed", user)
                     continue
                 row = Row(None, "presence", None, user, None, str(message["data"]))
-                for subscriber in self.subscribers:
-                    audience = subscriber.audience
-                    if (
-                        subscriber.ephemeral
-                        and audience is not None
-                        and (subscriber.user == user or not audience.chats.isdisjoint(chats))
-                    ):
-                        subscriber.push(row)
+                here = sharing.intersection(self.by_user) if len(sharing) > len(self.by_user) else sharing
+                for other in here:
+                    for subscriber in self.by_user.get(other, ()):
+                        if subscriber.ephemeral and subscriber.audience is not None:
+                            subscriber.push(row)
         finally:
             self._presence_task = None
 
@@ -236,6 +235,7 @@ class Broker:
                 self.last = await query(Event.head)
             subscriber = Subscriber(user, session, ephemeral=stream)
             self.subscribers.add(subscriber)
+            self.by_user.setdefault(user, set()).add(subscriber)
             self.per_user[user] += 1
         if stream:
             self.presence.start(loop)
@@ -245,6 +245,11 @@ class Broker:
     def unsubscribe(self, subscriber: Subscriber) -> None:
         if subscriber in self.subscribers:
             self.subscribers.discard(subscriber)
+            theirs = self.by_user.get(subscriber.user)
+            if theirs is not None:
+                theirs.discard(subscriber)
+                if not theirs:
+                    del self.by_user[subscriber.user]
             self.per_user[subscriber.user] -= 1
             if not self.per_user[subscriber.user]:
                 del self.per_user[subscriber.user]
@@ -255,6 +260,7 @@ class Broker:
         if self._watch is not None:
             self._watch.close()
         self.subscribers.clear()
+        self.by_user.clear()
         self.per_user.clear()
         self._loop = loop
         self._wakeup = asyncio.Event()

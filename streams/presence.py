@@ -319,5 +319,8 @@ def current(viewer: int, user_ids: list[int]) -> list[dict]:
     return answer
 
 
-def chats_of(user: int) -> set[int]:
-    return {row[0] for row in Membership.select(Membership.chat).where(Membership.user == user).tuples()}
+def sharing_with(user: int) -> set[int]:
+    """The users who share a chat with `user`, and `user`: who sees their presence."""
+    mine = Membership.select(Membership.chat).where(Membership.user == user)
+    others = Membership.select(Membership.user).distinct().where(Membership.chat.in_(mine))
+    return {row[0] for row in others.tuples()} | {user}
