@@ -10,7 +10,8 @@ steady rate and records, for every message, when each stream of each member of i
 streams of the chat's other members. Every stream of every member (the sender's included) must get each message
 exactly once: lost and doubled deliveries are counted, not hidden.
 
-`measure_scale` (issue 25, streams at scale) puts every stream's user into one fan-out chat, and measures in turn:
+`measure_scale` (issue 25, streams at scale) puts every stream's user into one fan-out chat, each user's streams
+coming from a loopback address of its own (127.1.x.y, as people's come from theirs), and measures in turn:
 
 - memory: the server's RSS growth per idle stream, over the second half of the streams (and over all of them),
   once the server and this client are quiet again after each half (users coming online send presence events to
@@ -18,8 +19,9 @@ exactly once: lost and doubled deliveries are counted, not hidden.
 - fan-out: messages to that chat at a steady rate, from each send's 201 to the `message.created` on every stream;
 - typing: in a chat of the first --typing-chat users, each member says `start`, then `stop`, then `start`, ...
   every 5 s (the re-send interval the server declares, so the 2-second throttle drops none), and the latency runs
-  from the 204 of `POST /api/chats/{id}/typing` to the `typing` event on every stream of the other members; lost,
-  extra, wrong-way and misdelivered typing events are counted;
+  from the 204 of `POST /api/chats/{id}/typing` to the `typing` event on every stream of the other members (and
+  from writing the request: the event often beats the 204); lost, extra, wrong-way and misdelivered typing events
+  are counted;
 - churn: separate users, each in a small chat with one of the streams' users, connect and disconnect --churn times
   a minute (each holds its stream CHURN_HOLD_SECONDS, and goes offline after the presence grace), with the idle
   streams open; the server's CPU over the churn window against the same streams idle, and the presence events the
@@ -52,6 +54,7 @@ PASSWORD = "realtime-bench-password"
 OPEN_BATCH = 200  # streams connecting at once (the listen backlog is 2048)
 READY_SECONDS = 60.0
 SENDER_CONNECTIONS = 8
+SENDER_FRESH_SECONDS = 20.0  # a sending connection not yet used by then is replaced (see connect_senders)
 DRAIN_SECONDS = 3.0  # after the last send, for the last events to arrive
 SETTLE_SECONDS = 3.0  # idle streams, before memory is read
 # Streams at scale (issue 25).
@@ -619,16 +622,24 @@ async def send_steadily(
 async def connect_senders(run: Run, url: str, rate: float, server_pids: list[int] | None, workers: int) -> list[Sender]:
     """Keep-alive connections for `rate` requests a second: SENDER_CONNECTIONS, fewer at low rates (so that each is
     used well within the server's keep-alive timeout), at least one per worker. With `server_pids` they are spread
-    evenly over the workers (see send_steadily)."""
+    evenly over the workers (see send_steadily); with tens of thousands of sockets open, finding a connection's
+    worker takes a while, and a connection kept for SENDER_FRESH_SECONDS without a request is replaced (the server
+    answers 408 to one that sends nothing within its request timeout, 30 s)."""
     parts = urlsplit(url)
     wanted = min(SENDER_CONNECTIONS, max(workers, math.ceil(2 * rate)))
-    senders: list[Sender] = []
+    kept: list[tuple[Sender, int | None, float]] = []
     per_worker: dict[int | None, int] = {}
     for _attempt in range(wanted * 50):
-        if len(senders) == wanted:
+        for stale in [entry for entry in kept if time.monotonic() - entry[2] > SENDER_FRESH_SECONDS]:
+            kept.remove(stale)
+            run.sender_ends.discard(stale[0].end)
+            stale[0].close()
+            per_worker[stale[1]] -= 1
+        if len(kept) == wanted:
             break
         sender = Sender(parts.hostname, parts.port)
         end = await sender.connect()
+        connected, owner = time.monotonic(), None
         if server_pids:
             owner = await owner_of(run, server_pids, parts.port, end)
             if per_worker.get(owner, 0) >= math.ceil(wanted / workers):
@@ -636,8 +647,8 @@ async def connect_senders(run: Run, url: str, rate: float, server_pids: list[int
                 continue
             per_worker[owner] = per_worker.get(owner, 0) + 1
             run.sender_ends.add(end)
-        senders.append(sender)
-    return senders
+        kept.append((sender, owner, connected))
+    return [sender for sender, _owner, _connected in kept]
 
 
 async def steadily(rate: float, duration: float, one) -> None:
