@@ -203,7 +203,11 @@ class Broker:
         try:
             while self._presence_queue:
                 message = self._presence_queue.popleft()
-                user = int(message["user"])
+                try:
+                    user, data = int(message["user"]), str(message["data"])
+                except (KeyError, TypeError, ValueError):
+                    log.warning("a presence message of an unknown form; dropped")
+                    continue
                 if not self.by_user:
                     continue
                 try:
@@ -211,7 +215,7 @@ class Broker:
                 except Exception:
                     log.exception("reading who shares a chat with user %d for a presence change failed", user)
                     continue
-                row = Row(None, "presence", None, user, None, str(message["data"]))
+                row = Row(None, "presence", None, user, None, data)
                 here = sharing.intersection(self.by_user) if len(sharing) > len(self.by_user) else sharing
                 for other in here:
                     for subscriber in self.by_user.get(other, ()):
@@ -288,9 +292,11 @@ class Broker:
     async def leave(self) -> None:
         """This process stops: its streams stop counting for presence at once."""
         self.presence.close()  # no flush or sweep of its own after this
-        with contextlib.suppress(Exception):
-            await in_thread(self.presence.leave)
-        self.close()
+        try:
+            with contextlib.suppress(Exception):
+                await in_thread(self.presence.leave)
+        finally:
+            self.close()
 
     def start(self) -> None:
         """Begin on the running loop before any stream opens (at startup), so that ephemeral messages and the

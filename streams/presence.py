@@ -99,9 +99,10 @@ def _settle(users, settings: Settings, now: float, *, final: bool = False) -> li
     A user with no stream left is published offline only when `final` or their grace is over."""
     if not users:
         return []
+    rows = _locked(users)  # first: the streams are then read as the users' locks let them be
     streaming = _streaming(users, now - settings.timeout)
     published = []
-    for user, row in _locked(users).items():
+    for user, row in rows.items():
         count, active = streaming.get(user, (0, 0))
         state = ONLINE if active else IDLE if count else OFFLINE
         if state == OFFLINE:
@@ -159,15 +160,15 @@ class Presence:
         self.flushing = self.sweeping = None
 
     def opened(self, user: int, session: int) -> None:
-        """A stream opened (on the event loop)."""
+        """A stream opened (on the event loop): written in the next batch, as active (opening a stream is activity,
+        also for a session that has another open here)."""
         self.local[(user, session)] += 1
-        if self.local[(user, session)] == 1:
-            self._changed((user, session))
+        self._changed((user, session))
 
     def closed(self, user: int, session: int) -> None:
         key = (user, session)
-        if self.local[key] <= 1:
-            del self.local[key]
+        if self.local.get(key, 0) <= 1:
+            self.local.pop(key, None)
             self._changed(key)
         else:
             self.local[key] -= 1
@@ -259,6 +260,8 @@ class Presence:
                 UserPresence.state != OFFLINE, UserPresence.offline_since <= now - settings.grace
             )
             due = {row[0] for row in over.tuples()}
+            if stranded | due:
+                _locked(stranded | due)  # all of them in one id order, as every other transaction takes them
             published = _settle(stranded, settings, now, final=True) + _settle(due - stranded, settings, now)
         if rejoin and self.loop is not None:
             self.loop.call_soon_threadsafe(self._rejoin)

@@ -33,14 +33,16 @@ class Typists:
     def __init__(self):
         self.last: dict[tuple[int, int], list] = {}
         self.in_chat: dict[int, set[int]] = {}  # chat -> the users with an entry in `last`
+        self.sweep_at = SWEEP_AT
         self.lock = threading.Lock()  # handlers run in threads as well as on the event loop
 
     def _record(self, key: tuple[int, int], active: bool, now: float) -> None:
-        if len(self.last) >= SWEEP_AT:
+        if len(self.last) >= self.sweep_at:
             self.last = {key: value for key, value in self.last.items() if now - value[1] < FORGET_SECONDS}
             self.in_chat = {}
             for user, chat in self.last:
                 self.in_chat.setdefault(chat, set()).add(user)
+            self.sweep_at = max(SWEEP_AT, 2 * len(self.last))  # not again until it has doubled: amortized O(1)
         never = -FORGET_SECONDS
         _, _, older, newer, stopped = self.last.get(key) or (False, never, never, never, never)
         if active:
