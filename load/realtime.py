@@ -663,8 +663,22 @@ async def steadily(rate: float, duration: float, one) -> None:
     await asyncio.gather(*tasks)
 
 
+class MemoryFigures:
+    """RSS per stream, from the readings a result keeps (rss_before, rss_half, rss_after) and its stream count."""
+
+    @property
+    def per_stream_kib(self) -> float:
+        """RSS growth per stream, all streams against none."""
+        return (self.rss_after - self.rss_before) / self.streams / 1024
+
+    @property
+    def marginal_kib(self) -> float:
+        """RSS growth per stream of the second half of the streams."""
+        return (self.rss_after - self.rss_half) / (self.streams - self.streams // 2) / 1024
+
+
 @dataclass
-class Result:
+class Result(MemoryFigures):
     label: str
     streams: int
     workers: int
@@ -691,16 +705,6 @@ class Result:
     streams_per_worker: dict[int, int] = field(default_factory=dict)
     senders_per_worker: dict[int, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
-
-    @property
-    def per_stream_kib(self) -> float:
-        """RSS growth per stream, all streams against none."""
-        return (self.rss_after - self.rss_before) / self.streams / 1024
-
-    @property
-    def marginal_kib(self) -> float:
-        """RSS growth per stream of the second half of the streams."""
-        return (self.rss_after - self.rss_half) / (self.streams - self.streams // 2) / 1024
 
 
 def analyse(run: Run, result: Result, owners: dict[End, int]) -> None:
@@ -865,7 +869,7 @@ class Churn:
 
 
 @dataclass
-class ScaleResult:
+class ScaleResult(MemoryFigures):
     label: str
     streams: int
     workers: int
@@ -889,16 +893,6 @@ class ScaleResult:
     @property
     def per_member(self) -> int:
         return math.ceil(self.streams / self.users)
-
-    @property
-    def per_stream_kib(self) -> float:
-        """RSS growth per stream, all streams against none."""
-        return (self.rss_after - self.rss_before) / self.streams / 1024
-
-    @property
-    def marginal_kib(self) -> float:
-        """RSS growth per stream of the second half of the streams."""
-        return (self.rss_after - self.rss_half) / (self.streams - self.streams // 2) / 1024
 
 
 async def on_connections(url: str, jobs: list, work) -> list:
